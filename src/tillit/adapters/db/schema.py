@@ -1,0 +1,299 @@
+"""The database schema (SQLAlchemy Core). Invariants are enforced here as well as in the code.
+
+Alembic migrations under ``migrations/versions`` are the source of truth for the live schema; this
+module must match the head revision (``tests/integration/test_migrations.py`` checks it).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+ID = String(32)
+TS = DateTime(timezone=True)
+MONEY = BigInteger
+
+merchants = Table(
+    "merchants",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(20), nullable=False, server_default="active"),
+    Column("created_at", TS, nullable=False),
+    CheckConstraint("status IN ('active','suspended')", name="status"),
+)
+
+stores = Table(
+    "stores",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("created_at", TS, nullable=False),
+    UniqueConstraint("merchant_id", "name", name="uq_stores_merchant_name"),
+)
+
+terminals = Table(
+    "terminals",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("store_id", ID, ForeignKey("stores.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("created_at", TS, nullable=False),
+    UniqueConstraint("store_id", "name", name="uq_terminals_store_name"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("merchant_id", ID, ForeignKey("merchants.id")),
+    Column("terminal_id", ID, ForeignKey("terminals.id")),
+    Column("name", String(200), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("revoked_at", TS),
+    CheckConstraint("role IN ('admin','merchant','terminal')", name="role"),
+    CheckConstraint(
+        "(role = 'admin' AND merchant_id IS NULL AND terminal_id IS NULL)"
+        " OR (role = 'merchant' AND merchant_id IS NOT NULL AND terminal_id IS NULL)"
+        " OR (role = 'terminal' AND merchant_id IS NOT NULL AND terminal_id IS NOT NULL)",
+        name="scope",
+    ),
+)
+
+products = Table(
+    "products",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("sku", String(64), nullable=False),
+    Column("barcode", String(64)),
+    Column("name", String(200), nullable=False),
+    Column("price", MONEY, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("stock", BigInteger),
+    Column("active", Integer, nullable=False, server_default="1"),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    UniqueConstraint("merchant_id", "sku", name="uq_products_merchant_sku"),
+    UniqueConstraint("merchant_id", "barcode", name="uq_products_merchant_barcode"),
+    CheckConstraint("price >= 0 AND price <= 1000000000000", name="price"),
+    CheckConstraint("active IN (0, 1)", name="active"),
+)
+
+counters = Table(
+    "counters",
+    metadata,
+    Column("merchant_id", ID, ForeignKey("merchants.id"), primary_key=True),
+    Column("name", String(32), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("store_id", ID, ForeignKey("stores.id"), nullable=False),
+    Column("terminal_id", ID, ForeignKey("terminals.id")),
+    Column("number", BigInteger, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("subtotal", MONEY, nullable=False),
+    Column("discount_total", MONEY, nullable=False),
+    Column("total", MONEY, nullable=False),
+    Column("paid_amount", MONEY, nullable=False, server_default="0"),
+    Column("refunded_amount", MONEY, nullable=False, server_default="0"),
+    Column("cancel_reason", String(32)),
+    Column("note", String(500)),
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    UniqueConstraint("merchant_id", "number", name="uq_orders_merchant_number"),
+    CheckConstraint("status IN ('open','paid','cancelled','refunded')", name="status"),
+    CheckConstraint("total >= 0 AND subtotal >= 0 AND discount_total >= 0", name="totals_nonneg"),
+    CheckConstraint("total = subtotal - discount_total", name="total_sum"),
+    CheckConstraint("paid_amount >= 0 AND paid_amount <= total", name="paid_range"),
+    CheckConstraint("refunded_amount >= 0 AND refunded_amount <= paid_amount", name="refund_range"),
+    CheckConstraint("status <> 'paid' OR paid_amount = total", name="paid_full"),
+    CheckConstraint(
+        "cancel_reason IS NULL OR cancel_reason IN "
+        "('customer_cancelled','cashier_cancelled','payment_failed','timeout','other')",
+        name="cancel_reason",
+    ),
+    CheckConstraint("(status = 'cancelled') = (cancel_reason IS NOT NULL)", name="cancel_has_reason"),
+)
+Index("ix_orders_merchant_created", orders.c.merchant_id, orders.c.created_at)
+
+order_lines = Table(
+    "order_lines",
+    metadata,
+    Column("order_id", ID, ForeignKey("orders.id"), primary_key=True),
+    Column("line_no", Integer, primary_key=True),
+    Column("product_id", ID, ForeignKey("products.id"), nullable=False),
+    Column("sku", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("unit_price", MONEY, nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("discount", MONEY, nullable=False),
+    Column("amount", MONEY, nullable=False),
+    CheckConstraint("quantity > 0 AND quantity <= 9999", name="quantity"),
+    CheckConstraint("unit_price >= 0 AND discount >= 0", name="nonneg"),
+    CheckConstraint("amount = unit_price * quantity - discount AND amount >= 0", name="amount"),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    # Our attempt id; for provider methods it is the provider's out_trade_no and is never reused.
+    Column("id", ID, primary_key=True),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("order_id", ID, ForeignKey("orders.id"), nullable=False),
+    Column("terminal_id", ID, ForeignKey("terminals.id")),
+    Column("method", String(16), nullable=False),
+    Column("provider", String(16)),
+    Column("amount", MONEY, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("tendered", MONEY),
+    Column("change_due", MONEY),
+    Column("refunded_amount", MONEY, nullable=False, server_default="0"),
+    Column("provider_ref", String(64)),
+    Column("payment_code_masked", String(32)),
+    Column("failure_code", String(64)),
+    Column("failure_message", String(500)),
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("resolved_at", TS),
+    CheckConstraint("method IN ('cash','wechat','alipay')", name="method"),
+    CheckConstraint(
+        "status IN ('pending','unknown','reversing','captured','failed','reversed','refunded')", name="status"
+    ),
+    CheckConstraint("amount > 0", name="amount_pos"),
+    CheckConstraint("refunded_amount >= 0 AND refunded_amount <= amount", name="refund_range"),
+    CheckConstraint("refunded_amount = 0 OR status IN ('captured','refunded')", name="refund_captured"),
+    CheckConstraint("status <> 'refunded' OR refunded_amount = amount", name="refunded_full"),
+    CheckConstraint(
+        "tendered IS NULL OR (method = 'cash' AND tendered >= amount AND change_due = tendered - amount)",
+        name="cash_tender",
+    ),
+    CheckConstraint("method = 'cash' OR provider = method", name="provider_method"),
+)
+Index("ix_payments_order", payments.c.order_id)
+# One in-flight attempt per order, enforced by the database on both SQLite and PostgreSQL.
+Index(
+    "uq_payments_one_in_flight",
+    payments.c.order_id,
+    unique=True,
+    sqlite_where=text("status IN ('pending','unknown','reversing')"),
+    postgresql_where=text("status IN ('pending','unknown','reversing')"),
+)
+
+refunds = Table(
+    "refunds",
+    metadata,
+    # Our refund id; for providers it is out_refund_no / out_request_no and is reused on retry.
+    Column("id", ID, primary_key=True),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("order_id", ID, ForeignKey("orders.id"), nullable=False),
+    Column("payment_id", ID, ForeignKey("payments.id"), nullable=False),
+    Column("amount", MONEY, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason", String(500)),
+    Column("provider_ref", String(64)),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    CheckConstraint("amount > 0", name="amount_pos"),
+    CheckConstraint("status IN ('pending','processing','succeeded','failed')", name="status"),
+)
+Index("ix_refunds_payment", refunds.c.payment_id)
+Index("ix_refunds_order", refunds.c.order_id)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("order_id", ID, ForeignKey("orders.id")),
+    Column("entity", String(16), nullable=False),
+    Column("entity_id", ID, nullable=False),
+    Column("from_status", String(16)),
+    Column("to_status", String(16), nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("reason", String(500)),
+    Column("provider_ref", String(64)),
+    Column("at", TS, nullable=False),
+    CheckConstraint("entity IN ('order','payment','refund')", name="entity"),
+)
+Index("ix_events_order", events.c.order_id, events.c.id)
+Index("ix_events_entity", events.c.entity_id, events.c.id)
+
+ledger_postings = Table(
+    "ledger_postings",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("txn_id", ID, nullable=False),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("order_id", ID, ForeignKey("orders.id"), nullable=False),
+    Column("payment_id", ID, ForeignKey("payments.id")),
+    Column("refund_id", ID, ForeignKey("refunds.id")),
+    Column("account", String(64), nullable=False),
+    Column("amount", MONEY, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("created_at", TS, nullable=False),
+    CheckConstraint("amount <> 0", name="amount_nonzero"),
+    CheckConstraint("kind IN ('capture','refund')", name="kind"),
+)
+Index("ix_ledger_order", ledger_postings.c.order_id)
+Index("ix_ledger_txn", ledger_postings.c.txn_id)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    # The caller's merchant id, or 'admin' for operator keys: keys never collide across merchants.
+    Column("scope", String(32), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("path", String(500), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("response_status", Integer),
+    Column("response_body", Text),
+    Column("created_at", TS, nullable=False),
+    Column("locked_at", TS),
+    UniqueConstraint("scope", "key", name="uq_idempotency_scope_key"),
+    CheckConstraint("status IN ('in_flight','done')", name="status"),
+    CheckConstraint("status <> 'done' OR response_status IS NOT NULL", name="done_has_response"),
+)
+Index("ix_idempotency_created", idempotency_keys.c.created_at)

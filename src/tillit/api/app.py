@@ -1,0 +1,40 @@
+"""The FastAPI application: thin routes over the services, one error shape, explicit limits."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from tillit import __version__
+from tillit.api import errors
+from tillit.api.limits import BodyLimit
+from tillit.api.routes import catalog, operator, sales
+from tillit.bootstrap import Container
+
+DESCRIPTION = """Tillit's REST API. Amounts are integers of minor units (fen for CNY). Every POST that creates
+something or moves money needs an `Idempotency-Key` header. Errors have one shape:
+`{"error": {"code", "message", "details"}}`; the codes are listed in docs/errors.md."""
+
+
+def create_app(container: Container) -> FastAPI:
+    app = FastAPI(title="Tillit", version=__version__, description=DESCRIPTION, docs_url="/docs")
+    app.state.container = container
+    errors.install(app)
+    app.include_router(operator.router)
+    app.include_router(catalog.router)
+    app.include_router(sales.router)
+
+    @app.get("/healthz", tags=["meta"], summary="Liveness: the process answers (touches no database)")
+    def healthz() -> JSONResponse:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    @app.get("/readyz", tags=["meta"], summary="Readiness: the database answers")
+    def readyz() -> JSONResponse:
+        from sqlalchemy import text
+
+        with container.db.read() as conn:
+            conn.execute(text("SELECT 1"))
+        return JSONResponse({"status": "ready", "database": container.db.dialect})
+
+    app.add_middleware(BodyLimit, max_bytes=container.settings.max_body_bytes)
+    return app

@@ -1,0 +1,70 @@
+"""Request dependencies: the container, the authenticated actor, role guards, idempotent execution."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import Depends, Header, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import Connection
+
+from tillit.bootstrap import Container
+from tillit.domain.errors import DomainError, ErrorKind
+from tillit.services import idempotency
+from tillit.services.context import Actor
+from tillit.services.keys import authenticate
+
+
+def container(request: Request) -> Container:
+    return request.app.state.container  # type: ignore[no-any-return]
+
+
+def actor(
+    request: Request,
+    authorization: str | None = Header(default=None, description="`Bearer <API key>`"),
+) -> Actor:
+    if not authorization or not authorization.startswith("Bearer "):
+        raise DomainError(
+            "unauthenticated", "Send your API key as `Authorization: Bearer <key>`.", ErrorKind.UNAUTHENTICATED
+        )
+    c = container(request)
+    with c.db.read() as conn:
+        return authenticate(conn, authorization[7:].strip())
+
+
+def role(*roles: str) -> Callable[..., Actor]:
+    def guard(who: Actor = Depends(actor)) -> Actor:
+        who.require(*roles)
+        return who
+
+    return guard
+
+
+ADMIN = Depends(role("admin"))
+MANAGER = Depends(role("merchant"))
+STAFF = Depends(role("merchant", "terminal"))
+ANY = Depends(actor)
+
+IDEMPOTENCY_HEADER = Header(
+    default=None,
+    alias="Idempotency-Key",
+    description="Required. Same key and body replays the first response; see docs/api.md.",
+)
+
+
+def idempotent(
+    request: Request,
+    who: Actor,
+    key: str | None,
+    body: Any,
+    operation: Callable[[Connection], tuple[int, Any]],
+) -> Response:
+    c = container(request)
+    stored = idempotency.run(c.db, c.deps, who, key, request.method, request.url.path, body, operation)
+    headers = {"Idempotent-Replayed": "true"} if stored.replayed else {}
+    return Response(stored.body, status_code=stored.status, media_type="application/json", headers=headers)
+
+
+def ok(body: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(body, status_code=status)

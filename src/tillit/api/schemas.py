@@ -1,0 +1,204 @@
+"""Request and response shapes. Strict: no unknown fields, no floats or strings where ints belong."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tillit.domain.money import MAX_AMOUNT
+
+UUIDStr = Annotated[str, Field(min_length=32, max_length=36, pattern=r"^[0-9a-fA-F-]{32,36}$")]
+Amount = Annotated[int, Field(ge=1, le=MAX_AMOUNT, description="Integer minor units (fen for CNY).")]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Currency = Annotated[str, Field(min_length=3, max_length=3, description="ISO 4217 code, e.g. CNY.")]
+CancelReason = Literal["customer_cancelled", "cashier_cancelled", "payment_failed", "timeout", "other"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class MerchantCreate(Strict):
+    name: Name
+    currency: Currency = "CNY"
+
+
+class StoreCreate(Strict):
+    merchant_id: UUIDStr
+    name: Name
+
+
+class TerminalCreate(Strict):
+    store_id: UUIDStr
+    name: Name
+
+
+class KeyCreate(Strict):
+    role: Literal["admin", "merchant", "terminal"]
+    name: Name
+    merchant_id: UUIDStr | None = None
+    terminal_id: UUIDStr | None = None
+
+
+class ProductCreate(Strict):
+    sku: Annotated[str, Field(min_length=1, max_length=64)]
+    name: Name
+    price: Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
+    barcode: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    currency: Currency | None = None
+    stock: Annotated[int, Field(ge=-(10**9), le=10**9)] | None = None
+
+
+class ProductUpdate(Strict):
+    name: Name | None = None
+    price: Annotated[int, Field(ge=0, le=MAX_AMOUNT)] | None = None
+    barcode: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    stock: Annotated[int, Field(ge=-(10**9), le=10**9)] | None = None
+    active: bool | None = None
+
+
+class OrderLineIn(Strict):
+    product_id: UUIDStr | None = None
+    sku: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    quantity: Annotated[int, Field(ge=1, le=9999)]
+    discount: Annotated[int, Field(ge=0, le=MAX_AMOUNT)] = 0
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> OrderLineIn:
+        if (self.product_id is None) == (self.sku is None):
+            raise ValueError("give exactly one of product_id or sku")
+        return self
+
+
+class OrderCreate(Strict):
+    id: UUIDStr | None = Field(default=None, description="Client-generated UUID (UUIDv7 recommended).")
+    store_id: UUIDStr | None = Field(default=None, description="Required for merchant keys.")
+    currency: Currency | None = None
+    lines: Annotated[list[OrderLineIn], Field(min_length=1, max_length=200)]
+    total: Annotated[int, Field(ge=0, le=MAX_AMOUNT)] | None = Field(
+        default=None, description="The client's total; rejected with total_mismatch if it differs."
+    )
+    note: Annotated[str, Field(max_length=500)] | None = None
+
+
+class OrderCancel(Strict):
+    reason: CancelReason
+    note: Annotated[str, Field(max_length=500)] | None = None
+
+
+class PaymentCreate(Strict):
+    id: UUIDStr | None = Field(default=None, description="Client-generated attempt id.")
+    order_id: UUIDStr
+    method: Literal["cash", "wechat", "alipay"] = "cash"
+    amount: Amount | None = Field(default=None, description="Defaults to the balance due.")
+    currency: Currency | None = None
+    tendered: Amount | None = Field(default=None, description="Cash handed over; change = tendered - amount.")
+
+
+class RefundCreate(Strict):
+    id: UUIDStr | None = None
+    payment_id: UUIDStr
+    amount: Amount | None = Field(default=None, description="Defaults to everything still refundable.")
+    reason: Annotated[str, Field(max_length=500)] | None = None
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: object | None = None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+class LineOut(BaseModel):
+    line_no: int
+    product_id: str
+    sku: str
+    name: str
+    unit_price: int
+    quantity: int
+    discount: int
+    amount: int
+
+
+class PaymentOut(BaseModel):
+    id: str
+    order_id: str
+    method: str
+    provider: str | None
+    amount: int
+    currency: str
+    status: str
+    tendered: int | None
+    change_due: int | None
+    refunded_amount: int
+    provider_ref: str | None
+    payment_code_masked: str | None
+    failure_code: str | None
+    failure_message: str | None
+    created_at: str
+    updated_at: str
+
+
+class RefundOut(BaseModel):
+    id: str
+    order_id: str
+    payment_id: str
+    amount: int
+    currency: str
+    status: str
+    reason: str | None
+    provider_ref: str | None
+    created_at: str
+    updated_at: str
+
+
+class OrderOut(BaseModel):
+    id: str
+    number: int
+    store_id: str
+    terminal_id: str | None
+    status: str
+    currency: str
+    subtotal: int
+    discount_total: int
+    total: int
+    paid_amount: int
+    refunded_amount: int
+    balance_due: int
+    cancel_reason: str | None
+    note: str | None
+    version: int
+    created_at: str
+    updated_at: str
+    lines: list[LineOut]
+    payments: list[PaymentOut]
+    refunds: list[RefundOut]
+
+
+class EventOut(BaseModel):
+    id: int
+    entity: str
+    entity_id: str
+    from_status: str | None
+    to_status: str
+    actor: str
+    reason: str | None
+    provider_ref: str | None
+    at: str
+
+
+class ProductOut(BaseModel):
+    id: str
+    sku: str
+    barcode: str | None
+    name: str
+    price: int
+    currency: str
+    stock: int | None
+    active: bool
+    created_at: str
+    updated_at: str

@@ -1,0 +1,177 @@
+"""The `tillit` command line: a thin layer over the services."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from tillit.adapters.db import migrate as migrations
+from tillit.adapters.db.schema import api_keys
+from tillit.bootstrap import build
+from tillit.sandbox.cli import app as sandbox_app
+from tillit.services import check as checks
+from tillit.services import demo, idempotency, keys
+
+app = typer.Typer(help="Tillit: a point of sale that never loses, leaves unknown or double-charges a sale.",
+                  no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(sandbox_app, name="sandbox")
+console = Console()
+
+
+@app.command()
+def migrate(revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
+            down: Annotated[bool, typer.Option("--down", help="Downgrade to REVISION instead")] = False) -> None:
+    """Create or migrate the database schema."""
+    c = build()
+    if down:
+        migrations.downgrade(c.db, revision if revision != "head" else "base")
+    else:
+        migrations.upgrade(c.db, revision)
+    console.print(f"database at revision [bold]{migrations.current_revision(c.db)}[/bold] ({c.db.dialect})")
+
+
+@app.command()
+def init(demo_data: Annotated[bool, typer.Option("--demo", help="Seed demo data and print fresh demo keys")] = False) -> None:
+    """Create/migrate the database; create an admin key the first time and print it once."""
+    c = build()
+    migrations.upgrade(c.db)
+    with c.db.transaction() as conn:
+        if demo_data:
+            seeded = demo.seed(conn, c.deps)
+            console.print("[bold green]Demo data ready.[/bold green] Keys for this run (older demo keys revoked):")
+            for name in ("admin_key", "merchant_key", "terminal_key"):
+                console.print(f"  {name:13} [bold]{seeded[name]}[/bold]")
+            console.print(f"  merchant_id   {seeded['merchant_id']}\n  store_id      {seeded['store_id']}")
+            return
+        has_admin = conn.execute(
+            select(api_keys.c.id).where(api_keys.c.role == "admin", api_keys.c.revoked_at.is_(None))
+        ).first()
+        if has_admin:
+            console.print("Already initialised. Create more keys with `tillit keys create`.")
+            return
+        _, secret = keys.create_key(conn, c.deps, role="admin", name="initial admin")
+    console.print("Admin key (shown once, store it safely):")
+    console.print(f"[bold]{secret}[/bold]")
+
+
+@app.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(help="Processes (use >1 only with PostgreSQL)")] = 1,
+    access_log: bool = True,
+) -> None:
+    """Serve the REST API (and, in later versions, pages and workers)."""
+    import uvicorn
+
+    c = build()
+    if workers > 1 and c.settings.is_sqlite:
+        console.print("[red]Several worker processes need PostgreSQL (TILLIT_DATABASE_URL).[/red]")
+        raise typer.Exit(2)
+    if migrations.current_revision(c.db) != migrations.head_revision():
+        console.print("[red]The database is not at the latest schema: run `tillit migrate` first.[/red]")
+        raise typer.Exit(2)
+    c.db.dispose()
+    uvicorn.run("tillit.api.asgi:create", factory=True, host=host, port=port, workers=workers,
+                access_log=access_log, timeout_graceful_shutdown=10)
+
+
+@app.command()
+def check(output: Annotated[str, typer.Option("--format", help="table or json")] = "table") -> None:
+    """Prove the books are consistent; exit 1 on any violation."""
+    c = build()
+    with c.db.read() as conn:
+        results = checks.run_checks(conn)
+    failed = [r for r in results if not r.ok]
+    if output == "json":
+        print(json.dumps([{"check": r.name, "examined": r.examined, "violations": r.violations} for r in results],
+                         default=str))
+    else:
+        table = Table(title="tillit check")
+        for col in ("check", "rule", "examined", "violations"):
+            table.add_column(col)
+        for r in results:
+            table.add_row(r.name, r.description, str(r.examined),
+                          "[green]0[/green]" if r.ok else f"[red]{len(r.violations)}[/red]")
+        console.print(table)
+        for r in failed:
+            console.print(f"[red]{r.name}[/red]: {r.violations[:10]}")
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def prune(hours: Annotated[int, typer.Option(help="Keep idempotency keys this many hours (min 24)")] = 24) -> None:
+    """Delete idempotency keys past their retention."""
+    c = build()
+    with c.db.transaction() as conn:
+        removed = idempotency.prune(conn, c.deps.clock.now(), timedelta(hours=max(hours, 24)))
+    console.print(f"pruned {removed} idempotency keys older than {max(hours, 24)} h")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="admin, merchant or terminal")],
+    name: Annotated[str, typer.Option(help="What the key is for")] = "cli",
+    merchant_id: str | None = None,
+    terminal_id: str | None = None,
+) -> None:
+    """Create an API key; the secret is printed once."""
+    from tillit.domain.errors import DomainError
+
+    c = build()
+    try:
+        with c.db.transaction() as conn:
+            record, secret = keys.create_key(conn, c.deps, role=role, name=name, merchant_id=merchant_id,
+                                             terminal_id=terminal_id)
+    except DomainError as exc:
+        console.print(f"[red]{exc.code}[/red]: {exc.message}")
+        raise typer.Exit(2) from None
+    console.print(f"{record['role']} key {record['id']}:")
+    console.print(f"[bold]{secret}[/bold]")
+
+
+@keys_app.command("list")
+def keys_list(merchant_id: str | None = None) -> None:
+    """List keys (prefixes only; secrets are never stored)."""
+    c = build()
+    with c.db.read() as conn:
+        rows = keys.list_keys(conn, merchant_id)
+    table = Table()
+    for col in ("id", "prefix", "role", "name", "merchant_id", "created_at", "revoked_at"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(str(r[k] or "") for k in ("id", "prefix", "role", "name", "merchant_id", "created_at",
+                                                   "revoked_at")))
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key at once."""
+    from tillit.domain.errors import DomainError
+
+    c = build()
+    try:
+        with c.db.transaction() as conn:
+            keys.revoke_key(conn, c.deps, key_id)
+    except DomainError as exc:
+        console.print(f"[red]{exc.code}[/red]: {exc.message}")
+        raise typer.Exit(2) from None
+    console.print(f"revoked {key_id}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

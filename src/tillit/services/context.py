@@ -1,0 +1,68 @@
+"""What every use case receives: who is acting, and the injected clock and id source."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tillit.domain.clock import Clock
+from tillit.domain.errors import DomainError, ErrorKind
+from tillit.domain.ids import IdGenerator
+
+ROLES = ("admin", "merchant", "terminal")
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """The authenticated caller. ``merchant_id`` is None only for operator (admin) keys."""
+
+    key_id: str
+    role: str
+    merchant_id: str | None = None
+    terminal_id: str | None = None
+    store_id: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How the actor is written into event rows: role and key id, never the secret."""
+        return f"{self.role}:{self.key_id}"
+
+    def require(self, *roles: str) -> None:
+        if self.role not in roles:
+            raise DomainError(
+                "forbidden",
+                f"A {self.role} key cannot do this; it needs a {' or '.join(roles)} key.",
+                ErrorKind.FORBIDDEN,
+                {"role": self.role, "required": list(roles)},
+            )
+
+    def merchant(self) -> str:
+        """The merchant this actor works for; operators must act through a merchant key."""
+        if self.merchant_id is None:
+            raise DomainError(
+                "forbidden", "This needs a merchant or terminal key.", ErrorKind.FORBIDDEN, {"role": self.role}
+            )
+        return self.merchant_id
+
+
+SYSTEM = Actor(key_id="system", role="admin")
+
+
+@dataclass(frozen=True, slots=True)
+class Deps:
+    clock: Clock
+    ids: IdGenerator
+
+
+def iso(value: datetime | None) -> str | None:
+    """Timestamps leave Tillit as ISO 8601 UTC with a Z suffix (SQLite returns them naive)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def row_dict(row: Any) -> dict[str, Any]:
+    return dict(row._mapping)

@@ -1,0 +1,134 @@
+"""Idempotency keys for every POST that creates something or moves money.
+
+Contract (after the IETF idempotency-key draft and Stripe):
+- same key and same request -> the first response is replayed byte for byte (``replayed=True``);
+- same key, different request (method, path or body) -> 422 ``idempotency_key_reused``;
+- same key while its first request is still running -> 409 ``idempotency_key_in_flight``;
+- keys are scoped per merchant ('admin' for operator keys) and kept at least ``retention`` (24 h by
+  default), then removed by ``prune``.
+
+A local operation stores its response in the same transaction as its business rows, so the key and
+the effect commit together or not at all: a request that fails writes nothing and its key stays
+free. Errors are therefore not replayed; a retry after fixing the cause may reuse the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select
+
+from tillit.adapters.db.engine import Database
+from tillit.adapters.db.schema import idempotency_keys
+from tillit.domain.errors import DomainError, ErrorKind, conflict, invalid
+from tillit.services.context import Actor, Deps
+
+MAX_KEY_LENGTH = 255
+DEFAULT_RETENTION = timedelta(hours=24)
+# A multi-phase request whose lock is older than this is taken to have died and may be taken over.
+IN_FLIGHT_TIMEOUT = timedelta(seconds=90)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    status: int
+    body: bytes
+    replayed: bool
+
+
+def check_key(key: str | None) -> str:
+    if key is None or key == "":
+        raise DomainError(
+            "idempotency_key_missing",
+            "This request moves money or creates something: send an Idempotency-Key header.",
+            ErrorKind.INVALID,
+        )
+    if len(key) > MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
+        raise invalid(
+            "idempotency_key_invalid",
+            f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable ASCII characters.",
+        )
+    return key
+
+
+def request_hash(method: str, path: str, body: Any) -> str:
+    canonical = json.dumps([method, path, body], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def encode(body: Any) -> bytes:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def run(
+    db: Database,
+    deps: Deps,
+    actor: Actor,
+    key: str | None,
+    method: str,
+    path: str,
+    body: Any,
+    operation: Callable[[Connection], tuple[int, Any]],
+) -> StoredResponse:
+    """Run ``operation`` once per key: in one transaction claim the key, do the work, store the answer."""
+    key = check_key(key)
+    scope = actor.merchant_id or "admin"
+    digest = request_hash(method, path, body)
+    with db.transaction() as conn:
+        if not db.try_advisory_lock(conn, f"idem:{scope}:{key}"):
+            raise _in_flight()
+        row = conn.execute(
+            select(idempotency_keys).where(idempotency_keys.c.scope == scope, idempotency_keys.c.key == key)
+        ).first()
+        now = deps.clock.now()
+        if row is not None:
+            if row.request_hash != digest:
+                raise DomainError(
+                    "idempotency_key_reused",
+                    "This Idempotency-Key was used for a different request; use a new key.",
+                    ErrorKind.INVALID,
+                    {"first_path": row.path},
+                )
+            if row.status == "done":
+                return StoredResponse(row.response_status, row.response_body.encode(), True)
+            raise _in_flight()
+        status, result = operation(conn)
+        payload = encode(result)
+        conn.execute(
+            insert(idempotency_keys).values(
+                scope=scope,
+                key=key,
+                method=method,
+                path=path,
+                request_hash=digest,
+                status="done",
+                response_status=status,
+                response_body=payload.decode(),
+                created_at=now,
+                locked_at=None,
+            )
+        )
+        return StoredResponse(status, payload, False)
+
+
+def _in_flight() -> DomainError:
+    return conflict(
+        "idempotency_key_in_flight",
+        "A request with this Idempotency-Key is still being processed; retry shortly with the same key.",
+    )
+
+
+def prune(conn: Connection, now: datetime, retention: timedelta = DEFAULT_RETENTION) -> int:
+    """Delete finished keys older than ``retention`` (never less than 24 h); returns how many."""
+    retention = max(retention, DEFAULT_RETENTION)
+    result = conn.execute(
+        delete(idempotency_keys).where(
+            idempotency_keys.c.created_at < now - retention, idempotency_keys.c.status == "done"
+        )
+    )
+    return int(result.rowcount or 0)

@@ -1,0 +1,119 @@
+"""API keys: created once (the secret is shown only then), stored as SHA-256 hashes, revocable.
+
+Keys are 32 random bytes, so a fast hash is enough: there is nothing to brute-force.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from tillit.adapters.db.schema import api_keys, terminals
+from tillit.domain.errors import DomainError, ErrorKind, invalid, not_found
+from tillit.services.context import ROLES, Actor, Deps, iso
+
+KEY_PREFIXES = {"admin": "tk_adm_", "merchant": "tk_mer_", "terminal": "tk_ter_"}
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(
+    conn: Connection,
+    deps: Deps,
+    *,
+    role: str,
+    name: str,
+    merchant_id: str | None = None,
+    terminal_id: str | None = None,
+) -> tuple[dict[str, Any], str]:
+    """Create a key; returns (its public record, the secret). The secret is never stored or logged."""
+    if role not in ROLES:
+        raise invalid("invalid_role", f"role must be one of {', '.join(ROLES)}.", {"role": role})
+    if role == "terminal":
+        if terminal_id is None:
+            raise invalid("terminal_required", "A terminal key needs terminal_id.")
+        term = conn.execute(select(terminals.c.merchant_id).where(terminals.c.id == terminal_id)).first()
+        if term is None or (merchant_id is not None and term.merchant_id != merchant_id):
+            raise not_found("terminal", terminal_id)
+        merchant_id = term.merchant_id
+    elif role == "merchant":
+        if merchant_id is None:
+            raise invalid("merchant_required", "A merchant key needs merchant_id.")
+        terminal_id = None
+    else:
+        merchant_id = terminal_id = None
+    secret = KEY_PREFIXES[role] + secrets.token_urlsafe(32)
+    record = {
+        "id": deps.ids.new(),
+        "key_hash": hash_key(secret),
+        "prefix": secret[:12],
+        "role": role,
+        "merchant_id": merchant_id,
+        "terminal_id": terminal_id,
+        "name": name,
+        "created_at": deps.clock.now(),
+        "revoked_at": None,
+    }
+    conn.execute(insert(api_keys).values(**record))
+    return key_view(record), secret
+
+
+def key_view(row: Any) -> dict[str, Any]:
+    data = dict(row) if isinstance(row, dict) else dict(row._mapping)
+    return {
+        "id": data["id"],
+        "prefix": data["prefix"],
+        "role": data["role"],
+        "merchant_id": data["merchant_id"],
+        "terminal_id": data["terminal_id"],
+        "name": data["name"],
+        "created_at": iso(data["created_at"]),
+        "revoked_at": iso(data["revoked_at"]),
+    }
+
+
+def authenticate(conn: Connection, secret: str) -> Actor:
+    """Resolve a presented key to an Actor; unknown or revoked keys raise ``unauthenticated``."""
+    row = conn.execute(
+        select(
+            api_keys.c.id,
+            api_keys.c.role,
+            api_keys.c.merchant_id,
+            api_keys.c.terminal_id,
+            api_keys.c.revoked_at,
+            terminals.c.store_id,
+        )
+        .select_from(api_keys.outerjoin(terminals, terminals.c.id == api_keys.c.terminal_id))
+        .where(api_keys.c.key_hash == hash_key(secret))
+    ).first()
+    if row is None or row.revoked_at is not None:
+        raise DomainError("unauthenticated", "The API key is unknown or revoked.", ErrorKind.UNAUTHENTICATED)
+    return Actor(
+        key_id=row.id,
+        role=row.role,
+        merchant_id=row.merchant_id,
+        terminal_id=row.terminal_id,
+        store_id=row.store_id,
+    )
+
+
+def list_keys(conn: Connection, merchant_id: str | None = None) -> list[dict[str, Any]]:
+    query = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)
+    if merchant_id is not None:
+        query = query.where(api_keys.c.merchant_id == merchant_id)
+    return [key_view(row) for row in conn.execute(query)]
+
+
+def revoke_key(conn: Connection, deps: Deps, key_id: str) -> dict[str, Any]:
+    row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).first()
+    if row is None:
+        raise not_found("api_key", key_id)
+    if row.revoked_at is None:
+        conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=deps.clock.now()))
+    fresh = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).one()
+    return key_view(fresh)

@@ -1,0 +1,44 @@
+"""Writes ledger postings; always called inside the transaction that moves the money's state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, insert
+
+from tillit.adapters.db.schema import ledger_postings
+from tillit.domain.ledger import Posting, is_balanced
+
+
+def post(
+    conn: Connection,
+    *,
+    txn_id: str,
+    merchant_id: str,
+    order_id: str,
+    currency: str,
+    kind: str,
+    postings: list[Posting],
+    now: datetime,
+    payment_id: str | None = None,
+    refund_id: str | None = None,
+) -> None:
+    assert is_balanced(postings), "ledger transaction must sum to zero"
+    conn.execute(
+        insert(ledger_postings),
+        [
+            {
+                "txn_id": txn_id,
+                "merchant_id": merchant_id,
+                "order_id": order_id,
+                "payment_id": payment_id,
+                "refund_id": refund_id,
+                "account": p.account,
+                "amount": p.amount,
+                "currency": currency,
+                "kind": kind,
+                "created_at": now,
+            }
+            for p in postings
+        ],
+    )

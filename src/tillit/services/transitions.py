@@ -1,0 +1,97 @@
+"""The one place where a status changes.
+
+``transition`` checks the move against the declared machine, applies it with a compare-and-set on the
+current status (so a concurrent change is detected, never overwritten) and appends an event row in the
+same transaction. ``record_created`` writes the event for a row born in its first status.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, insert, update
+
+from tillit.adapters.db.schema import events, orders, payments, refunds
+from tillit.domain.errors import conflict
+from tillit.domain.states import MACHINES
+
+TABLES: dict[str, Table] = {"order": orders, "payment": payments, "refund": refunds}
+
+
+def record_created(
+    conn: Connection,
+    *,
+    entity: str,
+    entity_id: str,
+    status: str,
+    merchant_id: str,
+    order_id: str,
+    actor: str,
+    now: datetime,
+    reason: str | None = None,
+    provider_ref: str | None = None,
+) -> None:
+    machine = MACHINES[entity]
+    assert status in machine.initial, f"{entity} cannot be created as {status}"
+    conn.execute(
+        insert(events).values(
+            merchant_id=merchant_id,
+            order_id=order_id,
+            entity=entity,
+            entity_id=entity_id,
+            from_status=None,
+            to_status=status,
+            actor=actor,
+            reason=reason,
+            provider_ref=provider_ref,
+            at=now,
+        )
+    )
+
+
+def transition(
+    conn: Connection,
+    *,
+    entity: str,
+    entity_id: str,
+    current: str,
+    target: str,
+    merchant_id: str,
+    order_id: str,
+    actor: str,
+    now: datetime,
+    reason: str | None = None,
+    provider_ref: str | None = None,
+    values: dict[str, Any] | None = None,
+) -> None:
+    """Move ``entity_id`` from ``current`` to ``target``; raise if the move is not allowed or lost a race."""
+    MACHINES[entity].check(current, target)
+    table = TABLES[entity]
+    changes: dict[str, Any] = {"status": target, "updated_at": now}
+    if "version" in table.c:
+        changes["version"] = table.c.version + 1
+    changes.update(values or {})
+    result = conn.execute(
+        update(table).where(table.c.id == entity_id, table.c.status == current).values(**changes)
+    )
+    if result.rowcount != 1:
+        raise conflict(
+            f"{entity}_changed",
+            f"The {entity} changed while this request was processed; retry.",
+            {"id": entity_id, "expected": current},
+        )
+    conn.execute(
+        insert(events).values(
+            merchant_id=merchant_id,
+            order_id=order_id,
+            entity=entity,
+            entity_id=entity_id,
+            from_status=current,
+            to_status=target,
+            actor=actor,
+            reason=reason,
+            provider_ref=provider_ref,
+            at=now,
+        )
+    )
