@@ -38,6 +38,7 @@ def role(*roles: str) -> Callable[..., Actor]:
         who.require(*roles)
         return who
 
+    guard.roles = roles  # type: ignore[attr-defined]  # read by the tenant-isolation test
     return guard
 
 

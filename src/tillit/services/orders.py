@@ -15,6 +15,7 @@ from tillit.domain.money import check_currency
 from tillit.domain.pricing import MAX_LINES, PricedLine, price_order
 from tillit.domain.states import CANCEL_REASONS, PAYMENT_IN_FLIGHT
 from tillit.services.context import Actor, Deps, iso, row_dict
+from tillit.services.merchants import get_store
 from tillit.services.transitions import record_created, transition
 
 MAX_PAGE = 200
@@ -120,12 +121,12 @@ def create_order(conn: Connection, deps: Deps, actor: Actor, body: dict[str, Any
             if existing.merchant_id != merchant_id:
                 raise conflict("id_conflict", "This id is already in use; generate a new one.")
             return 200, get_order(conn, merchant_id, order_id)
-    store_id = actor.store_id or body.get("store_id")
+    store_id = body.get("store_id") or actor.store_id
     if store_id is None:
         raise invalid("store_required", "A merchant key must say which store_id the order belongs to.")
-    from tillit.services.merchants import get_store
-
     get_store(conn, actor, store_id)
+    if actor.store_id is not None and store_id != actor.store_id:
+        raise invalid("store_mismatch", "A terminal sells only in its own store.", {"store_id": actor.store_id})
     priced = _resolve_lines(conn, merchant_id, currency, body.get("lines") or [])
     totals = price_order(priced, body.get("total"))
     now = deps.clock.now()

@@ -1,0 +1,179 @@
+"""Tenant isolation and role checks, generated from the route table.
+
+Every /v1 route must have a probe here (the first test fails otherwise), so a new endpoint cannot
+ship without being checked: merchant A's keys can neither read nor act on merchant B's objects, and a
+key whose role the route does not allow is refused with 403.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from tillit.api.routes import catalog, operator, sales
+from tillit.bootstrap import Container
+from tests.support.api import new_order, pay_cash, post
+from tests.support.world import Tenant
+
+# (method, path) -> function(victim objects) -> request kwargs. Path params are filled from `objects`.
+Probe = dict[str, Any]
+PROBES: dict[tuple[str, str], Any] = {
+    ("POST", "/v1/merchants"): lambda o: {"json": {"name": "Evil"}},
+    ("GET", "/v1/merchants"): lambda o: {},
+    ("GET", "/v1/merchants/{merchant_id}"): lambda o: {},
+    ("POST", "/v1/stores"): lambda o: {"json": {"merchant_id": o["merchant_id"], "name": "Evil"}},
+    ("GET", "/v1/stores"): lambda o: {"params": {"merchant_id": o["merchant_id"]}},
+    ("GET", "/v1/stores/{store_id}"): lambda o: {},
+    ("POST", "/v1/terminals"): lambda o: {"json": {"store_id": o["store_id"], "name": "Evil"}},
+    ("GET", "/v1/terminals"): lambda o: {"params": {"merchant_id": o["merchant_id"]}},
+    ("GET", "/v1/terminals/{terminal_id}"): lambda o: {},
+    ("POST", "/v1/api-keys"): lambda o: {"json": {"role": "terminal", "name": "x", "terminal_id": o["terminal_id"]}},
+    ("GET", "/v1/api-keys"): lambda o: {"params": {"merchant_id": o["merchant_id"]}},
+    ("POST", "/v1/api-keys/{key_id}/revoke"): lambda o: {},
+    ("POST", "/v1/products"): lambda o: {"json": {"sku": "EVIL", "name": "x", "price": 1}},
+    ("GET", "/v1/products"): lambda o: {},
+    ("GET", "/v1/products/{product_id}"): lambda o: {},
+    ("PATCH", "/v1/products/{product_id}"): lambda o: {"json": {"price": 1}},
+    ("POST", "/v1/orders"): lambda o: {
+        "json": {"store_id": o["store_id"], "lines": [{"product_id": o["product_id"], "quantity": 1}]}
+    },
+    ("GET", "/v1/orders"): lambda o: {},
+    ("GET", "/v1/orders/{order_id}"): lambda o: {},
+    ("GET", "/v1/orders/{order_id}/events"): lambda o: {},
+    ("POST", "/v1/orders/{order_id}/cancel"): lambda o: {"json": {"reason": "other"}},
+    ("POST", "/v1/payments"): lambda o: {"json": {"order_id": o["open_order_id"], "amount": 1}},
+    ("GET", "/v1/payments/{payment_id}"): lambda o: {},
+    ("POST", "/v1/refunds"): lambda o: {"json": {"payment_id": o["payment_id"], "amount": 1}},
+    ("GET", "/v1/refunds/{refund_id}"): lambda o: {},
+}
+# Routes whose answer is a list: they answer 200 but must hold none of the victim's objects.
+LISTS = {"/v1/stores", "/v1/terminals", "/v1/products", "/v1/orders"}
+# Routes that reference no existing object: they create inside the caller's own merchant only.
+OWN_SCOPE = {("POST", "/v1/products")}
+
+
+def api_routes() -> list[APIRoute]:
+    return [r for mod in (operator, catalog, sales) for r in mod.router.routes if isinstance(r, APIRoute)]
+
+
+def allowed_roles(route: APIRoute) -> set[str]:
+    for dep in route.dependant.dependencies:
+        roles = getattr(dep.call, "roles", None)
+        if roles:
+            return set(roles)
+    return {"admin", "merchant", "terminal"}
+
+
+def test_every_route_has_a_probe() -> None:
+    seen = {(m, r.path) for r in api_routes() for m in r.methods}
+    assert seen == set(PROBES), f"missing probes: {seen - set(PROBES)}; stale: {set(PROBES) - seen}"
+
+
+@pytest.fixture
+def victim(client: TestClient, other_tenant: Tenant, admin_key: str) -> dict[str, str]:
+    order = new_order(client, other_tenant)
+    payment = pay_cash(client, other_tenant, order["id"])
+    refund = post(client, "/v1/refunds", {"payment_id": payment["id"], "amount": 100}, other_tenant).json()
+    open_order = new_order(client, other_tenant)
+    keys = client.get("/v1/api-keys", params={"merchant_id": other_tenant.merchant_id},
+                      headers={"Authorization": f"Bearer {admin_key}"}).json()["data"]
+    return {
+        "merchant_id": other_tenant.merchant_id,
+        "store_id": other_tenant.store_id,
+        "terminal_id": other_tenant.terminal_id,
+        "key_id": keys[0]["id"],
+        "product_id": other_tenant.products["LATTE"]["id"],
+        "order_id": order["id"],
+        "open_order_id": open_order["id"],
+        "payment_id": payment["id"],
+        "refund_id": refund["id"],
+    }
+
+
+def _call(client: TestClient, method: str, path: str, objects: dict[str, str], auth: dict[str, str]) -> Any:
+    kwargs = PROBES[(method, path)](objects)
+    url = path.format(**objects)
+    headers = {**auth, "Idempotency-Key": uuid.uuid4().hex}
+    return client.request(method, url, headers=headers, **kwargs)
+
+
+def test_merchant_a_cannot_touch_merchant_b(
+    client: TestClient, tenant: Tenant, other_tenant: Tenant, victim: dict[str, str]
+) -> None:
+    victim_auth = other_tenant.auth("merchant")
+    for route in api_routes():
+        for method in route.methods:
+            for role in ("merchant", "terminal"):
+                r = _call(client, method, route.path, victim, tenant.auth(role))
+                where = f"{method} {route.path} as {role}"
+                if role not in allowed_roles(route):
+                    assert r.status_code == 403, where
+                    assert r.json()["error"]["code"] == "forbidden", where
+                elif (method, route.path) in OWN_SCOPE:
+                    assert r.status_code == 201, where
+                    created = r.json()["id"]
+                    seen = client.get(f"{route.path}/{created}", headers=victim_auth)
+                    assert seen.status_code == 404, where
+                elif route.path in LISTS and method == "GET":
+                    assert r.status_code == 200, where
+                    assert not set(victim.values()) & _ids(r.json()), where
+                else:
+                    assert r.status_code in (404, 422), f"{where}: {r.status_code} {r.text}"
+                    assert "error" in r.json(), where
+                    assert r.json()["error"]["code"].endswith("not_found"), f"{where}: {r.text}"
+
+
+def _ids(body: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(body, dict):
+        for k, v in body.items():
+            if isinstance(v, str) and (k == "id" or k.endswith("_id")):
+                found.add(v)
+            else:
+                found |= _ids(v)
+    elif isinstance(body, list):
+        for item in body:
+            found |= _ids(item)
+    return found
+
+
+def test_victim_objects_unchanged(client: TestClient, tenant: Tenant, other_tenant: Tenant,
+                                  victim: dict[str, str]) -> None:
+    before = client.get(f"/v1/orders/{victim['order_id']}", headers=other_tenant.auth()).json()
+    open_before = client.get(f"/v1/orders/{victim['open_order_id']}", headers=other_tenant.auth()).json()
+    for route in api_routes():
+        for method in route.methods - {"GET"}:
+            for role in ("merchant", "terminal"):
+                _call(client, method, route.path, victim, tenant.auth(role))
+    assert client.get(f"/v1/orders/{victim['order_id']}", headers=other_tenant.auth()).json() == before
+    assert client.get(f"/v1/orders/{victim['open_order_id']}", headers=other_tenant.auth()).json() == open_before
+    product = client.get(f"/v1/products/{victim['product_id']}", headers=other_tenant.auth()).json()
+    assert product["price"] == 2800
+
+
+def test_roles_are_enforced_for_every_route(client: TestClient, tenant: Tenant, admin_key: str,
+                                            container: Container) -> None:
+    keys = {"admin": {"Authorization": f"Bearer {admin_key}"}, "merchant": tenant.auth("merchant"),
+            "terminal": tenant.auth("terminal")}
+    own = {
+        "merchant_id": tenant.merchant_id, "store_id": tenant.store_id, "terminal_id": tenant.terminal_id,
+        "key_id": uuid.uuid4().hex, "product_id": tenant.products["LATTE"]["id"], "order_id": uuid.uuid4().hex,
+        "open_order_id": uuid.uuid4().hex, "payment_id": uuid.uuid4().hex, "refund_id": uuid.uuid4().hex,
+    }
+    for route in api_routes():
+        roles = allowed_roles(route)
+        for method in route.methods:
+            for role, auth in keys.items():
+                r = _call(client, method, route.path, own, auth)
+                if role in roles:
+                    assert r.status_code != 403, f"{method} {route.path} refused {role}: {r.text}"
+                else:
+                    assert r.status_code == 403, f"{method} {route.path} let {role} through: {r.status_code}"
+    r = client.get("/v1/orders")
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthenticated"
+    r = client.get("/v1/orders", headers={"Authorization": "Bearer tk_ter_not-a-key"})
+    assert r.status_code == 401
