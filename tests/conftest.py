@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.support import pg
+from tests.support.world import Tenant, make_admin_key, make_tenant
 from tillit.adapters.db import migrate
 from tillit.api.app import create_app
 from tillit.bootstrap import Container, build
 from tillit.config import Settings
-from tests.support import pg
-from tests.support.world import Tenant, make_admin_key, make_tenant
 
 BACKENDS = ["sqlite", "postgresql"]
 _counter = itertools.count()

@@ -19,7 +19,9 @@ class Container:
     deps: Deps
 
 
-def build(settings: Settings | None = None, *, clock: Clock | None = None, rng: random.Random | None = None) -> Container:
+def build(
+    settings: Settings | None = None, *, clock: Clock | None = None, rng: random.Random | None = None
+) -> Container:
     settings = settings or Settings.from_env()
     if settings.is_sqlite:
         settings.home.mkdir(parents=True, exist_ok=True)
@@ -27,4 +29,6 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, rng: 
         settings.database_url, sqlite_synchronous=settings.sqlite_synchronous, pool_size=settings.db_pool_size
     )
     clock = clock or SystemClock()
-    return Container(settings=settings, db=Database(engine), deps=Deps(clock=clock, ids=IdGenerator(clock, rng)))
+    return Container(
+        settings=settings, db=Database(engine), deps=Deps(clock=clock, ids=IdGenerator(clock, rng))
+    )

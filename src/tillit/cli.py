@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from datetime import timedelta
 from typing import Annotated
 
@@ -19,8 +18,10 @@ from tillit.sandbox.cli import app as sandbox_app
 from tillit.services import check as checks
 from tillit.services import demo, idempotency, keys
 
-app = typer.Typer(help="Tillit: a point of sale that never loses, leaves unknown or double-charges a sale.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Tillit: a point of sale that never loses, leaves unknown or double-charges a sale.",
+    no_args_is_help=True,
+)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(sandbox_app, name="sandbox")
@@ -28,8 +29,10 @@ console = Console()
 
 
 @app.command()
-def migrate(revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
-            down: Annotated[bool, typer.Option("--down", help="Downgrade to REVISION instead")] = False) -> None:
+def migrate(
+    revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
+    down: Annotated[bool, typer.Option("--down", help="Downgrade to REVISION instead")] = False,
+) -> None:
     """Create or migrate the database schema."""
     c = build()
     if down:
@@ -40,14 +43,20 @@ def migrate(revision: Annotated[str, typer.Argument(help="Target revision")] = "
 
 
 @app.command()
-def init(demo_data: Annotated[bool, typer.Option("--demo", help="Seed demo data and print fresh demo keys")] = False) -> None:
+def init(
+    demo_data: Annotated[
+        bool, typer.Option("--demo", help="Seed demo data and print fresh demo keys")
+    ] = False,
+) -> None:
     """Create/migrate the database; create an admin key the first time and print it once."""
     c = build()
     migrations.upgrade(c.db)
     with c.db.transaction() as conn:
         if demo_data:
             seeded = demo.seed(conn, c.deps)
-            console.print("[bold green]Demo data ready.[/bold green] Keys for this run (older demo keys revoked):")
+            console.print(
+                "[bold green]Demo data ready.[/bold green] Keys for this run (older demo keys revoked):"
+            )
             for name in ("admin_key", "merchant_key", "terminal_key"):
                 console.print(f"  {name:13} [bold]{seeded[name]}[/bold]")
             console.print(f"  merchant_id   {seeded['merchant_id']}\n  store_id      {seeded['store_id']}")
@@ -81,8 +90,15 @@ def serve(
         console.print("[red]The database is not at the latest schema: run `tillit migrate` first.[/red]")
         raise typer.Exit(2)
     c.db.dispose()
-    uvicorn.run("tillit.api.asgi:create", factory=True, host=host, port=port, workers=workers,
-                access_log=access_log, timeout_graceful_shutdown=10)
+    uvicorn.run(
+        "tillit.api.asgi:create",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=access_log,
+        timeout_graceful_shutdown=10,
+    )
 
 
 @app.command()
@@ -93,15 +109,23 @@ def check(output: Annotated[str, typer.Option("--format", help="table or json")]
         results = checks.run_checks(conn)
     failed = [r for r in results if not r.ok]
     if output == "json":
-        print(json.dumps([{"check": r.name, "examined": r.examined, "violations": r.violations} for r in results],
-                         default=str))
+        print(
+            json.dumps(
+                [{"check": r.name, "examined": r.examined, "violations": r.violations} for r in results],
+                default=str,
+            )
+        )
     else:
         table = Table(title="tillit check")
         for col in ("check", "rule", "examined", "violations"):
             table.add_column(col)
         for r in results:
-            table.add_row(r.name, r.description, str(r.examined),
-                          "[green]0[/green]" if r.ok else f"[red]{len(r.violations)}[/red]")
+            table.add_row(
+                r.name,
+                r.description,
+                str(r.examined),
+                "[green]0[/green]" if r.ok else f"[red]{len(r.violations)}[/red]",
+            )
         console.print(table)
         for r in failed:
             console.print(f"[red]{r.name}[/red]: {r.violations[:10]}")
@@ -109,7 +133,9 @@ def check(output: Annotated[str, typer.Option("--format", help="table or json")]
 
 
 @app.command()
-def prune(hours: Annotated[int, typer.Option(help="Keep idempotency keys this many hours (min 24)")] = 24) -> None:
+def prune(
+    hours: Annotated[int, typer.Option(help="Keep idempotency keys this many hours (min 24)")] = 24,
+) -> None:
     """Delete idempotency keys past their retention."""
     c = build()
     with c.db.transaction() as conn:
@@ -130,8 +156,9 @@ def keys_create(
     c = build()
     try:
         with c.db.transaction() as conn:
-            record, secret = keys.create_key(conn, c.deps, role=role, name=name, merchant_id=merchant_id,
-                                             terminal_id=terminal_id)
+            record, secret = keys.create_key(
+                conn, c.deps, role=role, name=name, merchant_id=merchant_id, terminal_id=terminal_id
+            )
     except DomainError as exc:
         console.print(f"[red]{exc.code}[/red]: {exc.message}")
         raise typer.Exit(2) from None
@@ -149,8 +176,12 @@ def keys_list(merchant_id: str | None = None) -> None:
     for col in ("id", "prefix", "role", "name", "merchant_id", "created_at", "revoked_at"):
         table.add_column(col)
     for r in rows:
-        table.add_row(*(str(r[k] or "") for k in ("id", "prefix", "role", "name", "merchant_id", "created_at",
-                                                   "revoked_at")))
+        table.add_row(
+            *(
+                str(r[k] or "")
+                for k in ("id", "prefix", "role", "name", "merchant_id", "created_at", "revoked_at")
+            )
+        )
     console.print(table)
 
 
@@ -174,4 +205,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

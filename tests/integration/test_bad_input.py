@@ -8,15 +8,18 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from tillit.adapters.db.schema import metadata
-from tillit.bootstrap import Container
 from tests.support.api import new_order
 from tests.support.world import Tenant
+from tillit.adapters.db.schema import metadata
+from tillit.bootstrap import Container
 
 
 def row_counts(container: Container) -> dict[str, int]:
     with container.db.read() as conn:
-        return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one() for t in metadata.sorted_tables}
+        return {
+            t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in metadata.sorted_tables
+        }
 
 
 def assert_error_shape(r: Any, status: int, code: str | None = None) -> None:
@@ -50,8 +53,9 @@ ORDER_BODIES = [
 
 
 @pytest.mark.parametrize(("body", "status", "code"), ORDER_BODIES)
-def test_bad_orders_write_nothing(client: TestClient, container: Container, tenant: Tenant,
-                                  body: Any, status: int, code: str | None) -> None:
+def test_bad_orders_write_nothing(
+    client: TestClient, container: Container, tenant: Tenant, body: Any, status: int, code: str | None
+) -> None:
     before = row_counts(container)
     r = client.post("/v1/orders", json=body, headers={**tenant.auth(), "Idempotency-Key": "bad"})
     assert_error_shape(r, status, code)
@@ -74,12 +78,16 @@ PAYMENT_BODIES = [
 
 
 @pytest.mark.parametrize(("extra", "status", "code"), PAYMENT_BODIES)
-def test_bad_payments_write_nothing(client: TestClient, container: Container, tenant: Tenant,
-                                    extra: dict[str, Any], status: int, code: str) -> None:
+def test_bad_payments_write_nothing(
+    client: TestClient, container: Container, tenant: Tenant, extra: dict[str, Any], status: int, code: str
+) -> None:
     order = new_order(client, tenant)
     before = row_counts(container)
-    r = client.post("/v1/payments", json={"order_id": order["id"], **extra},
-                    headers={**tenant.auth(), "Idempotency-Key": "badpay"})
+    r = client.post(
+        "/v1/payments",
+        json={"order_id": order["id"], **extra},
+        headers={**tenant.auth(), "Idempotency-Key": "badpay"},
+    )
     assert_error_shape(r, status, code)
     assert row_counts(container) == before
 
@@ -87,7 +95,9 @@ def test_bad_payments_write_nothing(client: TestClient, container: Container, te
 def test_malformed_json_and_wrong_content(client: TestClient, container: Container, tenant: Tenant) -> None:
     before = row_counts(container)
     headers = {**tenant.auth(), "Idempotency-Key": "m", "Content-Type": "application/json"}
-    assert_error_shape(client.post("/v1/orders", content=b'{"lines": [', headers=headers), 400, "malformed_json")
+    assert_error_shape(
+        client.post("/v1/orders", content=b'{"lines": [', headers=headers), 400, "malformed_json"
+    )
     assert_error_shape(client.post("/v1/orders", content=b"", headers=headers), 422, "validation_error")
     assert row_counts(container) == before
 

@@ -10,12 +10,12 @@ import httpx
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from tillit.adapters.db.schema import idempotency_keys, ledger_postings, orders, payments
-from tillit.bootstrap import Container
-from tillit.services import idempotency
 from tests.support.api import new_order, post
 from tests.support.live import live_server
 from tests.support.world import Tenant
+from tillit.adapters.db.schema import idempotency_keys, ledger_postings, orders, payments
+from tillit.bootstrap import Container
+from tillit.services import idempotency
 
 LINES = {"lines": [{"sku": "LATTE", "quantity": 1}]}
 
@@ -37,7 +37,9 @@ def test_same_key_other_body_is_422(client: TestClient, tenant: Tenant) -> None:
     assert r.status_code == 422 and r.json()["error"]["code"] == "idempotency_key_reused"
 
 
-def test_missing_or_bad_key_is_400_and_writes_nothing(client: TestClient, container: Container, tenant: Tenant) -> None:
+def test_missing_or_bad_key_is_400_and_writes_nothing(
+    client: TestClient, container: Container, tenant: Tenant
+) -> None:
     with container.db.read() as conn:
         before = conn.execute(select(func.count()).select_from(orders)).scalar_one()
     r = client.post("/v1/orders", json=LINES, headers=tenant.auth())
@@ -69,21 +71,31 @@ def test_prune_keeps_keys_for_24_hours(container: Container, client: TestClient,
         assert idempotency.prune(conn, now + timedelta(hours=23), timedelta(hours=1)) == 0
     with container.db.transaction() as conn:
         assert idempotency.prune(conn, now + timedelta(hours=25)) >= 1
-        left = conn.execute(select(func.count()).select_from(idempotency_keys).where(
-            idempotency_keys.c.key == "old-key", idempotency_keys.c.scope == tenant.merchant_id)).scalar_one()
+        left = conn.execute(
+            select(func.count())
+            .select_from(idempotency_keys)
+            .where(idempotency_keys.c.key == "old-key", idempotency_keys.c.scope == tenant.merchant_id)
+        ).scalar_one()
     assert left == 0
 
 
 def test_fifty_threads_same_key_make_one_order_and_one_capture(container: Container, tenant: Tenant) -> None:
     oid = uuid.uuid4().hex
     with live_server(container) as base, httpx.Client(base_url=base, timeout=30) as http:
+
         def create(_: int) -> httpx.Response:
-            return http.post("/v1/orders", json={"id": oid, **LINES},
-                             headers={**tenant.auth(), "Idempotency-Key": "same-order"})
+            return http.post(
+                "/v1/orders",
+                json={"id": oid, **LINES},
+                headers={**tenant.auth(), "Idempotency-Key": "same-order"},
+            )
 
         def pay(_: int) -> httpx.Response:
-            return http.post("/v1/payments", json={"order_id": oid, "tendered": 5000},
-                             headers={**tenant.auth(), "Idempotency-Key": "same-payment"})
+            return http.post(
+                "/v1/payments",
+                json={"order_id": oid, "tendered": 5000},
+                headers={**tenant.auth(), "Idempotency-Key": "same-payment"},
+            )
 
         with ThreadPoolExecutor(50) as pool:
             created = list(pool.map(create, range(50)))
@@ -93,12 +105,24 @@ def test_fifty_threads_same_key_make_one_order_and_one_capture(container: Contai
         assert statuses <= {201, 409}, statuses
         good = [r for r in batch if r.status_code == 201]
         assert good and all(r.content == good[0].content for r in good)
-        assert all(r.json()["error"]["code"] == "idempotency_key_in_flight" for r in batch if r.status_code == 409)
+        assert all(
+            r.json()["error"]["code"] == "idempotency_key_in_flight" for r in batch if r.status_code == 409
+        )
     with container.db.read() as conn:
-        assert conn.execute(select(func.count()).select_from(orders).where(orders.c.id == oid)).scalar_one() == 1
-        assert conn.execute(select(func.count()).select_from(payments).where(payments.c.order_id == oid)).scalar_one() == 1
-        captures = conn.execute(select(func.count()).select_from(ledger_postings).where(
-            ledger_postings.c.order_id == oid, ledger_postings.c.kind == "capture")).scalar_one()
+        assert (
+            conn.execute(select(func.count()).select_from(orders).where(orders.c.id == oid)).scalar_one() == 1
+        )
+        assert (
+            conn.execute(
+                select(func.count()).select_from(payments).where(payments.c.order_id == oid)
+            ).scalar_one()
+            == 1
+        )
+        captures = conn.execute(
+            select(func.count())
+            .select_from(ledger_postings)
+            .where(ledger_postings.c.order_id == oid, ledger_postings.c.kind == "capture")
+        ).scalar_one()
     assert captures == 2  # one capture transaction: two postings
 
 
@@ -106,15 +130,23 @@ def test_fifty_keys_paying_one_order_never_overcapture(container: Container, ten
     with TestClient(__import__("tillit.api.app", fromlist=["create_app"]).create_app(container)) as tc:
         order = new_order(tc, tenant, [{"sku": "LATTE", "quantity": 1}])  # total 2800
     with live_server(container) as base, httpx.Client(base_url=base, timeout=30) as http:
+
         def pay(i: int) -> httpx.Response:
-            return http.post("/v1/payments", json={"order_id": order["id"], "amount": 700},
-                             headers={**tenant.auth(), "Idempotency-Key": f"pay-{i}"})
+            return http.post(
+                "/v1/payments",
+                json={"order_id": order["id"], "amount": 700},
+                headers={**tenant.auth(), "Idempotency-Key": f"pay-{i}"},
+            )
 
         with ThreadPoolExecutor(50) as pool:
             results = list(pool.map(pay, range(50)))
     assert sum(r.status_code == 201 for r in results) == 4
     assert {r.json()["error"]["code"] for r in results if r.status_code != 201} <= {"order_not_open"}
     with container.db.read() as conn:
-        row = conn.execute(select(orders.c.paid_amount, orders.c.status).where(orders.c.id == order["id"])).one()
-        captured = conn.execute(select(func.sum(payments.c.amount)).where(payments.c.order_id == order["id"])).scalar_one()
+        row = conn.execute(
+            select(orders.c.paid_amount, orders.c.status).where(orders.c.id == order["id"])
+        ).one()
+        captured = conn.execute(
+            select(func.sum(payments.c.amount)).where(payments.c.order_id == order["id"])
+        ).scalar_one()
     assert (row.paid_amount, row.status, captured) == (2800, "paid", 2800)

@@ -7,10 +7,10 @@ import uuid
 from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
-from tillit.adapters.db.schema import payments
-from tillit.bootstrap import Container
 from tests.support.api import new_order, pay_cash, post
 from tests.support.world import Tenant
+from tillit.adapters.db.schema import payments
+from tillit.bootstrap import Container
 
 
 def test_cash_sale_with_change_then_partial_and_full_refund(client: TestClient, tenant: Tenant) -> None:
@@ -87,15 +87,27 @@ def test_refund_of_partly_paid_order_is_refused(client: TestClient, tenant: Tena
     assert r.status_code == 409 and r.json()["error"]["code"] == "order_open"
 
 
-def test_in_flight_payment_blocks_pay_and_cancel(client: TestClient, container: Container, tenant: Tenant) -> None:
+def test_in_flight_payment_blocks_pay_and_cancel(
+    client: TestClient, container: Container, tenant: Tenant
+) -> None:
     order = new_order(client, tenant)
     now = container.deps.clock.now()
     attempt = uuid.uuid4().hex
     with container.db.transaction() as conn:
-        conn.execute(insert(payments).values(
-            id=attempt, merchant_id=tenant.merchant_id, order_id=order["id"], method="wechat", provider="wechat",
-            amount=order["total"], currency="CNY", status="unknown", created_at=now, updated_at=now,
-        ))
+        conn.execute(
+            insert(payments).values(
+                id=attempt,
+                merchant_id=tenant.merchant_id,
+                order_id=order["id"],
+                method="wechat",
+                provider="wechat",
+                amount=order["total"],
+                currency="CNY",
+                status="unknown",
+                created_at=now,
+                updated_at=now,
+            )
+        )
     r = post(client, "/v1/payments", {"order_id": order["id"]}, tenant)
     assert r.status_code == 409
     err = r.json()["error"]
@@ -142,8 +154,13 @@ def test_list_orders_paginates_and_filters(client: TestClient, tenant: Tenant) -
 
 
 def test_products_managed_by_manager_searched_by_cashier(client: TestClient, tenant: Tenant) -> None:
-    r = post(client, "/v1/products", {"sku": "TEA", "name": "Oolong 乌龙", "price": 1800, "barcode": "6900000000017"},
-             tenant, role="merchant")
+    r = post(
+        client,
+        "/v1/products",
+        {"sku": "TEA", "name": "Oolong 乌龙", "price": 1800, "barcode": "6900000000017"},
+        tenant,
+        role="merchant",
+    )
     assert r.status_code == 201, r.text
     pid = r.json()["id"]
     found = client.get("/v1/products?q=6900000000017", headers=tenant.auth()).json()["data"]

@@ -14,10 +14,10 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from tillit.api.routes import catalog, operator, sales
-from tillit.bootstrap import Container
 from tests.support.api import new_order, pay_cash, post
 from tests.support.world import Tenant
+from tillit.api.routes import catalog, operator, sales
+from tillit.bootstrap import Container
 
 # (method, path) -> function(victim objects) -> request kwargs. Path params are filled from `objects`.
 Probe = dict[str, Any]
@@ -31,7 +31,9 @@ PROBES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/terminals"): lambda o: {"json": {"store_id": o["store_id"], "name": "Evil"}},
     ("GET", "/v1/terminals"): lambda o: {"params": {"merchant_id": o["merchant_id"]}},
     ("GET", "/v1/terminals/{terminal_id}"): lambda o: {},
-    ("POST", "/v1/api-keys"): lambda o: {"json": {"role": "terminal", "name": "x", "terminal_id": o["terminal_id"]}},
+    ("POST", "/v1/api-keys"): lambda o: {
+        "json": {"role": "terminal", "name": "x", "terminal_id": o["terminal_id"]}
+    },
     ("GET", "/v1/api-keys"): lambda o: {"params": {"merchant_id": o["merchant_id"]}},
     ("POST", "/v1/api-keys/{key_id}/revoke"): lambda o: {},
     ("POST", "/v1/products"): lambda o: {"json": {"sku": "EVIL", "name": "x", "price": 1}},
@@ -79,8 +81,11 @@ def victim(client: TestClient, other_tenant: Tenant, admin_key: str) -> dict[str
     payment = pay_cash(client, other_tenant, order["id"])
     refund = post(client, "/v1/refunds", {"payment_id": payment["id"], "amount": 100}, other_tenant).json()
     open_order = new_order(client, other_tenant)
-    keys = client.get("/v1/api-keys", params={"merchant_id": other_tenant.merchant_id},
-                      headers={"Authorization": f"Bearer {admin_key}"}).json()["data"]
+    keys = client.get(
+        "/v1/api-keys",
+        params={"merchant_id": other_tenant.merchant_id},
+        headers={"Authorization": f"Bearer {admin_key}"},
+    ).json()["data"]
     return {
         "merchant_id": other_tenant.merchant_id,
         "store_id": other_tenant.store_id,
@@ -141,8 +146,9 @@ def _ids(body: Any) -> set[str]:
     return found
 
 
-def test_victim_objects_unchanged(client: TestClient, tenant: Tenant, other_tenant: Tenant,
-                                  victim: dict[str, str]) -> None:
+def test_victim_objects_unchanged(
+    client: TestClient, tenant: Tenant, other_tenant: Tenant, victim: dict[str, str]
+) -> None:
     before = client.get(f"/v1/orders/{victim['order_id']}", headers=other_tenant.auth()).json()
     open_before = client.get(f"/v1/orders/{victim['open_order_id']}", headers=other_tenant.auth()).json()
     for route in api_routes():
@@ -150,19 +156,31 @@ def test_victim_objects_unchanged(client: TestClient, tenant: Tenant, other_tena
             for role in ("merchant", "terminal"):
                 _call(client, method, route.path, victim, tenant.auth(role))
     assert client.get(f"/v1/orders/{victim['order_id']}", headers=other_tenant.auth()).json() == before
-    assert client.get(f"/v1/orders/{victim['open_order_id']}", headers=other_tenant.auth()).json() == open_before
+    assert (
+        client.get(f"/v1/orders/{victim['open_order_id']}", headers=other_tenant.auth()).json() == open_before
+    )
     product = client.get(f"/v1/products/{victim['product_id']}", headers=other_tenant.auth()).json()
     assert product["price"] == 2800
 
 
-def test_roles_are_enforced_for_every_route(client: TestClient, tenant: Tenant, admin_key: str,
-                                            container: Container) -> None:
-    keys = {"admin": {"Authorization": f"Bearer {admin_key}"}, "merchant": tenant.auth("merchant"),
-            "terminal": tenant.auth("terminal")}
+def test_roles_are_enforced_for_every_route(
+    client: TestClient, tenant: Tenant, admin_key: str, container: Container
+) -> None:
+    keys = {
+        "admin": {"Authorization": f"Bearer {admin_key}"},
+        "merchant": tenant.auth("merchant"),
+        "terminal": tenant.auth("terminal"),
+    }
     own = {
-        "merchant_id": tenant.merchant_id, "store_id": tenant.store_id, "terminal_id": tenant.terminal_id,
-        "key_id": uuid.uuid4().hex, "product_id": tenant.products["LATTE"]["id"], "order_id": uuid.uuid4().hex,
-        "open_order_id": uuid.uuid4().hex, "payment_id": uuid.uuid4().hex, "refund_id": uuid.uuid4().hex,
+        "merchant_id": tenant.merchant_id,
+        "store_id": tenant.store_id,
+        "terminal_id": tenant.terminal_id,
+        "key_id": uuid.uuid4().hex,
+        "product_id": tenant.products["LATTE"]["id"],
+        "order_id": uuid.uuid4().hex,
+        "open_order_id": uuid.uuid4().hex,
+        "payment_id": uuid.uuid4().hex,
+        "refund_id": uuid.uuid4().hex,
     }
     for route in api_routes():
         roles = allowed_roles(route)

@@ -33,7 +33,7 @@ def create_database(prefix: str = "tillit_t") -> str:
     try:
         with engine.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - any connection failure means "no PostgreSQL here"
+    except Exception as exc:
         require_or_skip(f"cannot create a database at {make_url(admin).host}: {exc}")
     finally:
         engine.dispose()

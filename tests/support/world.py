@@ -32,8 +32,15 @@ def make_tenant(c: Container, name: str) -> Tenant:
         tenant = Tenant(m["id"], s["id"], t["id"], manager, cashier)
         for sku, price, stock in (("LATTE", 2800, 50), ("CROIS", 1500, None), ("WATER", 300, 10)):
             tenant.products[sku] = catalog.create_product(
-                conn, c.deps, merchant_id=m["id"], merchant_currency="CNY", sku=sku, name=sku.title(),
-                price=price, barcode=f"69{abs(hash((name, sku))) % 10**11:011d}", stock=stock,
+                conn,
+                c.deps,
+                merchant_id=m["id"],
+                merchant_currency="CNY",
+                sku=sku,
+                name=sku.title(),
+                price=price,
+                barcode=f"69{abs(hash((name, sku))) % 10**11:011d}",
+                stock=stock,
             )
     return tenant
 

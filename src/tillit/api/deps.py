@@ -26,7 +26,9 @@ def actor(
 ) -> Actor:
     if not authorization or not authorization.startswith("Bearer "):
         raise DomainError(
-            "unauthenticated", "Send your API key as `Authorization: Bearer <key>`.", ErrorKind.UNAUTHENTICATED
+            "unauthenticated",
+            "Send your API key as `Authorization: Bearer <key>`.",
+            ErrorKind.UNAUTHENTICATED,
         )
     c = container(request)
     with c.db.read() as conn:

@@ -58,9 +58,14 @@ def install(app: FastAPI) -> None:
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors())
         if any(e.get("type") == "json_invalid" for e in errors):
-            return error_response(400, "malformed_json", "The request body is not valid JSON.", _clean_validation(errors))
+            return error_response(
+                400, "malformed_json", "The request body is not valid JSON.", _clean_validation(errors)
+            )
         return error_response(
-            422, "validation_error", "The request does not match the expected shape.", _clean_validation(errors)
+            422,
+            "validation_error",
+            "The request does not match the expected shape.",
+            _clean_validation(errors),
         )
 
     @app.exception_handler(StarletteHTTPException)

@@ -5,11 +5,11 @@ The API maps ``kind`` to an HTTP status; the ``code`` is what clients and docs/e
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class ErrorKind(str, Enum):
+class ErrorKind(StrEnum):
     """How a failure should be reported; the API turns each kind into one HTTP status."""
 
     INVALID = "invalid"  # the request can never succeed as written (422)

@@ -52,4 +52,6 @@ def normalise_id(raw: str, field: str = "id") -> str:
     try:
         return uuid.UUID(raw).hex
     except (ValueError, AttributeError, TypeError):
-        raise invalid("invalid_id", f"{field} must be a UUID.", {"field": field, "value": str(raw)[:64]}) from None
+        raise invalid(
+            "invalid_id", f"{field} must be a UUID.", {"field": field, "value": str(raw)[:64]}
+        ) from None

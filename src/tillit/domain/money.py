@@ -49,7 +49,9 @@ def check_currency(code: str) -> str:
 def check_amount(amount: int, field: str = "amount", *, allow_zero: bool = False) -> int:
     """Validate an amount in minor units: an int (not bool), positive (or zero), at most MAX_AMOUNT."""
     if isinstance(amount, bool) or not isinstance(amount, int):
-        raise invalid("invalid_amount", f"{field} must be an integer number of minor units.", {"field": field})
+        raise invalid(
+            "invalid_amount", f"{field} must be an integer number of minor units.", {"field": field}
+        )
     low = 0 if allow_zero else 1
     if amount < low or amount > MAX_AMOUNT:
         raise invalid(

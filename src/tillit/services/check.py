@@ -86,7 +86,8 @@ CHECKS: list[tuple[str, str, str, str]] = [
                 AND p.status IN ('pending', 'unknown', 'reversing')) AS in_flight
         FROM orders o
         WHERE o.status IN ('paid', 'refunded') AND (o.paid_amount <> o.total OR EXISTS (
-            SELECT 1 FROM payments p WHERE p.order_id = o.id AND p.status IN ('pending', 'unknown', 'reversing')))
+            SELECT 1 FROM payments p WHERE p.order_id = o.id
+            AND p.status IN ('pending', 'unknown', 'reversing')))
         """,
     ),
 ]

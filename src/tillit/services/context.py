@@ -41,7 +41,10 @@ class Actor:
         """The merchant this actor works for; operators must act through a merchant key."""
         if self.merchant_id is None:
             raise DomainError(
-                "forbidden", "This needs a merchant or terminal key.", ErrorKind.FORBIDDEN, {"role": self.role}
+                "forbidden",
+                "This needs a merchant or terminal key.",
+                ErrorKind.FORBIDDEN,
+                {"role": self.role},
             )
         return self.merchant_id
 

@@ -7,7 +7,8 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from tillit.adapters.db.schema import api_keys, merchants, products, stores, terminals
-from tillit.services import catalog, keys, merchants as merchant_svc
+from tillit.services import catalog, keys
+from tillit.services import merchants as merchant_svc
 from tillit.services.context import Deps
 
 DEMO_MERCHANT = "Tillit Demo Café"
@@ -24,19 +25,34 @@ DEMO_PRODUCTS = [
 def seed(conn: Connection, deps: Deps) -> dict[str, Any]:
     """Create the demo objects if missing, and fresh demo keys (older demo keys are revoked)."""
     merchant = conn.execute(select(merchants).where(merchants.c.name == DEMO_MERCHANT)).first()
-    merchant_id = merchant.id if merchant else merchant_svc.create_merchant(conn, deps, name=DEMO_MERCHANT)["id"]
+    merchant_id = (
+        merchant.id if merchant else merchant_svc.create_merchant(conn, deps, name=DEMO_MERCHANT)["id"]
+    )
     store = conn.execute(select(stores).where(stores.c.merchant_id == merchant_id)).first()
-    store_id = store.id if store else merchant_svc.create_store(conn, deps, merchant_id=merchant_id, name="Main St")["id"]
+    store_id = (
+        store.id
+        if store
+        else merchant_svc.create_store(conn, deps, merchant_id=merchant_id, name="Main St")["id"]
+    )
     term = conn.execute(select(terminals).where(terminals.c.store_id == store_id)).first()
-    terminal_id = term.id if term else merchant_svc.create_terminal(conn, deps, store_id=store_id, name="Till 1")["id"]
+    terminal_id = (
+        term.id if term else merchant_svc.create_terminal(conn, deps, store_id=store_id, name="Till 1")["id"]
+    )
     for sku, barcode, name, price in DEMO_PRODUCTS:
         exists = conn.execute(
             select(products.c.id).where(products.c.merchant_id == merchant_id, products.c.sku == sku)
         ).first()
         if exists is None:
             catalog.create_product(
-                conn, deps, merchant_id=merchant_id, merchant_currency="CNY", sku=sku, name=name, price=price,
-                barcode=barcode, stock=100,
+                conn,
+                deps,
+                merchant_id=merchant_id,
+                merchant_currency="CNY",
+                sku=sku,
+                name=name,
+                price=price,
+                barcode=barcode,
+                stock=100,
             )
     conn.execute(
         update(api_keys)

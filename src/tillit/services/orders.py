@@ -61,7 +61,9 @@ def payment_in_progress(row: Any) -> DomainError:
     )
 
 
-def _resolve_lines(conn: Connection, merchant_id: str, currency: str, lines: list[dict[str, Any]]) -> list[PricedLine]:
+def _resolve_lines(
+    conn: Connection, merchant_id: str, currency: str, lines: list[dict[str, Any]]
+) -> list[PricedLine]:
     if not lines:
         raise invalid("invalid_order", "An order needs at least one line.")
     if len(lines) > MAX_LINES:
@@ -91,9 +93,13 @@ def _resolve_lines(conn: Connection, merchant_id: str, currency: str, lines: lis
                 {"line": index, key[0]: key[1]},
             )
         if not product.active:
-            raise invalid("product_inactive", f"Line {index + 1}: {product.name} is not for sale.", {"line": index})
+            raise invalid(
+                "product_inactive", f"Line {index + 1}: {product.name} is not for sale.", {"line": index}
+            )
         if product.currency != currency:
-            raise invalid("currency_mismatch", f"Line {index + 1}: priced in {product.currency}, not {currency}.")
+            raise invalid(
+                "currency_mismatch", f"Line {index + 1}: priced in {product.currency}, not {currency}."
+            )
         priced.append(
             PricedLine(
                 product_id=product.id,
@@ -107,7 +113,9 @@ def _resolve_lines(conn: Connection, merchant_id: str, currency: str, lines: lis
     return priced
 
 
-def create_order(conn: Connection, deps: Deps, actor: Actor, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def create_order(
+    conn: Connection, deps: Deps, actor: Actor, body: dict[str, Any]
+) -> tuple[int, dict[str, Any]]:
     """Create an order. A client-generated ``id`` that already exists returns that order (200)."""
     merchant_id = actor.merchant()
     merchant = conn.execute(select(merchants).where(merchants.c.id == merchant_id)).one()
@@ -126,7 +134,9 @@ def create_order(conn: Connection, deps: Deps, actor: Actor, body: dict[str, Any
         raise invalid("store_required", "A merchant key must say which store_id the order belongs to.")
     get_store(conn, actor, store_id)
     if actor.store_id is not None and store_id != actor.store_id:
-        raise invalid("store_mismatch", "A terminal sells only in its own store.", {"store_id": actor.store_id})
+        raise invalid(
+            "store_mismatch", "A terminal sells only in its own store.", {"store_id": actor.store_id}
+        )
     priced = _resolve_lines(conn, merchant_id, currency, body.get("lines") or [])
     totals = price_order(priced, body.get("total"))
     now = deps.clock.now()
@@ -168,14 +178,28 @@ def create_order(conn: Connection, deps: Deps, actor: Actor, body: dict[str, Any
         ],
     )
     record_created(
-        conn, entity="order", entity_id=order_id, status="open", merchant_id=merchant_id,
-        order_id=order_id, actor=actor.label, now=now,
+        conn,
+        entity="order",
+        entity_id=order_id,
+        status="open",
+        merchant_id=merchant_id,
+        order_id=order_id,
+        actor=actor.label,
+        now=now,
     )
     if totals.total == 0:
         # Nothing to pay (fully discounted): the order is settled the moment it exists.
         transition(
-            conn, entity="order", entity_id=order_id, current="open", target="paid", merchant_id=merchant_id,
-            order_id=order_id, actor=actor.label, now=now, reason="zero_total",
+            conn,
+            entity="order",
+            entity_id=order_id,
+            current="open",
+            target="paid",
+            merchant_id=merchant_id,
+            order_id=order_id,
+            actor=actor.label,
+            now=now,
+            reason="zero_total",
         )
         apply_stock(conn, order_id)
     return 201, get_order(conn, merchant_id, order_id)
@@ -276,7 +300,11 @@ def get_order(conn: Connection, merchant_id: str, order_id: str) -> dict[str, An
     ).first()
     if order is None:
         raise not_found("order", order_id)
-    lines = list(conn.execute(select(order_lines).where(order_lines.c.order_id == order_id).order_by(order_lines.c.line_no)))
+    lines = list(
+        conn.execute(
+            select(order_lines).where(order_lines.c.order_id == order_id).order_by(order_lines.c.line_no)
+        )
+    )
     pays = list(conn.execute(select(payments).where(payments.c.order_id == order_id).order_by(payments.c.id)))
     refs = list(conn.execute(select(refunds).where(refunds.c.order_id == order_id).order_by(refunds.c.id)))
     return order_view(order, lines, pays, refs)
@@ -294,7 +322,9 @@ def list_orders(
     until: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Newest first, keyset-paginated: pass the last id seen as ``before`` for the next page."""
-    query = select(orders).where(orders.c.merchant_id == merchant_id).order_by(orders.c.id.desc()).limit(limit)
+    query = (
+        select(orders).where(orders.c.merchant_id == merchant_id).order_by(orders.c.id.desc()).limit(limit)
+    )
     if before:
         query = query.where(orders.c.id < before)
     if status:
@@ -359,8 +389,11 @@ def cancel_order(
         )
     order = lock_order(db, conn, merchant_id, order_id)
     if order.status != "open":
-        raise conflict("order_not_open", f"Only an open order can be cancelled; this one is {order.status}.",
-                       {"status": order.status})
+        raise conflict(
+            "order_not_open",
+            f"Only an open order can be cancelled; this one is {order.status}.",
+            {"status": order.status},
+        )
     flight = in_flight_payment(conn, order_id)
     if flight is not None:
         raise payment_in_progress(flight)
@@ -369,7 +402,9 @@ def cancel_order(
     now = deps.clock.now()
     captured = list(
         conn.execute(
-            select(payments).where(payments.c.order_id == order_id, payments.c.status == "captured").order_by(payments.c.id)
+            select(payments)
+            .where(payments.c.order_id == order_id, payments.c.status == "captured")
+            .order_by(payments.c.id)
         )
     )
     for pay in captured:
@@ -384,8 +419,16 @@ def cancel_order(
         if remaining > 0:
             refund_captured(conn, deps, actor, order, pay, remaining, f"order cancelled: {reason}", now)
     transition(
-        conn, entity="order", entity_id=order_id, current="open", target="cancelled", merchant_id=merchant_id,
-        order_id=order_id, actor=actor.label, now=now, reason=reason if not note else f"{reason}: {note}",
+        conn,
+        entity="order",
+        entity_id=order_id,
+        current="open",
+        target="cancelled",
+        merchant_id=merchant_id,
+        order_id=order_id,
+        actor=actor.label,
+        now=now,
+        reason=reason if not note else f"{reason}: {note}",
         values={"cancel_reason": reason},
     )
     return get_order(conn, merchant_id, order_id)

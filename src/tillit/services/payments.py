@@ -16,7 +16,13 @@ from tillit.domain.money import MAX_AMOUNT, check_amount
 from tillit.domain.states import PAYMENT_METHODS
 from tillit.services import ledger
 from tillit.services.context import Actor, Deps
-from tillit.services.orders import apply_stock, in_flight_payment, lock_order, payment_in_progress, payment_view
+from tillit.services.orders import (
+    apply_stock,
+    in_flight_payment,
+    lock_order,
+    payment_in_progress,
+    payment_view,
+)
 from tillit.services.transitions import record_created, transition
 
 
@@ -49,10 +55,14 @@ def create_payment(
                 raise conflict("id_conflict", "This id is already in use; generate a new one.")
             return 200, payment_view(existing)
     if order.currency != (body.get("currency") or order.currency):
-        raise invalid("currency_mismatch", f"The order is in {order.currency}.", {"currency": body.get("currency")})
+        raise invalid(
+            "currency_mismatch", f"The order is in {order.currency}.", {"currency": body.get("currency")}
+        )
     if order.status != "open":
         raise conflict(
-            "order_not_open", f"The order is {order.status}; it takes no more payments.", {"status": order.status}
+            "order_not_open",
+            f"The order is {order.status}; it takes no more payments.",
+            {"status": order.status},
         )
     flight = in_flight_payment(conn, order_id)
     if flight is not None:
@@ -104,18 +114,40 @@ def create_payment(
     }
     conn.execute(insert(payments).values(**record))
     record_created(
-        conn, entity="payment", entity_id=payment_id, status="captured", merchant_id=merchant_id,
-        order_id=order_id, actor=actor.label, now=now, reason="cash received",
+        conn,
+        entity="payment",
+        entity_id=payment_id,
+        status="captured",
+        merchant_id=merchant_id,
+        order_id=order_id,
+        actor=actor.label,
+        now=now,
+        reason="cash received",
     )
     ledger.post(
-        conn, txn_id=deps.ids.new(), merchant_id=merchant_id, order_id=order_id, currency=order.currency,
-        kind="capture", postings=capture_postings(order_id, method, amount), now=now, payment_id=payment_id,
+        conn,
+        txn_id=deps.ids.new(),
+        merchant_id=merchant_id,
+        order_id=order_id,
+        currency=order.currency,
+        kind="capture",
+        postings=capture_postings(order_id, method, amount),
+        now=now,
+        payment_id=payment_id,
     )
     new_paid = order.paid_amount + amount
     if new_paid == order.total:
         transition(
-            conn, entity="order", entity_id=order_id, current="open", target="paid", merchant_id=merchant_id,
-            order_id=order_id, actor=actor.label, now=now, reason="fully paid",
+            conn,
+            entity="order",
+            entity_id=order_id,
+            current="open",
+            target="paid",
+            merchant_id=merchant_id,
+            order_id=order_id,
+            actor=actor.label,
+            now=now,
+            reason="fully paid",
             values={"paid_amount": new_paid},
         )
         apply_stock(conn, order_id)

@@ -55,21 +55,44 @@ def refund_captured(
     }
     conn.execute(insert(refunds).values(**record))
     record_created(
-        conn, entity="refund", entity_id=refund_id, status="succeeded", merchant_id=order.merchant_id,
-        order_id=order.id, actor=actor.label, now=now, reason=reason,
+        conn,
+        entity="refund",
+        entity_id=refund_id,
+        status="succeeded",
+        merchant_id=order.merchant_id,
+        order_id=order.id,
+        actor=actor.label,
+        now=now,
+        reason=reason,
     )
     ledger.post(
-        conn, txn_id=deps.ids.new(), merchant_id=order.merchant_id, order_id=order.id,
-        currency=payment.currency, kind="refund", postings=refund_postings(order.id, payment.method, amount),
-        now=now, payment_id=payment.id, refund_id=refund_id,
+        conn,
+        txn_id=deps.ids.new(),
+        merchant_id=order.merchant_id,
+        order_id=order.id,
+        currency=payment.currency,
+        kind="refund",
+        postings=refund_postings(order.id, payment.method, amount),
+        now=now,
+        payment_id=payment.id,
+        refund_id=refund_id,
     )
-    pay_refunded = conn.execute(
-        select(payments.c.refunded_amount).where(payments.c.id == payment.id)
-    ).scalar_one() + amount
+    pay_refunded = (
+        conn.execute(select(payments.c.refunded_amount).where(payments.c.id == payment.id)).scalar_one()
+        + amount
+    )
     if pay_refunded == payment.amount:
         transition(
-            conn, entity="payment", entity_id=payment.id, current="captured", target="refunded",
-            merchant_id=order.merchant_id, order_id=order.id, actor=actor.label, now=now, reason=reason,
+            conn,
+            entity="payment",
+            entity_id=payment.id,
+            current="captured",
+            target="refunded",
+            merchant_id=order.merchant_id,
+            order_id=order.id,
+            actor=actor.label,
+            now=now,
+            reason=reason,
             values={"refunded_amount": pay_refunded},
         )
     else:
@@ -78,13 +101,22 @@ def refund_captured(
             .where(payments.c.id == payment.id)
             .values(refunded_amount=pay_refunded, version=payments.c.version + 1, updated_at=now)
         )
-    fresh = conn.execute(select(orders.c.status, orders.c.refunded_amount, orders.c.paid_amount).where(
-        orders.c.id == order.id)).one()
+    fresh = conn.execute(
+        select(orders.c.status, orders.c.refunded_amount, orders.c.paid_amount).where(orders.c.id == order.id)
+    ).one()
     order_refunded = fresh.refunded_amount + amount
     if fresh.status == "paid" and order_refunded == fresh.paid_amount:
         transition(
-            conn, entity="order", entity_id=order.id, current="paid", target="refunded",
-            merchant_id=order.merchant_id, order_id=order.id, actor=actor.label, now=now, reason=reason,
+            conn,
+            entity="order",
+            entity_id=order.id,
+            current="paid",
+            target="refunded",
+            merchant_id=order.merchant_id,
+            order_id=order.id,
+            actor=actor.label,
+            now=now,
+            reason=reason,
             values={"refunded_amount": order_refunded},
         )
     else:

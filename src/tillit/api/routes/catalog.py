@@ -16,8 +16,9 @@ from tillit.services.context import Actor
 router = APIRouter(prefix="/v1", tags=["catalogue"], responses={"4XX": {"model": ErrorOut}})
 
 
-@router.post("/products", status_code=201, summary="Add a product (manager)",
-             responses={201: {"model": ProductOut}})
+@router.post(
+    "/products", status_code=201, summary="Add a product (manager)", responses={201: {"model": ProductOut}}
+)
 def create_product(
     body: ProductCreate, request: Request, who: Actor = MANAGER, key: str | None = IDEMPOTENCY_HEADER
 ) -> Response:
@@ -25,10 +26,20 @@ def create_product(
     merchant_id = who.merchant()
 
     def op(conn):  # type: ignore[no-untyped-def]
-        currency = conn.execute(select(merchants.c.currency).where(merchants.c.id == merchant_id)).scalar_one()
+        currency = conn.execute(
+            select(merchants.c.currency).where(merchants.c.id == merchant_id)
+        ).scalar_one()
         return 201, catalog.create_product(
-            conn, c.deps, merchant_id=merchant_id, merchant_currency=currency, sku=body.sku, name=body.name,
-            price=body.price, barcode=body.barcode, currency=body.currency, stock=body.stock,
+            conn,
+            c.deps,
+            merchant_id=merchant_id,
+            merchant_currency=currency,
+            sku=body.sku,
+            name=body.name,
+            price=body.price,
+            barcode=body.barcode,
+            currency=body.currency,
+            stock=body.stock,
         )
 
     return idempotent(request, who, key, body.model_dump(), op)
@@ -53,8 +64,12 @@ def get_product(product_id: str, request: Request, who: Actor = STAFF) -> JSONRe
         return ok(catalog.get_product(conn, who.merchant(), normalise_id(product_id)))
 
 
-@router.patch("/products/{product_id}", summary="Change a product (manager)", responses={200: {"model": ProductOut}})
-def update_product(product_id: str, body: ProductUpdate, request: Request, who: Actor = MANAGER) -> JSONResponse:
+@router.patch(
+    "/products/{product_id}", summary="Change a product (manager)", responses={200: {"model": ProductOut}}
+)
+def update_product(
+    product_id: str, body: ProductUpdate, request: Request, who: Actor = MANAGER
+) -> JSONResponse:
     c = container(request)
     with c.db.transaction() as conn:
         return ok(

@@ -22,7 +22,10 @@ def create_merchant(
 ) -> Response:
     c = container(request)
     return idempotent(
-        request, who, key, body.model_dump(),
+        request,
+        who,
+        key,
+        body.model_dump(),
         lambda conn: (201, merchants.create_merchant(conn, c.deps, name=body.name, currency=body.currency)),
     )
 
@@ -52,13 +55,18 @@ def create_store(
     c = container(request)
     merchant_id = normalise_id(body.merchant_id, "merchant_id")
     return idempotent(
-        request, who, key, body.model_dump(),
+        request,
+        who,
+        key,
+        body.model_dump(),
         lambda conn: (201, merchants.create_store(conn, c.deps, merchant_id=merchant_id, name=body.name)),
     )
 
 
 @router.get("/stores", summary="List stores (a merchant's own; operators may filter by merchant_id)")
-def list_stores(request: Request, who: Actor = ANY, merchant_id: str | None = Query(None, max_length=36)) -> JSONResponse:
+def list_stores(
+    request: Request, who: Actor = ANY, merchant_id: str | None = Query(None, max_length=36)
+) -> JSONResponse:
     with container(request).db.read() as conn:
         scope = normalise_id(merchant_id, "merchant_id") if merchant_id else None
         return ok({"data": merchants.list_stores(conn, who, scope)})
@@ -77,7 +85,10 @@ def create_terminal(
     c = container(request)
     store_id = normalise_id(body.store_id, "store_id")
     return idempotent(
-        request, who, key, body.model_dump(),
+        request,
+        who,
+        key,
+        body.model_dump(),
         lambda conn: (201, merchants.create_terminal(conn, c.deps, store_id=store_id, name=body.name)),
     )
 
@@ -106,7 +117,10 @@ def create_key(
 
     def op(conn):  # type: ignore[no-untyped-def]
         record, secret = keys.create_key(
-            conn, c.deps, role=body.role, name=body.name,
+            conn,
+            c.deps,
+            role=body.role,
+            name=body.name,
             merchant_id=normalise_id(body.merchant_id, "merchant_id") if body.merchant_id else None,
             terminal_id=normalise_id(body.terminal_id, "terminal_id") if body.terminal_id else None,
         )

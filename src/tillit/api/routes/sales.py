@@ -27,8 +27,13 @@ router = APIRouter(prefix="/v1", tags=["sales"], responses={"4XX": {"model": Err
 
 
 @router.post(
-    "/orders", status_code=201, summary="Create an order; the server prices it",
-    responses={201: {"model": OrderOut}, 200: {"model": OrderOut, "description": "The order with this id exists"}},
+    "/orders",
+    status_code=201,
+    summary="Create an order; the server prices it",
+    responses={
+        201: {"model": OrderOut},
+        200: {"model": OrderOut, "description": "The order with this id exists"},
+    },
 )
 def create_order(
     body: OrderCreate, request: Request, who: Actor = STAFF, key: str | None = IDEMPOTENCY_HEADER
@@ -40,7 +45,9 @@ def create_order(
     for line in data["lines"]:
         if line.get("product_id"):
             line["product_id"] = normalise_id(line["product_id"], "product_id")
-    return idempotent(request, who, key, body.model_dump(), lambda conn: orders.create_order(conn, c.deps, who, data))
+    return idempotent(
+        request, who, key, body.model_dump(), lambda conn: orders.create_order(conn, c.deps, who, data)
+    )
 
 
 @router.get("/orders", summary="List orders, newest first")
@@ -56,65 +63,100 @@ def list_orders(
 ) -> JSONResponse:
     with container(request).db.read() as conn:
         rows = orders.list_orders(
-            conn, who.merchant(), limit=limit, before=normalise_id(before) if before else None,
-            status=status, number=number, since=since, until=until,
+            conn,
+            who.merchant(),
+            limit=limit,
+            before=normalise_id(before) if before else None,
+            status=status,
+            number=number,
+            since=since,
+            until=until,
         )
     return ok({"data": rows, "next": rows[-1]["id"] if len(rows) == limit else None})
 
 
-@router.get("/orders/{order_id}", summary="Read an order with lines, payments and refunds",
-            responses={200: {"model": OrderOut}})
+@router.get(
+    "/orders/{order_id}",
+    summary="Read an order with lines, payments and refunds",
+    responses={200: {"model": OrderOut}},
+)
 def get_order(order_id: str, request: Request, who: Actor = STAFF) -> JSONResponse:
     with container(request).db.read() as conn:
         return ok(orders.get_order(conn, who.merchant(), normalise_id(order_id)))
 
 
-@router.get("/orders/{order_id}/events", summary="The order's event timeline",
-            responses={200: {"model": list[EventOut]}})
+@router.get(
+    "/orders/{order_id}/events",
+    summary="The order's event timeline",
+    responses={200: {"model": list[EventOut]}},
+)
 def order_events(order_id: str, request: Request, who: Actor = STAFF) -> JSONResponse:
     with container(request).db.read() as conn:
         return ok({"data": orders.timeline(conn, who.merchant(), normalise_id(order_id))})
 
 
-@router.post("/orders/{order_id}/cancel", summary="Cancel an open order with a reason code",
-             responses={200: {"model": OrderOut}})
+@router.post(
+    "/orders/{order_id}/cancel",
+    summary="Cancel an open order with a reason code",
+    responses={200: {"model": OrderOut}},
+)
 def cancel_order(
-    order_id: str, body: OrderCancel, request: Request, who: Actor = STAFF, key: str | None = IDEMPOTENCY_HEADER
+    order_id: str,
+    body: OrderCancel,
+    request: Request,
+    who: Actor = STAFF,
+    key: str | None = IDEMPOTENCY_HEADER,
 ) -> Response:
     c = container(request)
     oid = normalise_id(order_id)
     return idempotent(
-        request, who, key, body.model_dump(),
+        request,
+        who,
+        key,
+        body.model_dump(),
         lambda conn: (200, orders.cancel_order(c.db, conn, c.deps, who, oid, body.reason, body.note)),
     )
 
 
-@router.post("/payments", status_code=201, summary="Pay (part of) an order",
-             responses={201: {"model": PaymentOut}})
+@router.post(
+    "/payments", status_code=201, summary="Pay (part of) an order", responses={201: {"model": PaymentOut}}
+)
 def create_payment(
     body: PaymentCreate, request: Request, who: Actor = STAFF, key: str | None = IDEMPOTENCY_HEADER
 ) -> Response:
     c = container(request)
     return idempotent(
-        request, who, key, body.model_dump(),
+        request,
+        who,
+        key,
+        body.model_dump(),
         lambda conn: payments.create_payment(c.db, conn, c.deps, who, body.model_dump()),
     )
 
 
-@router.get("/payments/{payment_id}", summary="Read a payment attempt", responses={200: {"model": PaymentOut}})
+@router.get(
+    "/payments/{payment_id}", summary="Read a payment attempt", responses={200: {"model": PaymentOut}}
+)
 def get_payment(payment_id: str, request: Request, who: Actor = STAFF) -> JSONResponse:
     with container(request).db.read() as conn:
         return ok(payments.get_payment(conn, who.merchant(), normalise_id(payment_id)))
 
 
-@router.post("/refunds", status_code=201, summary="Refund (part of) a captured payment",
-             responses={201: {"model": RefundOut}})
+@router.post(
+    "/refunds",
+    status_code=201,
+    summary="Refund (part of) a captured payment",
+    responses={201: {"model": RefundOut}},
+)
 def create_refund(
     body: RefundCreate, request: Request, who: Actor = STAFF, key: str | None = IDEMPOTENCY_HEADER
 ) -> Response:
     c = container(request)
     return idempotent(
-        request, who, key, body.model_dump(),
+        request,
+        who,
+        key,
+        body.model_dump(),
         lambda conn: refunds.create_refund(c.db, conn, c.deps, who, body.model_dump()),
     )
 
