@@ -1,15 +1,20 @@
-"""The composition root: the one place where settings, database, clock and ids are wired."""
+"""The composition root: the one place where settings, database, clock, ids and providers are wired."""
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from datetime import timedelta
+from typing import Any
 
 from tillit.adapters.db.engine import Database, make_engine
 from tillit.config import Settings
-from tillit.domain.clock import Clock, SystemClock
+from tillit.domain.clock import Clock, ScaledClock, SystemClock
 from tillit.domain.ids import IdGenerator
+from tillit.domain.provider import PaymentProvider
 from tillit.services.context import Deps
+from tillit.services.engine import EngineConfig
+from tillit.services.provider_accounts import ProviderDirectory, ProviderFactory
 
 
 @dataclass
@@ -17,10 +22,38 @@ class Container:
     settings: Settings
     db: Database
     deps: Deps
+    engine: EngineConfig | None = None
+
+
+def provider_factory(settings: Settings) -> ProviderFactory:
+    """Build the production adapters from a merchant's stored account settings."""
+
+    def make(provider: str, config: dict[str, Any]) -> PaymentProvider:
+        if provider == "wechat":
+            from tillit.adapters.providers.wechat import WeChatAccount, WeChatPayProvider
+
+            return WeChatPayProvider(WeChatAccount(**_known(WeChatAccount, config, settings)))
+        from tillit.adapters.providers.alipay import AlipayAccount, AlipayProvider
+
+        return AlipayProvider(AlipayAccount(**_known(AlipayAccount, config, settings)))
+
+    return make
+
+
+def _known(cls: type, config: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    chosen = {k: v for k, v in config.items() if k in names}
+    if "timeout_s" in names and "timeout_s" not in chosen:
+        chosen["timeout_s"] = settings.provider_timeout_s
+    return chosen
 
 
 def build(
-    settings: Settings | None = None, *, clock: Clock | None = None, rng: random.Random | None = None
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    rng: random.Random | None = None,
+    factory: ProviderFactory | None = None,
 ) -> Container:
     settings = settings or Settings.from_env()
     if settings.is_sqlite:
@@ -28,7 +61,18 @@ def build(
     engine = make_engine(
         settings.database_url, sqlite_synchronous=settings.sqlite_synchronous, pool_size=settings.db_pool_size
     )
-    clock = clock or SystemClock()
+    if clock is None:
+        clock = (
+            ScaledClock(settings.clock_speed, settings.clock_origin)
+            if settings.clock_speed != 1
+            else SystemClock()
+        )
+    directory = ProviderDirectory(factory or provider_factory(settings))
+    # The safety-net look at an attempt comes after the adapters' pay timeout has surely passed.
+    guard = timedelta(seconds=settings.provider_timeout_s * settings.clock_speed + 15)
     return Container(
-        settings=settings, db=Database(engine), deps=Deps(clock=clock, ids=IdGenerator(clock, rng))
+        settings=settings,
+        db=Database(engine),
+        deps=Deps(clock=clock, ids=IdGenerator(clock, rng)),
+        engine=EngineConfig(providers=directory, pay_guard=guard),
     )

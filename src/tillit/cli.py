@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import timedelta
 from typing import Annotated
@@ -78,8 +79,13 @@ def serve(
     port: int = 8000,
     workers: Annotated[int, typer.Option(help="Processes (use >1 only with PostgreSQL)")] = 1,
     access_log: bool = True,
+    worker: Annotated[
+        bool, typer.Option(help="Run the resolver in this process (else `tillit worker`)")
+    ] = True,
 ) -> None:
-    """Serve the REST API (and, in later versions, pages and workers)."""
+    """Serve the REST API, with the payment resolver running in-process by default."""
+    import os
+
     import uvicorn
 
     c = build()
@@ -90,6 +96,7 @@ def serve(
         console.print("[red]The database is not at the latest schema: run `tillit migrate` first.[/red]")
         raise typer.Exit(2)
     c.db.dispose()
+    os.environ["TILLIT_RUN_WORKER"] = "1" if worker else "0"
     uvicorn.run(
         "tillit.api.asgi:create",
         factory=True,
@@ -141,6 +148,52 @@ def prune(
     with c.db.transaction() as conn:
         removed = idempotency.prune(conn, c.deps.clock.now(), timedelta(hours=max(hours, 24)))
     console.print(f"pruned {removed} idempotency keys older than {max(hours, 24)} h")
+
+
+@app.command("worker")
+def worker_cmd() -> None:
+    """Run the payment resolver (recovery jobs) until interrupted; any number may run on PostgreSQL."""
+    import signal
+
+    from tillit.services.worker import Worker
+
+    c = build()
+    assert c.engine is not None
+    loop = Worker(c.db, c.deps, c.engine, c.settings.worker_poll_s)
+    signal.signal(signal.SIGTERM, lambda *_: loop.stop(timeout=0))
+    console.print(f"worker {loop.name} running (Ctrl-C to stop)")
+    with contextlib.suppress(KeyboardInterrupt):
+        loop.run_forever()
+
+
+@app.command("exceptions")
+def exceptions_cmd(
+    status: Annotated[str, typer.Option(help="open or resolved")] = "open",
+    merchant_id: str | None = None,
+    output: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+) -> None:
+    """List what needs attention: payments the engine could not settle, with the recommended action."""
+    from tillit.services import exceptions as exc_svc
+
+    c = build()
+    with c.db.read() as conn:
+        rows = exc_svc.list_exceptions(conn, merchant_id, status, 200)
+    if output == "json":
+        print(json.dumps(rows, ensure_ascii=False))
+        return
+    table = Table(title=f"{len(rows)} {status} exceptions")
+    for col in ("id", "kind", "payment_id", "amount", "created_at", "recommended_action"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(
+            r["id"],
+            r["kind"],
+            r["payment_id"] or "",
+            str(r["amount"] or ""),
+            r["created_at"],
+            r["recommended_action"],
+        )
+    console.print(table)
 
 
 @keys_app.command("create")

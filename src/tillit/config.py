@@ -15,6 +15,12 @@ class Settings:
     idempotency_retention_hours: int = 24
     max_body_bytes: int = 64 * 1024
     db_pool_size: int = 10
+    provider_timeout_s: float = 10.0
+    # Demo, chaos and tests only: run Tillit's clock faster than real time from ``clock_origin``, so
+    # provider minutes pass in seconds (the sandbox is started with the same speed and origin).
+    clock_speed: float = 1.0
+    clock_origin: float = 0.0
+    worker_poll_s: float = 0.25
 
     @property
     def is_sqlite(self) -> bool:
@@ -32,4 +38,8 @@ class Settings:
             idempotency_retention_hours=max(24, int(env.get("TILLIT_IDEMPOTENCY_RETENTION_HOURS", "24"))),
             max_body_bytes=int(env.get("TILLIT_MAX_BODY_BYTES", str(64 * 1024))),
             db_pool_size=int(env.get("TILLIT_DB_POOL_SIZE", "10")),
+            provider_timeout_s=float(env.get("TILLIT_PROVIDER_TIMEOUT_S", "10")),
+            clock_speed=float(env.get("TILLIT_CLOCK_SPEED", "1")),
+            clock_origin=float(env.get("TILLIT_CLOCK_ORIGIN", "0")),
+            worker_poll_s=float(env.get("TILLIT_WORKER_POLL_S", "0.25")),
         )

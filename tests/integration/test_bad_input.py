@@ -71,7 +71,9 @@ PAYMENT_BODIES = [
     ({"amount": True}, 422, "validation_error"),
     ({"currency": "ZZZ"}, 422, "currency_mismatch"),
     ({"method": "bitcoin"}, 422, "validation_error"),
-    ({"method": "wechat"}, 422, "method_not_enabled"),
+    ({"method": "wechat"}, 422, "payment_code_required"),
+    ({"payment_code": "134567890123456789"}, 422, "method_not_enabled"),
+    ({"payment_code": "999999999999"}, 422, "unsupported_code"),
     ({"tendered": 10}, 422, "insufficient_tender"),
     ({"surprise": 1}, 422, "validation_error"),
 ]

@@ -16,8 +16,9 @@ from fastapi.testclient import TestClient
 
 from tests.support.api import new_order, pay_cash, post
 from tests.support.world import Tenant
-from tillit.api.routes import catalog, operator, sales
+from tillit.api.routes import catalog, engine, operator, sales
 from tillit.bootstrap import Container
+from tillit.services import exceptions as exc_svc
 
 # (method, path) -> function(victim objects) -> request kwargs. Path params are filled from `objects`.
 Probe = dict[str, Any]
@@ -51,15 +52,22 @@ PROBES: dict[tuple[str, str], Any] = {
     ("GET", "/v1/payments/{payment_id}"): lambda o: {},
     ("POST", "/v1/refunds"): lambda o: {"json": {"payment_id": o["payment_id"], "amount": 1}},
     ("GET", "/v1/refunds/{refund_id}"): lambda o: {},
+    ("PUT", "/v1/merchants/{merchant_id}/providers/{provider}"): lambda o: {"json": {"appid": "x"}},
+    ("GET", "/v1/merchants/{merchant_id}/providers"): lambda o: {},
+    ("GET", "/v1/exceptions"): lambda o: {"params": {"status": "open"}},
+    ("GET", "/v1/exceptions/{exception_id}"): lambda o: {},
+    ("POST", "/v1/exceptions/{exception_id}/resolve"): lambda o: {"json": {"resolution": "mine now"}},
 }
 # Routes whose answer is a list: they answer 200 but must hold none of the victim's objects.
-LISTS = {"/v1/stores", "/v1/terminals", "/v1/products", "/v1/orders"}
+LISTS = {"/v1/stores", "/v1/terminals", "/v1/products", "/v1/orders", "/v1/exceptions"}
 # Routes that reference no existing object: they create inside the caller's own merchant only.
 OWN_SCOPE = {("POST", "/v1/products")}
 
 
 def api_routes() -> list[APIRoute]:
-    return [r for mod in (operator, catalog, sales) for r in mod.router.routes if isinstance(r, APIRoute)]
+    return [
+        r for mod in (operator, catalog, sales, engine) for r in mod.router.routes if isinstance(r, APIRoute)
+    ]
 
 
 def allowed_roles(route: APIRoute) -> set[str]:
@@ -76,11 +84,21 @@ def test_every_route_has_a_probe() -> None:
 
 
 @pytest.fixture
-def victim(client: TestClient, other_tenant: Tenant, admin_key: str) -> dict[str, str]:
+def victim(client: TestClient, other_tenant: Tenant, admin_key: str, container: Container) -> dict[str, str]:
     order = new_order(client, other_tenant)
     payment = pay_cash(client, other_tenant, order["id"])
     refund = post(client, "/v1/refunds", {"payment_id": payment["id"], "amount": 100}, other_tenant).json()
     open_order = new_order(client, other_tenant)
+    with container.db.transaction() as conn:
+        exception_id = exc_svc.open_exception(
+            conn,
+            container.deps,
+            kind="unknown_notification",
+            merchant_id=other_tenant.merchant_id,
+            provider="alipay",
+            provider_ref=uuid.uuid4().hex,
+            amount=100,
+        )
     keys = client.get(
         "/v1/api-keys",
         params={"merchant_id": other_tenant.merchant_id},
@@ -96,6 +114,8 @@ def victim(client: TestClient, other_tenant: Tenant, admin_key: str) -> dict[str
         "open_order_id": open_order["id"],
         "payment_id": payment["id"],
         "refund_id": refund["id"],
+        "provider": "wechat",
+        "exception_id": exception_id,
     }
 
 
@@ -181,6 +201,8 @@ def test_roles_are_enforced_for_every_route(
         "open_order_id": uuid.uuid4().hex,
         "payment_id": uuid.uuid4().hex,
         "refund_id": uuid.uuid4().hex,
+        "provider": "wechat",
+        "exception_id": uuid.uuid4().hex,
     }
     for route in api_routes():
         roles = allowed_roles(route)

@@ -2,27 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from tillit import __version__
 from tillit.api import errors
 from tillit.api.limits import BodyLimit
-from tillit.api.routes import catalog, operator, sales
+from tillit.api.routes import catalog, engine, operator, sales
 from tillit.bootstrap import Container
+from tillit.services.worker import Worker
 
 DESCRIPTION = """Tillit's REST API. Amounts are integers of minor units (fen for CNY). Every POST that creates
 something or moves money needs an `Idempotency-Key` header. Errors have one shape:
 `{"error": {"code", "message", "details"}}`; the codes are listed in docs/errors.md."""
 
 
-def create_app(container: Container) -> FastAPI:
-    app = FastAPI(title="Tillit", version=__version__, description=DESCRIPTION, docs_url="/docs")
+def create_app(container: Container, *, run_worker: bool = False) -> FastAPI:
+    """The API app. With ``run_worker`` the resolver loop runs in a thread for the app's lifetime."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        worker = None
+        if run_worker and container.engine is not None:
+            worker = Worker(container.db, container.deps, container.engine, container.settings.worker_poll_s)
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.stop()
+
+    app = FastAPI(
+        title="Tillit", version=__version__, description=DESCRIPTION, docs_url="/docs", lifespan=lifespan
+    )
     app.state.container = container
     errors.install(app)
     app.include_router(operator.router)
     app.include_router(catalog.router)
     app.include_router(sales.router)
+    app.include_router(engine.router)
+    app.include_router(engine.notify_router)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: the process answers (touches no database)")
     def healthz() -> JSONResponse:

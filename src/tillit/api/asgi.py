@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import FastAPI
 
 from tillit.api.app import create_app
@@ -9,4 +11,5 @@ from tillit.bootstrap import build
 
 
 def create() -> FastAPI:
-    return create_app(build())
+    """Serve the API; the resolver runs in-process unless TILLIT_RUN_WORKER=0 (separate `tillit worker`s)."""
+    return create_app(build(), run_worker=os.environ.get("TILLIT_RUN_WORKER", "1") != "0")

@@ -47,6 +47,7 @@ def role(*roles: str) -> Callable[..., Actor]:
 ADMIN = Depends(role("admin"))
 MANAGER = Depends(role("merchant"))
 STAFF = Depends(role("merchant", "terminal"))
+OVERSEER = Depends(role("admin", "merchant"))
 ANY = Depends(actor)
 
 IDEMPOTENCY_HEADER = Header(
@@ -65,6 +66,22 @@ def idempotent(
 ) -> Response:
     c = container(request)
     stored = idempotency.run(c.db, c.deps, who, key, request.method, request.url.path, body, operation)
+    headers = {"Idempotent-Replayed": "true"} if stored.replayed else {}
+    return Response(stored.body, status_code=stored.status, media_type="application/json", headers=headers)
+
+
+def phased(
+    request: Request,
+    who: Actor,
+    key: str | None,
+    body: Any,
+    prepare: Callable[[Connection], Any],
+    takeover: Callable[[Connection, str], tuple[int, Any]],
+) -> Response:
+    c = container(request)
+    stored = idempotency.run_phased(
+        c.db, c.deps, who, key, request.method, request.url.path, body, prepare, takeover
+    )
     headers = {"Idempotent-Replayed": "true"} if stored.replayed else {}
     return Response(stored.body, status_code=stored.status, media_type="application/json", headers=headers)
 

@@ -88,9 +88,15 @@ class OrderCancel(Strict):
 
 
 class PaymentCreate(Strict):
-    id: UUIDStr | None = Field(default=None, description="Client-generated attempt id.")
+    id: UUIDStr | None = Field(default=None, description="Client-generated attempt id (the out_trade_no).")
     order_id: UUIDStr
-    method: Literal["cash", "wechat", "alipay"] = "cash"
+    method: Literal["cash", "wechat", "alipay"] | None = Field(
+        default=None,
+        description="Omit with payment_code: the provider is detected from the code. Default cash.",
+    )
+    payment_code: Annotated[str, Field(min_length=10, max_length=128, pattern=r"^[0-9]+$")] | None = Field(
+        default=None, description="The customer's scanned payment code (never stored; masked on the payment)."
+    )
     amount: Amount | None = Field(default=None, description="Defaults to the balance due.")
     currency: Currency | None = None
     tendered: Amount | None = Field(default=None, description="Cash handed over; change = tendered - amount.")
@@ -139,6 +145,7 @@ class PaymentOut(BaseModel):
     payment_code_masked: str | None
     failure_code: str | None
     failure_message: str | None
+    message: dict[str, str] | None = Field(description="Cashier message in en and zh-CN, with the next step")
     created_at: str
     updated_at: str
 

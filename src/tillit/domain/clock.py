@@ -33,3 +33,22 @@ class ManualClock:
         with self._lock:
             self._now += timedelta(seconds=seconds)
             return self._now
+
+
+class ScaledClock:
+    """Real time sped up by ``speed`` from ``start``: provider minutes in test seconds.
+
+    Two processes given the same ``origin`` (a real epoch instant) and ``speed`` agree on the time,
+    which is how a sped-up sandbox and a sped-up Tillit share one timeline.
+    """
+
+    def __init__(self, speed: float, origin: float, start: datetime | None = None) -> None:
+        import time
+
+        self._time = time.time
+        self.speed = speed
+        self.origin = origin
+        self.start = start or datetime.fromtimestamp(origin, UTC)
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=(self._time() - self.origin) * self.speed)

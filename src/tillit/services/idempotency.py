@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, insert, select, update
 
 from tillit.adapters.db.engine import Database
 from tillit.adapters.db.schema import idempotency_keys
@@ -114,6 +114,111 @@ def run(
             )
         )
         return StoredResponse(status, payload, False)
+
+
+@dataclass
+class Call:
+    """Phase 2 and 3 of a request that calls a provider: ``run`` makes the call outside any transaction,
+    ``finish`` records its answer in a new one and returns the response."""
+
+    resource_id: str
+    run: Callable[[], Any]
+    finish: Callable[[Connection, Any], tuple[int, Any]]
+
+
+def run_phased(
+    db: Database,
+    deps: Deps,
+    actor: Actor,
+    key: str | None,
+    method: str,
+    path: str,
+    body: Any,
+    prepare: Callable[[Connection], tuple[int, Any] | Call],
+    takeover: Callable[[Connection, str], tuple[int, Any]],
+) -> StoredResponse:
+    """Like ``run``, for requests that may call a provider (atomic phases, after Brandur).
+
+    Phase 1 claims the key as ``in_flight`` (linked to the resource it creates) in the same transaction
+    as the resource; the provider call happens outside any transaction; phase 3 records the answer and
+    the response. A same-key request during the call gets 409; after ``IN_FLIGHT_TIMEOUT`` (the first
+    request died mid-call) it is answered from the resource's current state, which the recovery jobs
+    keep moving, and stored once that state is final (status other than 202).
+    """
+    key = check_key(key)
+    scope = actor.merchant_id or "admin"
+    digest = request_hash(method, path, body)
+    with db.transaction() as conn:
+        if not db.try_advisory_lock(conn, f"idem:{scope}:{key}"):
+            raise _in_flight()
+        row = conn.execute(
+            select(idempotency_keys).where(idempotency_keys.c.scope == scope, idempotency_keys.c.key == key)
+        ).first()
+        now = deps.clock.now()
+        if row is not None:
+            if row.request_hash != digest:
+                raise DomainError(
+                    "idempotency_key_reused",
+                    "This Idempotency-Key was used for a different request; use a new key.",
+                    ErrorKind.INVALID,
+                    {"first_path": row.path},
+                )
+            if row.status == "done":
+                return StoredResponse(row.response_status, row.response_body.encode(), True)
+            locked_at = row.locked_at if row.locked_at.tzinfo else row.locked_at.replace(tzinfo=now.tzinfo)
+            if now - locked_at < IN_FLIGHT_TIMEOUT:
+                raise _in_flight()
+            status, result = takeover(conn, row.resource_id)
+            payload = encode(result)
+            if status != 202:
+                conn.execute(
+                    update(idempotency_keys)
+                    .where(idempotency_keys.c.id == row.id)
+                    .values(status="done", response_status=status, response_body=payload.decode())
+                )
+            return StoredResponse(status, payload, True)
+        outcome = prepare(conn)
+        if not isinstance(outcome, Call):
+            status, result = outcome
+            payload = encode(result)
+            conn.execute(
+                insert(idempotency_keys).values(
+                    scope=scope,
+                    key=key,
+                    method=method,
+                    path=path,
+                    request_hash=digest,
+                    status="done",
+                    response_status=status,
+                    response_body=payload.decode(),
+                    created_at=now,
+                    locked_at=None,
+                )
+            )
+            return StoredResponse(status, payload, False)
+        conn.execute(
+            insert(idempotency_keys).values(
+                scope=scope,
+                key=key,
+                method=method,
+                path=path,
+                request_hash=digest,
+                status="in_flight",
+                created_at=now,
+                locked_at=now,
+                resource_id=outcome.resource_id,
+            )
+        )
+    answer = outcome.run()
+    with db.transaction() as conn:
+        status, result = outcome.finish(conn, answer)
+        payload = encode(result)
+        conn.execute(
+            update(idempotency_keys)
+            .where(idempotency_keys.c.scope == scope, idempotency_keys.c.key == key)
+            .values(status="done", response_status=status, response_body=payload.decode(), locked_at=None)
+        )
+    return StoredResponse(status, payload, False)
 
 
 def _in_flight() -> DomainError:

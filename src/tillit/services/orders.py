@@ -11,6 +11,7 @@ from tillit.adapters.db.engine import Database
 from tillit.adapters.db.schema import events, merchants, order_lines, orders, payments, products, refunds
 from tillit.domain.errors import DomainError, ErrorKind, conflict, invalid, not_found
 from tillit.domain.ids import normalise_id
+from tillit.domain.messages import for_payment
 from tillit.domain.money import check_currency
 from tillit.domain.pricing import MAX_LINES, PricedLine, price_order
 from tillit.domain.states import CANCEL_REASONS, PAYMENT_IN_FLIGHT
@@ -273,9 +274,17 @@ def payment_view(row: Any) -> dict[str, Any]:
         "payment_code_masked": p["payment_code_masked"],
         "failure_code": p["failure_code"],
         "failure_message": p["failure_message"],
+        "message": _cashier_message(p),
         "created_at": iso(p["created_at"]),
         "updated_at": iso(p["updated_at"]),
     }
+
+
+def _cashier_message(p: dict[str, Any]) -> dict[str, str] | None:
+    if p["method"] == "cash":
+        return None
+    msg = for_payment(p["status"], p["failure_code"], user_paying=p["failure_code"] == "USERPAYING")
+    return msg.as_dict() if msg else None
 
 
 def refund_view(row: Any) -> dict[str, Any]:

@@ -3,7 +3,8 @@ the same attempt rows, events and ledger postings."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, insert, select, update
 
@@ -13,9 +14,10 @@ from tillit.domain.errors import conflict, invalid, not_found
 from tillit.domain.ids import normalise_id
 from tillit.domain.ledger import capture_postings
 from tillit.domain.money import MAX_AMOUNT, check_amount
-from tillit.domain.states import PAYMENT_METHODS
+from tillit.domain.states import PAYMENT_IN_FLIGHT, PAYMENT_METHODS
 from tillit.services import ledger
 from tillit.services.context import Actor, Deps
+from tillit.services.idempotency import Call
 from tillit.services.orders import (
     apply_stock,
     in_flight_payment,
@@ -23,6 +25,9 @@ from tillit.services.orders import (
     payment_in_progress,
     payment_view,
 )
+
+if TYPE_CHECKING:
+    from tillit.services.engine import EngineConfig
 from tillit.services.transitions import record_created, transition
 
 
@@ -36,15 +41,11 @@ def create_payment(
     payment (200), so a till replaying its journal never pays twice.
     """
     merchant_id = actor.merchant()
-    method = body.get("method", "cash")
+    method = body.get("method") or "cash"
     if method not in PAYMENT_METHODS:
         raise invalid("invalid_method", f"Unknown payment method {method!r}.", {"method": method})
     if method != "cash":
-        raise invalid(
-            "method_not_enabled",
-            f"{method} payments need a provider account configured for this merchant.",
-            {"method": method},
-        )
+        raise invalid("payment_code_required", f"A {method} payment needs the customer's payment_code.")
     order_id = normalise_id(body["order_id"], "order_id")
     payment_id = normalise_id(body["id"]) if body.get("id") else deps.ids.new()
     order = lock_order(db, conn, merchant_id, order_id)
@@ -135,29 +136,76 @@ def create_payment(
         now=now,
         payment_id=payment_id,
     )
-    new_paid = order.paid_amount + amount
-    if new_paid == order.total:
+    credit_order(conn, order, amount, actor.label, now)
+    return 201, payment_view(record)
+
+
+def credit_order(conn: Connection, order: Any, amount: int, actor: str, now: datetime) -> None:
+    """Count a captured payment towards its (locked, open) order; the order is paid when nothing is due."""
+    fresh = conn.execute(select(orders.c.paid_amount, orders.c.total).where(orders.c.id == order.id)).one()
+    new_paid = fresh.paid_amount + amount
+    assert new_paid <= fresh.total, "a capture can never exceed the order total"
+    if new_paid == fresh.total:
         transition(
             conn,
             entity="order",
-            entity_id=order_id,
+            entity_id=order.id,
             current="open",
             target="paid",
-            merchant_id=merchant_id,
-            order_id=order_id,
-            actor=actor.label,
+            merchant_id=order.merchant_id,
+            order_id=order.id,
+            actor=actor,
             now=now,
             reason="fully paid",
             values={"paid_amount": new_paid},
         )
-        apply_stock(conn, order_id)
+        apply_stock(conn, order.id)
     else:
         conn.execute(
             update(orders)
-            .where(orders.c.id == order_id)
+            .where(orders.c.id == order.id)
             .values(paid_amount=new_paid, version=orders.c.version + 1, updated_at=now)
         )
-    return 201, payment_view(record)
+
+
+def start_payment(
+    db: Database,
+    conn: Connection,
+    deps: Deps,
+    actor: Actor,
+    body: dict[str, Any],
+    engine_cfg: EngineConfig | None,
+) -> tuple[int, dict[str, Any]] | Call:
+    """Cash settles at once; a scanned payment code starts a provider attempt (see services/engine.py)."""
+    if not body.get("payment_code"):
+        return create_payment(db, conn, deps, actor, body)
+    if body.get("method") == "cash":
+        raise invalid("payment_code_unexpected", "Cash takes no payment_code.")
+    if engine_cfg is None:
+        raise invalid("method_not_enabled", "Provider payments are not configured on this server.")
+    from tillit.services import engine
+
+    prepared = engine.prepare_provider_payment(db, conn, deps, engine_cfg, actor, body)
+    if isinstance(prepared[0], int):
+        return prepared  # type: ignore[return-value]
+    attempt, provider, number = prepared  # type: ignore[misc]
+    code = body["payment_code"]
+    return Call(
+        resource_id=attempt.id,
+        run=lambda: engine.call_pay(provider, attempt, code, number),
+        finish=lambda c, result: payment_finished(
+            engine.apply_pay_result(db, c, deps, attempt.id, result, actor.label)
+        ),
+    )
+
+
+def payment_finished(view: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """201 once the attempt is settled (captured or failed); 202 while its outcome is still being resolved."""
+    return (202 if view["status"] in PAYMENT_IN_FLIGHT else 201), view
+
+
+def payment_takeover(conn: Connection, merchant_id: str, payment_id: str) -> tuple[int, dict[str, Any]]:
+    return payment_finished(get_payment(conn, merchant_id, payment_id))
 
 
 def get_payment(conn: Connection, merchant_id: str, payment_id: str) -> dict[str, Any]:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from tillit.adapters.db.engine import Database
 from tillit.adapters.db.schema import orders, payments, refunds
@@ -15,7 +15,11 @@ from tillit.domain.ledger import refund_postings
 from tillit.domain.money import check_amount
 from tillit.services import ledger
 from tillit.services.context import Actor, Deps
+from tillit.services.idempotency import Call
 from tillit.services.orders import lock_order, refund_view
+
+if TYPE_CHECKING:
+    from tillit.services.engine import EngineConfig
 from tillit.services.transitions import record_created, transition
 
 MAX_REASON = 500
@@ -77,6 +81,15 @@ def refund_captured(
         payment_id=payment.id,
         refund_id=refund_id,
     )
+    add_refunded(conn, order, payment, amount, actor.label, reason, now)
+    return refund_view(record)
+
+
+def add_refunded(
+    conn: Connection, order: Any, payment: Any, amount: int, actor: str, reason: str | None, now: datetime
+) -> None:
+    """Count a succeeded refund on its payment and order (relative updates: several refunds may land in
+    one transaction); a fully refunded payment, and a fully refunded paid order, move to ``refunded``."""
     pay_refunded = (
         conn.execute(select(payments.c.refunded_amount).where(payments.c.id == payment.id)).scalar_one()
         + amount
@@ -90,7 +103,7 @@ def refund_captured(
             target="refunded",
             merchant_id=order.merchant_id,
             order_id=order.id,
-            actor=actor.label,
+            actor=actor,
             now=now,
             reason=reason,
             values={"refunded_amount": pay_refunded},
@@ -114,7 +127,7 @@ def refund_captured(
             target="refunded",
             merchant_id=order.merchant_id,
             order_id=order.id,
-            actor=actor.label,
+            actor=actor,
             now=now,
             reason=reason,
             values={"refunded_amount": order_refunded},
@@ -125,12 +138,16 @@ def refund_captured(
             .where(orders.c.id == order.id)
             .values(refunded_amount=order_refunded, version=orders.c.version + 1, updated_at=now)
         )
-    return refund_view(record)
 
 
 def create_refund(
-    db: Database, conn: Connection, deps: Deps, actor: Actor, body: dict[str, Any]
-) -> tuple[int, dict[str, Any]]:
+    db: Database,
+    conn: Connection,
+    deps: Deps,
+    actor: Actor,
+    body: dict[str, Any],
+    engine_cfg: EngineConfig | None = None,
+) -> tuple[int, dict[str, Any]] | Call:
     """Refund part or all of a captured payment. ``amount`` defaults to what is left to refund."""
     merchant_id = actor.merchant()
     payment_id = normalise_id(body["payment_id"], "payment_id")
@@ -166,7 +183,12 @@ def create_refund(
             f"Only a captured payment can be refunded; this one is {payment.status}.",
             {"status": payment.status},
         )
-    remaining = payment.amount - payment.refunded_amount
+    reserved = conn.execute(
+        select(func.coalesce(func.sum(refunds.c.amount), 0)).where(
+            refunds.c.payment_id == payment.id, refunds.c.status.in_(("pending", "processing"))
+        )
+    ).scalar_one()
+    remaining = payment.amount - payment.refunded_amount - int(reserved)
     amount = body.get("amount")
     amount = remaining if amount is None else check_amount(amount)
     if amount > remaining:
@@ -176,9 +198,31 @@ def create_refund(
             {"refundable": remaining, "amount": amount},
         )
     if payment.method != "cash":
-        raise invalid("method_not_enabled", f"{payment.method} refunds need the provider integration.")
+        if engine_cfg is None:
+            raise invalid("method_not_enabled", f"{payment.method} refunds need the provider integration.")
+        from tillit.services import engine
+
+        ref, provider = engine.prepare_provider_refund(
+            db, conn, deps, engine_cfg, actor, order, payment, amount, reason, refund_id
+        )
+        return Call(
+            resource_id=ref.id,
+            run=lambda: engine.call_refund(provider, ref, payment),
+            finish=lambda c, result: _finished(
+                engine.apply_refund_result(db, c, deps, ref.id, result, actor.label)
+            ),
+        )
     view = refund_captured(conn, deps, actor, order, payment, amount, reason, deps.clock.now(), refund_id)
     return 201, view
+
+
+def _finished(view: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """201 once the refund is settled either way; 202 while the provider is still processing it."""
+    return (202 if view["status"] in ("pending", "processing") else 201), view
+
+
+def refund_takeover(conn: Connection, merchant_id: str, refund_id: str) -> tuple[int, dict[str, Any]]:
+    return _finished(get_refund(conn, merchant_id, refund_id))
 
 
 def get_refund(conn: Connection, merchant_id: str, refund_id: str) -> dict[str, Any]:

@@ -292,8 +292,104 @@ idempotency_keys = Table(
     Column("response_body", Text),
     Column("created_at", TS, nullable=False),
     Column("locked_at", TS),
+    # For multi-phase requests (provider calls): the resource the first request created.
+    Column("resource_id", ID),
     UniqueConstraint("scope", "key", name="uq_idempotency_scope_key"),
     CheckConstraint("status IN ('in_flight','done')", name="status"),
     CheckConstraint("status <> 'done' OR response_status IS NOT NULL", name="done_has_response"),
 )
 Index("ix_idempotency_created", idempotency_keys.c.created_at)
+
+provider_accounts = Table(
+    "provider_accounts",
+    metadata,
+    Column("merchant_id", ID, ForeignKey("merchants.id"), primary_key=True),
+    Column("provider", String(16), primary_key=True),
+    # The provider's id for the account (WeChat mch_id, Alipay app_id): routes notifications.
+    Column("account_ref", String(64), nullable=False),
+    # JSON settings including secrets (API key, private key): never returned by the API, never logged.
+    Column("config", Text, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    CheckConstraint("provider IN ('wechat','alipay')", name="provider"),
+    UniqueConstraint("provider", "account_ref", name="uq_provider_accounts_ref"),
+)
+
+# Due-dated recovery work. A job is claimed with a lease; an expired lease means its worker died and
+# another may take it. Every job's provider call is safe to repeat (query, reverse, refund with the same
+# refund number); a pay call is never made by a job.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("payment_id", ID, ForeignKey("payments.id")),
+    Column("refund_id", ID, ForeignKey("refunds.id")),
+    Column("exception_id", ID),
+    Column("state", String(16), nullable=False),
+    Column("due_at", TS, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("lease_until", TS),
+    Column("leased_by", String(64)),
+    Column("last_error", String(500)),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    CheckConstraint("state IN ('pending','done')", name="state"),
+    CheckConstraint(
+        "kind IN ('resolve_payment','reverse_payment','confirm_refund','refund_unattached')", name="kind"
+    ),
+)
+Index("ix_jobs_due", jobs.c.state, jobs.c.due_at)
+Index(
+    "uq_jobs_one_pending_per_payment",
+    jobs.c.kind,
+    jobs.c.payment_id,
+    unique=True,
+    sqlite_where=text("state = 'pending' AND payment_id IS NOT NULL AND refund_id IS NULL"),
+    postgresql_where=text("state = 'pending' AND payment_id IS NOT NULL AND refund_id IS NULL"),
+)
+
+# Whatever the engine cannot settle itself, with a recommended action; resolved by a manager (audited).
+exceptions = Table(
+    "exceptions",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("merchant_id", ID, ForeignKey("merchants.id")),
+    Column("kind", String(40), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("order_id", ID),
+    Column("payment_id", ID),
+    Column("refund_id", ID),
+    Column("provider", String(16)),
+    Column("provider_ref", String(64)),
+    Column("amount", MONEY),
+    Column("recommended_action", String(200), nullable=False),
+    Column("details", Text),
+    Column("created_at", TS, nullable=False),
+    Column("resolved_at", TS),
+    Column("resolved_by", String(100)),
+    Column("resolution", String(500)),
+    CheckConstraint("status IN ('open','resolved')", name="status"),
+    CheckConstraint(
+        "status = 'open' OR (resolved_at IS NOT NULL AND resolved_by IS NOT NULL)", name="resolved"
+    ),
+)
+Index("ix_exceptions_merchant_status", exceptions.c.merchant_id, exceptions.c.status)
+
+# Provider notifications, deduplicated by the provider's own id; kept as evidence.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("provider", String(16), nullable=False),
+    Column("notify_id", String(128), nullable=False),
+    Column("merchant_id", ID, ForeignKey("merchants.id")),
+    Column("out_trade_no", String(64)),
+    Column("trade_status", String(32)),
+    Column("amount", MONEY),
+    Column("outcome", String(32), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("received_at", TS, nullable=False),
+    UniqueConstraint("provider", "notify_id", name="uq_notifications_provider_notify_id"),
+)

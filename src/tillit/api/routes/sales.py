@@ -7,7 +7,7 @@ from datetime import datetime
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from tillit.api.deps import IDEMPOTENCY_HEADER, STAFF, container, idempotent, ok
+from tillit.api.deps import IDEMPOTENCY_HEADER, STAFF, container, idempotent, ok, phased
 from tillit.api.schemas import (
     ErrorOut,
     EventOut,
@@ -119,18 +119,26 @@ def cancel_order(
 
 
 @router.post(
-    "/payments", status_code=201, summary="Pay (part of) an order", responses={201: {"model": PaymentOut}}
+    "/payments",
+    status_code=201,
+    summary="Pay (part of) an order: cash, or scan the customer's WeChat/Alipay payment code",
+    responses={
+        201: {"model": PaymentOut, "description": "Settled: captured, or failed with a cashier message"},
+        202: {"model": PaymentOut, "description": "Outcome still being resolved: poll GET /v1/payments/{id}"},
+    },
 )
 def create_payment(
     body: PaymentCreate, request: Request, who: Actor = STAFF, key: str | None = IDEMPOTENCY_HEADER
 ) -> Response:
     c = container(request)
-    return idempotent(
+    data = body.model_dump()
+    return phased(
         request,
         who,
         key,
-        body.model_dump(),
-        lambda conn: payments.create_payment(c.db, conn, c.deps, who, body.model_dump()),
+        data,
+        lambda conn: payments.start_payment(c.db, conn, c.deps, who, data, c.engine),
+        lambda conn, rid: payments.payment_takeover(conn, who.merchant(), rid),
     )
 
 
@@ -146,18 +154,23 @@ def get_payment(payment_id: str, request: Request, who: Actor = STAFF) -> JSONRe
     "/refunds",
     status_code=201,
     summary="Refund (part of) a captured payment",
-    responses={201: {"model": RefundOut}},
+    responses={
+        201: {"model": RefundOut},
+        202: {"model": RefundOut, "description": "Accepted by the provider, not confirmed yet"},
+    },
 )
 def create_refund(
     body: RefundCreate, request: Request, who: Actor = STAFF, key: str | None = IDEMPOTENCY_HEADER
 ) -> Response:
     c = container(request)
-    return idempotent(
+    data = body.model_dump()
+    return phased(
         request,
         who,
         key,
-        body.model_dump(),
-        lambda conn: refunds.create_refund(c.db, conn, c.deps, who, body.model_dump()),
+        data,
+        lambda conn: refunds.create_refund(c.db, conn, c.deps, who, data, c.engine),
+        lambda conn, rid: refunds.refund_takeover(conn, who.merchant(), rid),
     )
 
 

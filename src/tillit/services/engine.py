@@ -1,0 +1,826 @@
+"""The payment integrity engine: provider payments that never end unknown, double-charged or orphaned.
+
+Attempt protocol (shared/reference/providers.md §0):
+1. The attempt row (our id = the provider's out_trade_no, never reused) is committed, together with a
+   safety-net recovery job, *before* the provider is called.
+2. The provider's answer is classified SUCCESS / FAILED / UNKNOWN and applied in a second transaction.
+3. UNKNOWN is resolved by the recovery jobs, on the provider's own schedule: query (WeChat: first after
+   5 s, every 5 s, within 45 s of creation; Alipay: every 5 s up to 60 s), then reverse/cancel,
+   repeated while the provider says so. A payment found paid while its order is still blocked by it is
+   captured (attached); one found paid after it had been given up is refunded automatically.
+
+Every step after the provider call is a compare-and-set on the payment's status, so a step that runs
+twice (a worker crashed after the call, a notification raced a query) changes nothing the second time.
+Pay is only ever called by the API request that created the attempt, never by a job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import Connection, func, insert, select, update
+
+from tillit.adapters.db.engine import Database
+from tillit.adapters.db.schema import exceptions, payments, refunds
+from tillit.domain.errors import conflict, invalid
+from tillit.domain.ids import normalise_id
+from tillit.domain.ledger import capture_postings, refund_postings
+from tillit.domain.money import check_amount
+from tillit.domain.provider import (
+    Outcome,
+    PaymentProvider,
+    PayResult,
+    RefundResult,
+    RefundState,
+    ReverseState,
+    TradeState,
+    detect_method,
+    mask_code,
+)
+from tillit.services import exceptions as exc_svc
+from tillit.services import jobs, ledger
+from tillit.services.context import Actor, Deps
+from tillit.services.orders import (
+    in_flight_payment,
+    lock_order,
+    payment_in_progress,
+    payment_view,
+    refund_view,
+)
+from tillit.services.payments import credit_order
+from tillit.services.provider_accounts import ProviderDirectory
+from tillit.services.transitions import record_created, transition
+
+log = structlog.get_logger("tillit.engine")
+
+SYSTEM = "system:engine"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A provider's recovery rules, in provider-clock seconds."""
+
+    first_query: float
+    query_every: float
+    window: float  # give up querying this long after the attempt was created
+    reverse_not_before: float  # never reverse earlier than this after creation
+    reverse_backoff: tuple[float, ...]
+    reverse_alert_after: int  # open a 单边账 exception after this many failed reverse calls
+    refund_first_query: float
+    refund_backoff: tuple[float, ...]
+
+
+SCHEDULES = {
+    "wechat": Schedule(5, 5, 45, 15, (2, 5, 10, 20, 30, 60, 120, 300), 6, 60, (60, 300, 600, 1200, 1800)),
+    "alipay": Schedule(5, 5, 60, 0, (2, 2, 5, 10, 30, 60, 120, 300), 6, 10, (10, 30, 60, 300, 600, 1800)),
+}
+
+
+@dataclass
+class EngineConfig:
+    providers: ProviderDirectory
+    # How long (provider clock) before the safety-net job looks at an attempt whose API request may
+    # have died mid-call; must exceed the adapters' pay timeout as seen on the provider clock.
+    pay_guard: timedelta = timedelta(seconds=30)
+
+
+def _backoff(steps: tuple[float, ...], attempt: int) -> timedelta:
+    return timedelta(seconds=steps[min(max(attempt - 1, 0), len(steps) - 1)])
+
+
+def _aware(value: datetime, like: datetime) -> datetime:
+    """SQLite returns naive UTC datetimes; compare them with aware ones."""
+    if value.tzinfo is None and like.tzinfo is not None:
+        return value.replace(tzinfo=like.tzinfo)
+    return value
+
+
+# --- starting a payment (API) ---------------------------------------------------------------------
+
+
+def prepare_provider_payment(
+    db: Database, conn: Connection, deps: Deps, cfg: EngineConfig, actor: Actor, body: dict[str, Any]
+) -> tuple[Any, PaymentProvider, int] | tuple[int, dict[str, Any]]:
+    """Phase 1, inside the caller's transaction: validate, lock the order, insert the pending attempt
+    and its safety-net job. Returns (attempt row, provider), or (status, view) for an existing id."""
+    merchant_id = actor.merchant()
+    code = (body.get("payment_code") or "").strip()
+    method = body.get("method") or detect_method(code)
+    if method is None:
+        raise invalid(
+            "unsupported_code", "This code belongs to no supported provider.", {"reason": "unsupported_code"}
+        )
+    if method not in ("wechat", "alipay"):
+        raise invalid("payment_code_unexpected", "A payment code is only used with wechat or alipay.")
+    order_id = normalise_id(body["order_id"], "order_id")
+    payment_id = normalise_id(body["id"]) if body.get("id") else deps.ids.new()
+    order = lock_order(db, conn, merchant_id, order_id)
+    if body.get("id"):
+        existing = conn.execute(select(payments).where(payments.c.id == payment_id)).first()
+        if existing is not None:
+            if existing.merchant_id != merchant_id or existing.order_id != order_id:
+                raise conflict("id_conflict", "This id is already in use; generate a new one.")
+            return 200, payment_view(existing)
+    if order.status != "open":
+        raise conflict(
+            "order_not_open",
+            f"The order is {order.status}; it takes no more payments.",
+            {"status": order.status},
+        )
+    flight = in_flight_payment(conn, order_id)
+    if flight is not None:
+        raise payment_in_progress(flight)
+    same_code = conn.execute(
+        select(payments.c.id, payments.c.status).where(
+            payments.c.order_id == order_id,
+            payments.c.payment_code_masked == mask_code(code),
+            payments.c.status == "captured",
+        )
+    ).first()
+    if same_code is not None and order.paid_amount >= order.total:
+        raise payment_in_progress(same_code)
+    provider = cfg.providers.get(conn, merchant_id, method)
+    balance = order.total - order.paid_amount
+    amount = balance if body.get("amount") is None else check_amount(body["amount"])
+    if amount > balance:
+        raise conflict(
+            "amount_exceeds_balance", f"Only {balance} is due on this order.", {"balance_due": balance}
+        )
+    now = deps.clock.now()
+    record = {
+        "id": payment_id,
+        "merchant_id": merchant_id,
+        "order_id": order_id,
+        "terminal_id": actor.terminal_id,
+        "method": method,
+        "provider": method,
+        "amount": amount,
+        "currency": order.currency,
+        "status": "pending",
+        "tendered": None,
+        "change_due": None,
+        "refunded_amount": 0,
+        "provider_ref": None,
+        "payment_code_masked": mask_code(code),
+        "failure_code": None,
+        "failure_message": None,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+        "resolved_at": None,
+    }
+    conn.execute(insert(payments).values(**record))
+    record_created(
+        conn,
+        entity="payment",
+        entity_id=payment_id,
+        status="pending",
+        merchant_id=merchant_id,
+        order_id=order_id,
+        actor=actor.label,
+        now=now,
+        reason=f"{method} code scanned",
+    )
+    jobs.schedule(
+        conn,
+        deps,
+        kind="resolve_payment",
+        merchant_id=merchant_id,
+        payment_id=payment_id,
+        due_at=now + cfg.pay_guard,
+    )
+    return conn.execute(select(payments).where(payments.c.id == payment_id)).one(), provider, order.number
+
+
+def call_pay(provider: PaymentProvider, attempt: Any, payment_code: str, order_number: int) -> PayResult:
+    return provider.pay(
+        out_trade_no=attempt.id,
+        auth_code=payment_code,
+        amount=attempt.amount,
+        currency=attempt.currency,
+        description=f"Tillit order {order_number}",
+    )
+
+
+def apply_pay_result(
+    db: Database, conn: Connection, deps: Deps, attempt_id: str, result: PayResult, actor: str
+) -> dict[str, Any]:
+    """Phase 3: record what the pay call said. Only moves an attempt that is still pending/unknown."""
+    pay = conn.execute(select(payments).where(payments.c.id == attempt_id)).one()
+    order = lock_order(db, conn, pay.merchant_id, pay.order_id)
+    pay = _lock_payment(db, conn, attempt_id)
+    now = deps.clock.now()
+    sched = SCHEDULES[pay.method]
+    if pay.status not in ("pending", "unknown"):
+        return payment_view(pay)
+    if result.outcome is Outcome.SUCCESS:
+        _capture(conn, deps, order, pay, result.provider_ref, actor, "paid")
+    elif result.outcome is Outcome.FAILED:
+        _fail(conn, deps, pay, result.code, result.message, actor)
+    else:
+        if pay.status == "pending":
+            transition(
+                conn,
+                entity="payment",
+                entity_id=pay.id,
+                current="pending",
+                target="unknown",
+                merchant_id=pay.merchant_id,
+                order_id=pay.order_id,
+                actor=actor,
+                now=now,
+                reason=result.code or "no answer",
+                values={"failure_code": result.code},
+            )
+        jobs.schedule(
+            conn,
+            deps,
+            kind="resolve_payment",
+            merchant_id=pay.merchant_id,
+            payment_id=pay.id,
+            due_at=now + timedelta(seconds=sched.first_query),
+        )
+    return payment_view(conn.execute(select(payments).where(payments.c.id == attempt_id)).one())
+
+
+# --- state changes ----------------------------------------------------------------------------------
+
+
+def _lock_payment(db: Database, conn: Connection, payment_id: str) -> Any:
+    query = select(payments).where(payments.c.id == payment_id)
+    if db.is_postgres:
+        query = query.with_for_update()
+    return conn.execute(query).one()
+
+
+def _capture(
+    conn: Connection, deps: Deps, order: Any, pay: Any, provider_ref: str | None, actor: str, reason: str
+) -> None:
+    now = deps.clock.now()
+    transition(
+        conn,
+        entity="payment",
+        entity_id=pay.id,
+        current=pay.status,
+        target="captured",
+        merchant_id=pay.merchant_id,
+        order_id=pay.order_id,
+        actor=actor,
+        now=now,
+        reason=reason,
+        provider_ref=provider_ref,
+        values={
+            "provider_ref": provider_ref or pay.provider_ref,
+            "resolved_at": now,
+            "failure_code": None,
+            "failure_message": None,
+        },
+    )
+    ledger.post(
+        conn,
+        txn_id=deps.ids.new(),
+        merchant_id=pay.merchant_id,
+        order_id=pay.order_id,
+        currency=pay.currency,
+        kind="capture",
+        postings=capture_postings(pay.order_id, pay.method, pay.amount),
+        now=now,
+        payment_id=pay.id,
+    )
+    credit_order(conn, order, pay.amount, actor, now)
+    jobs.finish_for(conn, deps, kind="resolve_payment", payment_id=pay.id)
+    jobs.finish_for(conn, deps, kind="reverse_payment", payment_id=pay.id)
+
+
+def _fail(
+    conn: Connection,
+    deps: Deps,
+    pay: Any,
+    code: str | None,
+    message: str | None,
+    actor: str,
+    target: str = "failed",
+) -> None:
+    now = deps.clock.now()
+    transition(
+        conn,
+        entity="payment",
+        entity_id=pay.id,
+        current=pay.status,
+        target=target,
+        merchant_id=pay.merchant_id,
+        order_id=pay.order_id,
+        actor=actor,
+        now=now,
+        reason=code,
+        values={"failure_code": code, "failure_message": (message or "")[:500] or None, "resolved_at": now},
+    )
+    jobs.finish_for(conn, deps, kind="resolve_payment", payment_id=pay.id)
+    jobs.finish_for(conn, deps, kind="reverse_payment", payment_id=pay.id)
+
+
+def _start_reverse(conn: Connection, deps: Deps, pay: Any, reason: str) -> None:
+    now = deps.clock.now()
+    sched = SCHEDULES[pay.method]
+    transition(
+        conn,
+        entity="payment",
+        entity_id=pay.id,
+        current=pay.status,
+        target="reversing",
+        merchant_id=pay.merchant_id,
+        order_id=pay.order_id,
+        actor=SYSTEM,
+        now=now,
+        reason=reason,
+    )
+    jobs.finish_for(conn, deps, kind="resolve_payment", payment_id=pay.id)
+    not_before = _aware(pay.created_at, now) + timedelta(seconds=sched.reverse_not_before)
+    jobs.schedule(
+        conn,
+        deps,
+        kind="reverse_payment",
+        merchant_id=pay.merchant_id,
+        payment_id=pay.id,
+        due_at=max(now, not_before),
+    )
+
+
+# --- recovery jobs ----------------------------------------------------------------------------------
+
+
+def run_job(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) -> None:
+    handler = HANDLERS[job.kind]
+    handler(db, deps, cfg, job)
+
+
+def _load(db: Database, payment_id: str) -> Any:
+    with db.read() as conn:
+        return conn.execute(select(payments).where(payments.c.id == payment_id)).one()
+
+
+def _provider(db: Database, cfg: EngineConfig, merchant_id: str, method: str) -> PaymentProvider:
+    with db.read() as conn:
+        return cfg.providers.get(conn, merchant_id, method)
+
+
+def resolve_payment(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) -> None:
+    """Query an attempt whose outcome is unknown and act on the answer (providers.md §1.2, §2.2)."""
+    assert job.payment_id is not None
+    pay = _load(db, job.payment_id)
+    if pay.status not in ("pending", "unknown", "failed"):
+        with db.transaction() as conn:
+            jobs.finish(conn, deps, job.id)
+        return
+    provider = _provider(db, cfg, pay.merchant_id, pay.method)
+    answer = provider.query(pay.id)
+    sched = SCHEDULES[pay.method]
+    with db.transaction() as conn:
+        order = lock_order(db, conn, pay.merchant_id, pay.order_id)
+        pay = _lock_payment(db, conn, pay.id)
+        now = deps.clock.now()
+        if pay.status == "failed":
+            # Only reached for a notification about a payment already given up: was it paid after all?
+            if answer.state is TradeState.PAID:
+                _late_payment(conn, deps, pay, answer.provider_ref)
+            jobs.finish(conn, deps, job.id)
+            return
+        if pay.status not in ("pending", "unknown"):
+            jobs.finish(conn, deps, job.id)
+            return
+        state = answer.state
+        if state is TradeState.PAID:
+            _capture(conn, deps, order, pay, answer.provider_ref, SYSTEM, f"query: {answer.raw_state}")
+        elif state is TradeState.CLOSED:
+            _fail(conn, deps, pay, answer.raw_state or "CLOSED", "closed at the provider", SYSTEM)
+        elif state is TradeState.REFUNDED:
+            exc_svc.open_exception(
+                conn,
+                deps,
+                kind="refunded_at_provider",
+                merchant_id=pay.merchant_id,
+                order_id=pay.order_id,
+                payment_id=pay.id,
+                provider=pay.method,
+                provider_ref=answer.provider_ref,
+                amount=pay.amount,
+            )
+            _start_reverse(conn, deps, pay, "query: REFUND")
+        elif state is TradeState.PAY_ERROR:
+            # PAYERROR does not prove that no money moved: always reverse (providers.md §1.3).
+            _start_reverse(conn, deps, pay, "query: PAYERROR")
+        else:
+            deadline = _aware(pay.created_at, now) + timedelta(seconds=sched.window)
+            if pay.status == "pending":
+                transition(
+                    conn,
+                    entity="payment",
+                    entity_id=pay.id,
+                    current="pending",
+                    target="unknown",
+                    merchant_id=pay.merchant_id,
+                    order_id=pay.order_id,
+                    actor=SYSTEM,
+                    now=now,
+                    reason=f"query: {answer.raw_state or state.value}",
+                )
+            if now >= deadline:
+                _start_reverse(conn, deps, pay, f"not paid within {int(sched.window)} s")
+            else:
+                if answer.raw_state in ("USERPAYING", "WAIT_BUYER_PAY"):
+                    conn.execute(
+                        update(payments).where(payments.c.id == pay.id).values(failure_code="USERPAYING")
+                    )
+                jobs.retry_later(
+                    conn,
+                    deps,
+                    job.id,
+                    min(deadline, now + timedelta(seconds=sched.query_every)),
+                    f"query: {state.value}",
+                )
+
+
+def reverse_payment(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) -> None:
+    """Reverse (WeChat) / cancel (Alipay) an attempt that was not paid in time, while the provider asks."""
+    assert job.payment_id is not None
+    pay = _load(db, job.payment_id)
+    if pay.status != "reversing":
+        with db.transaction() as conn:
+            jobs.finish(conn, deps, job.id)
+        return
+    provider = _provider(db, cfg, pay.merchant_id, pay.method)
+    result = provider.reverse(pay.id)
+    answer = None
+    if result.state in (ReverseState.EXPIRED, ReverseState.FAILED):
+        answer = provider.query(pay.id)  # the trade's own state decides what the refusal meant
+    sched = SCHEDULES[pay.method]
+    with db.transaction() as conn:
+        order = lock_order(db, conn, pay.merchant_id, pay.order_id)
+        pay = _lock_payment(db, conn, pay.id)
+        if pay.status != "reversing":
+            jobs.finish(conn, deps, job.id)
+            return
+        now = deps.clock.now()
+        if result.state is ReverseState.DONE:
+            _fail(
+                conn,
+                deps,
+                pay,
+                "REVERSED",
+                f"reversed ({result.action or 'closed'})",
+                SYSTEM,
+                target="reversed",
+            )
+            return
+        if answer is not None:
+            if answer.state is TradeState.PAID:
+                # Too late to reverse and the customer paid: the order is still blocked by this attempt,
+                # so attach the money to it.
+                _capture(
+                    conn,
+                    deps,
+                    order,
+                    pay,
+                    answer.provider_ref,
+                    SYSTEM,
+                    f"paid; reverse refused ({result.code})",
+                )
+                return
+            if answer.state in (TradeState.CLOSED, TradeState.NOT_FOUND):
+                target = "reversed" if answer.state is TradeState.CLOSED else "failed"
+                _fail(
+                    conn, deps, pay, answer.raw_state or result.code, "no money taken", SYSTEM, target=target
+                )
+                return
+        if job.attempts >= sched.reverse_alert_after:
+            exc_svc.open_exception(
+                conn,
+                deps,
+                kind="reverse_failing",
+                merchant_id=pay.merchant_id,
+                order_id=pay.order_id,
+                payment_id=pay.id,
+                provider=pay.method,
+                amount=pay.amount,
+                details={"last_code": result.code, "attempts": job.attempts},
+            )
+        jobs.retry_later(
+            conn,
+            deps,
+            job.id,
+            now + _backoff(sched.reverse_backoff, job.attempts),
+            f"reverse: {result.state.value} {result.code or ''}",
+        )
+
+
+def _late_payment(conn: Connection, deps: Deps, pay: Any, provider_ref: str | None) -> None:
+    """The provider took money for an attempt Tillit had already given up: refund it automatically."""
+    exc_id = exc_svc.open_exception(
+        conn,
+        deps,
+        kind="late_payment",
+        merchant_id=pay.merchant_id,
+        order_id=pay.order_id,
+        payment_id=pay.id,
+        provider=pay.method,
+        provider_ref=provider_ref,
+        amount=pay.amount,
+        details={"out_refund_no": deps.ids.new()},
+    )
+    jobs.schedule(
+        conn,
+        deps,
+        kind="refund_unattached",
+        merchant_id=pay.merchant_id,
+        payment_id=pay.id,
+        exception_id=exc_id,
+        due_at=deps.clock.now(),
+    )
+
+
+def refund_unattached(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) -> None:
+    """Refund a late payment in full, reusing one out_refund_no for every retry."""
+    import json
+
+    assert job.payment_id is not None and job.exception_id is not None
+    pay = _load(db, job.payment_id)
+    with db.read() as conn:
+        exc = conn.execute(select(exceptions).where(exceptions.c.id == job.exception_id)).one()
+    if exc.status != "open":
+        with db.transaction() as conn:
+            jobs.finish(conn, deps, job.id)
+        return
+    refund_no = json.loads(exc.details)["out_refund_no"]
+    provider = _provider(db, cfg, pay.merchant_id, pay.method)
+    result = provider.refund(
+        out_trade_no=pay.id,
+        out_refund_no=refund_no,
+        total_amount=pay.amount,
+        refund_amount=pay.amount,
+        reason="payment taken after it was abandoned",
+    )
+    if result.state in (RefundState.PROCESSING, RefundState.UNKNOWN):
+        result = provider.refund_query(out_trade_no=pay.id, out_refund_no=refund_no)
+    with db.transaction() as conn:
+        if result.state is RefundState.SUCCESS:
+            exc_svc.resolve(conn, deps, None, exc.id, f"refunded automatically ({refund_no})", None)
+            jobs.finish(conn, deps, job.id)
+        elif result.state in (RefundState.FAILED, RefundState.ABNORMAL):
+            exc_svc.open_exception(
+                conn,
+                deps,
+                kind="late_payment_refund_failed",
+                merchant_id=pay.merchant_id,
+                order_id=pay.order_id,
+                payment_id=pay.id,
+                provider=pay.method,
+                amount=pay.amount,
+                details={"code": result.code},
+            )
+            jobs.finish(conn, deps, job.id)
+        else:
+            jobs.retry_later(
+                conn,
+                deps,
+                job.id,
+                deps.clock.now() + _backoff(SCHEDULES[pay.method].refund_backoff, job.attempts),
+                f"refund: {result.state.value}",
+            )
+
+
+# --- refunds ------------------------------------------------------------------------------------------
+
+
+def prepare_provider_refund(
+    db: Database,
+    conn: Connection,
+    deps: Deps,
+    cfg: EngineConfig,
+    actor: Actor,
+    order: Any,
+    pay: Any,
+    amount: int,
+    reason: str | None,
+    refund_id: str | None,
+) -> tuple[Any, PaymentProvider]:
+    """Phase 1 of a provider refund: reserve the amount with a pending refund row (our refund id is the
+    provider's out_refund_no / out_request_no, reused on every retry) and a safety-net job."""
+    provider = cfg.providers.get(conn, pay.merchant_id, pay.method)
+    reserved = conn.execute(
+        select(func.coalesce(func.sum(refunds.c.amount), 0)).where(
+            refunds.c.payment_id == pay.id, refunds.c.status.in_(("pending", "processing"))
+        )
+    ).scalar_one()
+    refundable = pay.amount - pay.refunded_amount - int(reserved)
+    if amount > refundable:
+        raise conflict(
+            "refund_exceeds_captured",
+            f"At most {refundable} of this payment can still be refunded.",
+            {"refundable": refundable, "amount": amount},
+        )
+    now = deps.clock.now()
+    refund_id = refund_id or deps.ids.new()
+    conn.execute(
+        insert(refunds).values(
+            id=refund_id,
+            merchant_id=pay.merchant_id,
+            order_id=pay.order_id,
+            payment_id=pay.id,
+            amount=amount,
+            currency=pay.currency,
+            status="pending",
+            reason=reason,
+            provider_ref=None,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    record_created(
+        conn,
+        entity="refund",
+        entity_id=refund_id,
+        status="pending",
+        merchant_id=pay.merchant_id,
+        order_id=pay.order_id,
+        actor=actor.label,
+        now=now,
+        reason=reason,
+    )
+    jobs.schedule(
+        conn,
+        deps,
+        kind="confirm_refund",
+        merchant_id=pay.merchant_id,
+        payment_id=pay.id,
+        refund_id=refund_id,
+        due_at=now + cfg.pay_guard,
+    )
+    return conn.execute(select(refunds).where(refunds.c.id == refund_id)).one(), provider
+
+
+def call_refund(provider: PaymentProvider, refund: Any, pay: Any) -> RefundResult:
+    return provider.refund(
+        out_trade_no=pay.id,
+        out_refund_no=refund.id,
+        total_amount=pay.amount,
+        refund_amount=refund.amount,
+        reason=refund.reason,
+    )
+
+
+def apply_refund_result(
+    db: Database, conn: Connection, deps: Deps, refund_id: str, result: RefundResult, actor: str
+) -> dict[str, Any]:
+    ref = conn.execute(select(refunds).where(refunds.c.id == refund_id)).one()
+    order = lock_order(db, conn, ref.merchant_id, ref.order_id)
+    pay = _lock_payment(db, conn, ref.payment_id)
+    ref = conn.execute(select(refunds).where(refunds.c.id == refund_id)).one()
+    now = deps.clock.now()
+    sched = SCHEDULES[pay.method]
+    if ref.status not in ("pending", "processing"):
+        return refund_view(ref)
+    if result.state is RefundState.SUCCESS:
+        succeed_refund(conn, deps, order, pay, ref, result.provider_ref, actor)
+    elif result.state is RefundState.FAILED:
+        transition(
+            conn,
+            entity="refund",
+            entity_id=ref.id,
+            current=ref.status,
+            target="failed",
+            merchant_id=ref.merchant_id,
+            order_id=ref.order_id,
+            actor=actor,
+            now=now,
+            reason=result.code,
+        )
+        jobs.finish_for(conn, deps, kind="confirm_refund", payment_id=pay.id, refund_id=ref.id)
+    else:
+        if ref.status == "pending":
+            transition(
+                conn,
+                entity="refund",
+                entity_id=ref.id,
+                current="pending",
+                target="processing",
+                merchant_id=ref.merchant_id,
+                order_id=ref.order_id,
+                actor=actor,
+                now=now,
+                reason=result.code or result.state.value,
+            )
+        if result.state is RefundState.ABNORMAL:
+            exc_svc.open_exception(
+                conn,
+                deps,
+                kind="refund_abnormal",
+                merchant_id=ref.merchant_id,
+                order_id=ref.order_id,
+                payment_id=pay.id,
+                refund_id=ref.id,
+                provider=pay.method,
+                amount=ref.amount,
+                details={"code": result.code},
+            )
+        jobs.schedule(
+            conn,
+            deps,
+            kind="confirm_refund",
+            merchant_id=pay.merchant_id,
+            payment_id=pay.id,
+            refund_id=ref.id,
+            due_at=now + timedelta(seconds=sched.refund_first_query),
+        )
+    return refund_view(conn.execute(select(refunds).where(refunds.c.id == refund_id)).one())
+
+
+def succeed_refund(
+    conn: Connection, deps: Deps, order: Any, pay: Any, ref: Any, provider_ref: str | None, actor: str
+) -> None:
+    """Money went back to the customer: ledger entries and the payment's and order's refunded totals."""
+    now = deps.clock.now()
+    transition(
+        conn,
+        entity="refund",
+        entity_id=ref.id,
+        current=ref.status,
+        target="succeeded",
+        merchant_id=ref.merchant_id,
+        order_id=ref.order_id,
+        actor=actor,
+        now=now,
+        reason=ref.reason,
+        provider_ref=provider_ref,
+        values={"provider_ref": provider_ref},
+    )
+    ledger.post(
+        conn,
+        txn_id=deps.ids.new(),
+        merchant_id=ref.merchant_id,
+        order_id=ref.order_id,
+        currency=ref.currency,
+        kind="refund",
+        postings=refund_postings(ref.order_id, pay.method, ref.amount),
+        now=now,
+        payment_id=pay.id,
+        refund_id=ref.id,
+    )
+    from tillit.services.refunds import add_refunded
+
+    add_refunded(conn, order, pay, ref.amount, actor, ref.reason, now)
+    jobs.finish_for(conn, deps, kind="confirm_refund", payment_id=pay.id, refund_id=ref.id)
+
+
+def confirm_refund(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) -> None:
+    """Settle a refund whose answer was lost or is still processing: re-send it if the provider never
+    saw it (same refund number, so never twice), else query it."""
+    assert job.refund_id is not None and job.payment_id is not None
+    with db.read() as conn:
+        ref = conn.execute(select(refunds).where(refunds.c.id == job.refund_id)).one()
+        pay = conn.execute(select(payments).where(payments.c.id == job.payment_id)).one()
+    if ref.status not in ("pending", "processing"):
+        with db.transaction() as conn:
+            jobs.finish(conn, deps, job.id)
+        return
+    provider = _provider(db, cfg, pay.merchant_id, pay.method)
+    result = provider.refund_query(out_trade_no=pay.id, out_refund_no=ref.id)
+    if result.state is RefundState.NOT_FOUND:
+        result = call_refund(provider, ref, pay)
+    with db.transaction() as conn:
+        apply_refund_result(db, conn, deps, ref.id, result, SYSTEM)
+        fresh = conn.execute(select(refunds.c.status).where(refunds.c.id == ref.id)).scalar_one()
+        if fresh in ("pending", "processing"):
+            sched = SCHEDULES[pay.method]
+            jobs.retry_later(
+                conn,
+                deps,
+                job.id,
+                deps.clock.now() + _backoff(sched.refund_backoff, job.attempts),
+                f"refund: {result.state.value}",
+            )
+        else:
+            jobs.finish(conn, deps, job.id)
+
+
+HANDLERS = {
+    "resolve_payment": resolve_payment,
+    "reverse_payment": reverse_payment,
+    "confirm_refund": confirm_refund,
+    "refund_unattached": refund_unattached,
+}
+
+
+def trigger_resolution(conn: Connection, deps: Deps, pay: Any) -> None:
+    """Something (a notification) says the provider's view changed: look at the attempt now."""
+    if pay.status in ("pending", "unknown", "failed"):
+        jobs.schedule(
+            conn,
+            deps,
+            kind="resolve_payment",
+            merchant_id=pay.merchant_id,
+            payment_id=pay.id,
+            due_at=deps.clock.now(),
+        )

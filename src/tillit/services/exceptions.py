@@ -1,0 +1,141 @@
+"""Exceptions ("needs attention"): what the engine cannot settle itself, each with a recommended
+action. Resolving one is an audited manager action (who, when, what was done)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from tillit.adapters.db.schema import exceptions
+from tillit.domain.errors import conflict, not_found
+from tillit.services.context import Actor, Deps, iso
+
+KINDS = {
+    "reverse_failing": "Reverse/cancel keeps failing (单边账 risk): check the trade in the provider's "
+    "merchant portal; refund it there if the customer was charged, then resolve.",
+    "late_payment": "A payment the provider took after Tillit gave up on it, with no open order to attach it "
+    "to: Tillit refunds it automatically; resolve once the refund shows.",
+    "late_payment_refund_failed": "Refund of a late payment failed: refund it in the provider's portal or "
+    "contact the customer, then resolve.",
+    "refund_abnormal": "The provider reports the refund as abnormal (card frozen/closed): use the provider's "
+    "abnormal-refund process, then resolve.",
+    "refund_failed": "The provider refused the refund: check the reason, refund another way, then resolve.",
+    "unknown_notification": "The provider notified a payment Tillit does not know (未识别支付): "
+    "find the sale or refund the payment at the provider.",
+    "notification_mismatch": "A notification's amount, app or seller disagrees with the payment: check for "
+    "tampering or misconfiguration before trusting it.",
+    "refunded_at_provider": "The provider shows this payment refunded though Tillit did not refund it: "
+    "check who refunded it and record the refund.",
+}
+
+
+def open_exception(
+    conn: Connection,
+    deps: Deps,
+    *,
+    kind: str,
+    merchant_id: str | None,
+    order_id: str | None = None,
+    payment_id: str | None = None,
+    refund_id: str | None = None,
+    provider: str | None = None,
+    provider_ref: str | None = None,
+    amount: int | None = None,
+    details: dict[str, Any] | None = None,
+) -> str:
+    """Open an exception unless an open one of this kind already exists for the same object."""
+    assert kind in KINDS
+    cond = [exceptions.c.kind == kind, exceptions.c.status == "open"]
+    for col, value in ((exceptions.c.payment_id, payment_id), (exceptions.c.refund_id, refund_id)):
+        cond.append(col == value if value else col.is_(None))
+    if payment_id is None and refund_id is None:
+        cond.append(exceptions.c.provider_ref == provider_ref)
+    existing = conn.execute(select(exceptions.c.id).where(*cond)).first()
+    if existing is not None:
+        return str(existing.id)
+    exc_id = deps.ids.new()
+    conn.execute(
+        insert(exceptions).values(
+            id=exc_id,
+            merchant_id=merchant_id,
+            kind=kind,
+            status="open",
+            order_id=order_id,
+            payment_id=payment_id,
+            refund_id=refund_id,
+            provider=provider,
+            provider_ref=provider_ref,
+            amount=amount,
+            recommended_action=KINDS[kind],
+            details=json.dumps(details or {}, ensure_ascii=False, default=str),
+            created_at=deps.clock.now(),
+        )
+    )
+    return exc_id
+
+
+def view(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "status": row.status,
+        "order_id": row.order_id,
+        "payment_id": row.payment_id,
+        "refund_id": row.refund_id,
+        "provider": row.provider,
+        "provider_ref": row.provider_ref,
+        "amount": row.amount,
+        "recommended_action": row.recommended_action,
+        "details": json.loads(row.details or "{}"),
+        "created_at": iso(row.created_at),
+        "resolved_at": iso(row.resolved_at),
+        "resolved_by": row.resolved_by,
+        "resolution": row.resolution,
+    }
+
+
+def list_exceptions(
+    conn: Connection, merchant_id: str | None, status: str | None, limit: int
+) -> list[dict[str, Any]]:
+    query = select(exceptions).order_by(exceptions.c.id.desc()).limit(limit)
+    if merchant_id is not None:
+        query = query.where(exceptions.c.merchant_id == merchant_id)
+    if status:
+        query = query.where(exceptions.c.status == status)
+    return [view(r) for r in conn.execute(query)]
+
+
+def get_exception(conn: Connection, merchant_id: str | None, exception_id: str) -> Any:
+    row = conn.execute(select(exceptions).where(exceptions.c.id == exception_id)).first()
+    if row is None or (merchant_id is not None and row.merchant_id != merchant_id):
+        raise not_found("exception", exception_id)
+    return row
+
+
+def resolve(
+    conn: Connection,
+    deps: Deps,
+    actor: Actor | None,
+    exception_id: str,
+    resolution: str,
+    merchant_id: str | None,
+) -> dict[str, Any]:
+    """Close an exception, recording who did it and why. ``actor`` None means the engine itself."""
+    row = get_exception(conn, merchant_id, exception_id)
+    if row.status != "open":
+        raise conflict(
+            "exception_resolved", "This exception is already resolved.", {"resolved_by": row.resolved_by}
+        )
+    conn.execute(
+        update(exceptions)
+        .where(exceptions.c.id == exception_id, exceptions.c.status == "open")
+        .values(
+            status="resolved",
+            resolved_at=deps.clock.now(),
+            resolved_by=actor.label if actor else "system",
+            resolution=resolution[:500],
+        )
+    )
+    return view(get_exception(conn, merchant_id, exception_id))

@@ -1,0 +1,76 @@
+"""The resolver loop: claims due recovery jobs and runs them. Runs inside `tillit serve` (a thread) and
+as separate `tillit worker` processes; any number may run against PostgreSQL at once."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from datetime import timedelta
+
+import structlog
+
+from tillit.adapters.db.engine import Database
+from tillit.services import engine, jobs
+from tillit.services.context import Deps
+
+log = structlog.get_logger("tillit.worker")
+BATCH = 20
+ERROR_RETRY = timedelta(seconds=10)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 100000}"
+
+
+def run_once(db: Database, deps: Deps, cfg: engine.EngineConfig, name: str, limit: int = BATCH) -> int:
+    """Claim and run the jobs due now; returns how many ran. A job that raises is retried later."""
+    claimed = jobs.claim(db, deps, name, limit)
+    for job in claimed:
+        try:
+            engine.run_job(db, deps, cfg, job)
+        except Exception as exc:
+            log.warning("job_failed", job=job.id, kind=job.kind, error=type(exc).__name__)
+            with db.transaction() as conn:
+                jobs.retry_later(
+                    conn, deps, job.id, deps.clock.now() + ERROR_RETRY, f"{type(exc).__name__}: {exc}"
+                )
+    return len(claimed)
+
+
+class Worker:
+    """A background loop; ``stop()`` lets the current batch finish."""
+
+    def __init__(self, db: Database, deps: Deps, cfg: engine.EngineConfig, poll_s: float = 0.25) -> None:
+        self.db, self.deps, self.cfg, self.poll_s = db, deps, cfg, poll_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.name = worker_name()
+
+    def run_forever(self) -> None:
+        log.info("worker_started", worker=self.name)
+        while not self._stop.is_set():
+            try:
+                busy = run_once(self.db, self.deps, self.cfg, self.name)
+            except Exception as exc:
+                log.warning("worker_error", error=type(exc).__name__)
+                busy = 0
+            if not busy:
+                self._stop.wait(self.poll_s)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run_forever, name="tillit-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+def drain(db: Database, deps: Deps, cfg: engine.EngineConfig, max_seconds: float = 60) -> None:
+    """Run jobs until none is due (tests and the chaos run). Bounded by ``max_seconds`` of real time."""
+    deadline = time.monotonic() + max_seconds
+    while time.monotonic() < deadline and run_once(db, deps, cfg, "drain"):
+        pass
