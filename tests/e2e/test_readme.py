@@ -34,8 +34,14 @@ def test_readme_walkthrough(env: Env) -> None:
         for cmd in commands:
             if not cmd.strip().startswith("curl"):
                 continue
-            outputs.append(subprocess.run(["bash", "-c", "\n".join(c for c in commands if c.startswith("export"))
-                                           + "\n" + cmd], capture_output=True, text=True, timeout=30).stdout)
+            outputs.append(
+                subprocess.run(
+                    ["bash", "-c", "\n".join(c for c in commands if c.startswith("export")) + "\n" + cmd],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                ).stdout
+            )
         for out in outputs:
             assert '"error"' not in out, out
         order = json.loads(outputs[-2])

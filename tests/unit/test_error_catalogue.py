@@ -24,13 +24,22 @@ def raised_codes() -> set[str]:
             if isinstance(node, ast.Call):
                 name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
                 if name in RAISERS and node.args:
-                    arg = node.args[0] if name != "error_response" else (node.args[1] if len(node.args) > 1 else None)
+                    arg = (
+                        node.args[0]
+                        if name != "error_response"
+                        else (node.args[1] if len(node.args) > 1 else None)
+                    )
                     if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                         codes.add(arg.value if name != "not_found" else f"{arg.value}_not_found")
     from tillit.api.errors import HTTP_CODES
     from tillit.domain.states import MACHINES
 
-    codes |= set(HTTP_CODES.values()) | {"malformed_json", "validation_error", "internal_error", "body_too_large"}
+    codes |= set(HTTP_CODES.values()) | {
+        "malformed_json",
+        "validation_error",
+        "internal_error",
+        "body_too_large",
+    }
     codes |= {f"{m}_invalid_transition" for m in MACHINES} | {f"{m}_changed" for m in MACHINES}
     codes.discard("http_error")
     return codes
