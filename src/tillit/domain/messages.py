@@ -95,6 +95,8 @@ FAILURE_REASONS: dict[str, str] = {
     "PAYERROR": "customer_cancelled",
     "USER_CANCELLED": "customer_cancelled",
     "TRADE_CLOSED": "payment_closed",
+    "TIMEOUT": "payment_closed",
+    "REVERSED": "payment_closed",
     "CLOSED": "payment_closed",
     "REVOKED": "payment_closed",
     "ORDERREVERSED": "payment_closed",

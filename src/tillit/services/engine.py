@@ -233,7 +233,7 @@ def apply_pay_result(
                 actor=actor,
                 now=now,
                 reason=result.code or "no answer",
-                values={"failure_code": result.code},
+                values={"failure_code": "USERPAYING" if result.user_paying else result.code},
             )
         jobs.schedule(
             conn,
@@ -322,7 +322,9 @@ def _fail(
     jobs.finish_for(conn, deps, kind="reverse_payment", payment_id=pay.id)
 
 
-def _start_reverse(conn: Connection, deps: Deps, pay: Any, reason: str) -> None:
+def _start_reverse(conn: Connection, deps: Deps, pay: Any, reason: str, code: str) -> None:
+    """Give up on the attempt and reverse it; ``code`` (PAYERROR, TIMEOUT, ...) stays as the reason the
+    cashier sees once the reverse is done."""
     now = deps.clock.now()
     sched = SCHEDULES[pay.method]
     transition(
@@ -336,6 +338,7 @@ def _start_reverse(conn: Connection, deps: Deps, pay: Any, reason: str) -> None:
         actor=SYSTEM,
         now=now,
         reason=reason,
+        values={"failure_code": code},
     )
     jobs.finish_for(conn, deps, kind="resolve_payment", payment_id=pay.id)
     not_before = _aware(pay.created_at, now) + timedelta(seconds=sched.reverse_not_before)
@@ -408,10 +411,10 @@ def resolve_payment(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) 
                 provider_ref=answer.provider_ref,
                 amount=pay.amount,
             )
-            _start_reverse(conn, deps, pay, "query: REFUND")
+            _start_reverse(conn, deps, pay, "query: REFUND", "REFUND")
         elif state is TradeState.PAY_ERROR:
             # PAYERROR does not prove that no money moved: always reverse (providers.md §1.3).
-            _start_reverse(conn, deps, pay, "query: PAYERROR")
+            _start_reverse(conn, deps, pay, "query: PAYERROR", "PAYERROR")
         else:
             deadline = _aware(pay.created_at, now) + timedelta(seconds=sched.window)
             if pay.status == "pending":
@@ -428,7 +431,7 @@ def resolve_payment(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) 
                     reason=f"query: {answer.raw_state or state.value}",
                 )
             if now >= deadline:
-                _start_reverse(conn, deps, pay, f"not paid within {int(sched.window)} s")
+                _start_reverse(conn, deps, pay, f"not paid within {int(sched.window)} s", "TIMEOUT")
             else:
                 if answer.raw_state in ("USERPAYING", "WAIT_BUYER_PAY"):
                     conn.execute(

@@ -44,6 +44,7 @@ def record_alipay(
             conn.execute(
                 insert(notifications).values(
                     provider="alipay",
+                    account_ref=note.app_id,
                     notify_id=note.notify_id,
                     merchant_id=merchant_id,
                     out_trade_no=note.out_trade_no,

@@ -383,6 +383,8 @@ notifications = Table(
     metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("provider", String(16), nullable=False),
+    # The provider account (Alipay app_id) that sent it: notify ids are deduplicated per account.
+    Column("account_ref", String(64), nullable=False),
     Column("notify_id", String(128), nullable=False),
     Column("merchant_id", ID, ForeignKey("merchants.id")),
     Column("out_trade_no", String(64)),
@@ -391,5 +393,5 @@ notifications = Table(
     Column("outcome", String(32), nullable=False),
     Column("payload", Text, nullable=False),
     Column("received_at", TS, nullable=False),
-    UniqueConstraint("provider", "notify_id", name="uq_notifications_provider_notify_id"),
+    UniqueConstraint("provider", "account_ref", "notify_id", name="uq_notifications_account_notify_id"),
 )

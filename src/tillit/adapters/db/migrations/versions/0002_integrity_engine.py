@@ -53,6 +53,7 @@ def upgrade() -> None:
             "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
         ),
         sa.Column("provider", sa.String(length=16), nullable=False),
+        sa.Column("account_ref", sa.String(length=64), nullable=False),
         sa.Column("notify_id", sa.String(length=128), nullable=False),
         sa.Column("merchant_id", sa.String(length=32), nullable=True),
         sa.Column("out_trade_no", sa.String(length=64), nullable=True),
@@ -65,7 +66,9 @@ def upgrade() -> None:
             ["merchant_id"], ["merchants.id"], name=op.f("fk_notifications_merchant_id_merchants")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_notifications")),
-        sa.UniqueConstraint("provider", "notify_id", name="uq_notifications_provider_notify_id"),
+        sa.UniqueConstraint(
+            "provider", "account_ref", "notify_id", name="uq_notifications_account_notify_id"
+        ),
     )
     op.create_table(
         "provider_accounts",

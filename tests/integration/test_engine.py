@@ -1,0 +1,305 @@
+"""Integrity-engine scenarios through the real API, the production adapters and the sandbox, on
+SQLite and PostgreSQL. Provider time is moved by hand on both clocks; nothing sleeps for it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tillit.adapters.db import migrate
+from tillit.bootstrap import Container, build
+from tillit.config import Settings
+from tillit.domain.clock import ManualClock
+from tillit.services import provider_accounts
+from tillit.services.check import run_checks
+from tillit.services.worker import drain
+from tests.support.live import live_server
+from tests.support.sandbox import START, Accounts, SandboxControl, running_sandbox
+from tests.support.sandbox import provider_accounts as account_settings
+from tests.support.world import Tenant, make_tenant
+
+
+@dataclass
+class World:
+    c: Container
+    clock: ManualClock
+    sbx: SandboxControl
+    tenant: Tenant
+    http: httpx.Client
+
+    def advance(self, seconds: float) -> None:
+        """Move provider time on both sides, then let the resolver do what is due."""
+        self.clock.advance(seconds)
+        self.sbx.advance(seconds)
+        assert self.c.engine is not None
+        drain(self.c.db, self.c.deps, self.c.engine, max_seconds=30)
+
+    def eventually(self, check: Any, seconds: float = 10) -> Any:
+        """Wait (bounded, real time) for an asynchronous delivery such as a notification to land."""
+        deadline = time.monotonic() + seconds
+        while True:
+            self.advance(0)
+            result = check()
+            if result or time.monotonic() > deadline:
+                return result
+            time.sleep(0.05)
+
+    def order(self, total_sku: str = "LATTE", qty: int = 1) -> dict[str, Any]:
+        r = self.post("/v1/orders", {"lines": [{"sku": total_sku, "quantity": qty}]})
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    def post(self, path: str, body: Any, key: str | None = None) -> httpx.Response:
+        return self.http.post(path, json=body, headers={"Idempotency-Key": key or uuid.uuid4().hex})
+
+    def scan(self, order_id: str, code: str, key: str | None = None, **extra: Any) -> httpx.Response:
+        return self.post("/v1/payments", {"order_id": order_id, "payment_code": code, **extra}, key)
+
+    def payment(self, payment_id: str) -> dict[str, Any]:
+        return dict(self.http.get(f"/v1/payments/{payment_id}").json())
+
+    def get_order(self, order_id: str) -> dict[str, Any]:
+        return dict(self.http.get(f"/v1/orders/{order_id}").json())
+
+
+@pytest.fixture
+def world(backend: str, request: pytest.FixtureRequest, tmp_path: Path, sqlite_home: Path) -> Iterator[World]:
+    clock = ManualClock(START.astimezone(UTC))
+    url = (
+        request.getfixturevalue("pg_url")
+        if backend == "postgresql"
+        else f"sqlite:///{sqlite_home / 'tillit.sqlite'}"
+    )
+    c = build(Settings(home=sqlite_home, database_url=url, provider_timeout_s=3.0), clock=clock)
+    migrate.upgrade(c.db)
+    accounts = Accounts.fresh()
+    with running_sandbox(tmp_path / "sandbox", accounts) as sbx, live_server(c) as base:
+        tenant = make_tenant(c, f"Engine {uuid.uuid4().hex[:8]}")
+        with c.db.transaction() as conn:
+            for provider, settings in account_settings(
+                accounts, sbx.url, notify_url=f"{base}/v1/providers/alipay/notify"
+            ).items():
+                provider_accounts.set_account(conn, c.deps, tenant.merchant_id, provider, settings)
+        with httpx.Client(base_url=base, headers=tenant.auth(), timeout=30) as http:
+            yield World(c, clock, sbx, tenant, http)
+        with c.db.read() as conn:
+            assert all(r.ok for r in run_checks(conn)), [r.violations for r in run_checks(conn) if not r.ok]
+    c.db.dispose()
+
+
+PROVIDERS = ["wechat", "alipay"]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_paid_at_once(world: World, provider: str) -> None:
+    wallet = world.sbx.wallet(provider)
+    order = world.order()
+    r = world.scan(order["id"], world.sbx.code(wallet))
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["status"] == "captured" and body["method"] == provider and body["provider_ref"]
+    assert body["message"]["reason"] == "paid" and "*" in body["payment_code_masked"]
+    assert world.get_order(order["id"])["status"] == "paid"
+    assert world.sbx.net_debited(wallet) == order["total"]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_password_step_confirmed(world: World, provider: str) -> None:
+    wallet = world.sbx.wallet(provider, always_password=True)
+    order = world.order()
+    r = world.scan(order["id"], world.sbx.code(wallet))
+    assert r.status_code == 202, r.text
+    first = r.json()
+    assert first["status"] == "unknown" and first["message"]["reason"] == "customer_confirming"
+    # A second scan while the first is unknown: "payment in progress", carrying the first attempt.
+    again = world.scan(order["id"], world.sbx.code(wallet))
+    assert again.status_code == 409
+    assert again.json()["error"]["details"]["payment_id"] == first["id"]
+    world.sbx.confirm(wallet)
+    world.advance(5)
+    assert world.payment(first["id"])["status"] == "captured"
+    assert world.get_order(order["id"])["status"] == "paid"
+    assert world.sbx.net_debited(wallet) == order["total"]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_customer_cancels_at_password(world: World, provider: str) -> None:
+    wallet = world.sbx.wallet(provider, always_password=True)
+    order = world.order()
+    attempt = world.scan(order["id"], world.sbx.code(wallet)).json()
+    world.sbx.cancel(wallet)
+    for _ in range(5):
+        world.advance(5)
+    final = world.payment(attempt["id"])
+    assert final["status"] in ("reversed", "failed"), final
+    assert final["message"]["reason"] in ("customer_cancelled", "payment_closed")
+    assert world.sbx.net_debited(wallet) == 0
+    # The order is free again: the customer pays cash.
+    r = world.post("/v1/payments", {"order_id": order["id"], "method": "cash"})
+    assert r.status_code == 201 and world.get_order(order["id"])["status"] == "paid"
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_customer_never_confirms_is_reversed_in_the_window(world: World, provider: str) -> None:
+    wallet = world.sbx.wallet(provider, always_password=True)
+    order = world.order()
+    attempt = world.scan(order["id"], world.sbx.code(wallet)).json()
+    for _ in range(16):
+        world.advance(5)
+    final = world.payment(attempt["id"])
+    assert final["status"] in ("reversed", "failed") and world.sbx.net_debited(wallet) == 0
+    events = world.http.get(f"/v1/orders/{order['id']}/events").json()["data"]
+    assert [e["to_status"] for e in events if e["entity"] == "payment"][:2] == ["pending", "unknown"]
+
+
+@pytest.mark.parametrize(
+    ("provider", "balance", "reason"),
+    [("wechat", 100, "insufficient_balance"), ("alipay", 100, "insufficient_balance")],
+)
+def test_definite_failures_carry_a_cashier_message(
+    world: World, provider: str, balance: int, reason: str
+) -> None:
+    wallet = world.sbx.wallet(provider, balance_fen=balance)
+    order = world.order()
+    r = world.scan(order["id"], world.sbx.code(wallet))
+    assert r.status_code == 201 and r.json()["status"] == "failed"
+    msg = r.json()["message"]
+    assert msg["reason"] == reason and msg["zh-CN"] and msg["en"]
+    assert world.get_order(order["id"])["status"] == "open"
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_expired_and_reused_codes_fail(world: World, provider: str) -> None:
+    wallet = world.sbx.wallet(provider)
+    code = world.sbx.code(wallet)
+    first = world.order()
+    assert world.scan(first["id"], code).json()["status"] == "captured"
+    second = world.order()
+    reused = world.scan(second["id"], code).json()
+    assert reused["status"] == "failed" and reused["message"]["reason"] in ("code_invalid", "code_expired")
+    stale = world.sbx.code(wallet)
+    world.advance(120)
+    expired = world.scan(second["id"], stale).json()
+    assert expired["status"] == "failed" and expired["message"]["reason"] in ("code_expired", "code_invalid")
+    assert world.sbx.net_debited(wallet) == first["total"]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_answer_lost_after_commit_is_found_by_query(world: World, provider: str) -> None:
+    endpoint = "wechat.micropay" if provider == "wechat" else "alipay.trade.pay"
+    wallet = world.sbx.wallet(provider)
+    order = world.order()
+    world.sbx.faults({endpoint: {"answer_lost": 1.0}})
+    r = world.scan(order["id"], world.sbx.code(wallet), key="lost-1")
+    world.sbx.faults({})
+    assert r.status_code == 202 and r.json()["status"] == "unknown"
+    assert r.json()["message"]["reason"] == "checking"
+    world.advance(5)
+    assert world.payment(r.json()["id"])["status"] == "captured"
+    assert world.sbx.net_debited(wallet) == order["total"]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_system_error_without_charge_ends_closed(world: World, provider: str) -> None:
+    endpoint = "wechat.micropay" if provider == "wechat" else "alipay.trade.pay"
+    wallet = world.sbx.wallet(provider)
+    order = world.order()
+    world.sbx.faults({endpoint: {"system_error": 1.0}})
+    r = world.scan(order["id"], world.sbx.code(wallet))
+    world.sbx.faults({})
+    assert r.status_code == 202
+    for _ in range(16):
+        world.advance(5)
+    final = world.payment(r.json()["id"])
+    assert final["status"] in ("failed", "reversed"), final
+    assert world.sbx.net_debited(wallet) == 0
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_provider_refunds_partial_then_rest(world: World, provider: str) -> None:
+    wallet = world.sbx.wallet(provider)
+    order = world.order(qty=2)  # 5600
+    pay = world.scan(order["id"], world.sbx.code(wallet)).json()
+    r = world.post("/v1/refunds", {"payment_id": pay["id"], "amount": 1000, "reason": "one was cold"})
+    assert r.status_code in (201, 202), r.text
+    world.advance(61)
+    assert world.http.get(f"/v1/refunds/{r.json()['id']}").json()["status"] == "succeeded"
+    over = world.post("/v1/refunds", {"payment_id": pay["id"], "amount": 5000})
+    assert over.status_code == 409 and over.json()["error"]["code"] == "refund_exceeds_captured"
+    world.advance(61)
+    rest = world.post("/v1/refunds", {"payment_id": pay["id"]})
+    assert rest.status_code in (201, 202), rest.text
+    world.advance(61)
+    world.advance(61)
+    final = world.get_order(order["id"])
+    assert final["status"] == "refunded" and final["refunded_amount"] == 5600
+    assert world.sbx.net_debited(wallet) == 0
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_refund_answer_lost_is_confirmed_once(world: World, provider: str) -> None:
+    endpoint = "wechat.refund" if provider == "wechat" else "alipay.trade.refund"
+    wallet = world.sbx.wallet(provider)
+    order = world.order()
+    pay = world.scan(order["id"], world.sbx.code(wallet)).json()
+    world.sbx.faults({endpoint: {"answer_lost": 1.0}})
+    r = world.post("/v1/refunds", {"payment_id": pay["id"], "amount": 800}, key="refund-lost")
+    world.sbx.faults({})
+    assert r.status_code == 202 and r.json()["status"] in ("pending", "processing")
+    for _ in range(4):
+        world.advance(61)
+    assert world.http.get(f"/v1/refunds/{r.json()['id']}").json()["status"] == "succeeded"
+    assert world.sbx.ledger(wallet)["total_refunded_fen"] == 800
+
+
+def test_alipay_notification_settles_before_the_next_query(world: World) -> None:
+    wallet = world.sbx.wallet("alipay", always_password=True)
+    order = world.order()
+    attempt = world.scan(order["id"], world.sbx.code(wallet)).json()
+    world.sbx.confirm(wallet)
+    world.advance(0.5)  # the sandbox notifies; the notification makes the engine query at once
+    assert world.eventually(lambda: world.payment(attempt["id"])["status"] == "captured")
+
+
+def test_notification_for_unknown_payment_becomes_an_exception(world: World) -> None:
+    assert world.c.engine is not None
+    wallet = world.sbx.wallet("alipay", always_password=True)
+    with world.c.db.read() as conn:
+        adapter = world.c.engine.providers.get(conn, world.tenant.merchant_id, "alipay")
+    stranger = uuid.uuid4().hex
+    adapter.pay(
+        out_trade_no=stranger,
+        auth_code=world.sbx.code(wallet),
+        amount=1234,
+        currency="CNY",
+        description="paid elsewhere",
+    )
+    world.sbx.confirm(wallet)
+    world.advance(0.5)
+
+    def mine_now() -> list[dict[str, Any]]:
+        listed = world.http.get("/v1/exceptions", headers=world.tenant.auth("merchant")).json()["data"]
+        return [e for e in listed if e["details"].get("out_trade_no") == stranger]
+
+    mine = world.eventually(mine_now)
+    assert mine and mine[0]["kind"] == "unknown_notification" and mine[0]["amount"] == 1234
+    r = world.http.post(
+        f"/v1/exceptions/{mine[0]['id']}/resolve",
+        json={"resolution": "refunded at the portal"},
+        headers=world.tenant.auth("merchant"),
+    )
+    assert r.status_code == 200 and r.json()["resolved_by"].startswith("merchant:")
+    r = world.http.post(
+        f"/v1/exceptions/{mine[0]['id']}/resolve",
+        json={"resolution": "again"},
+        headers=world.tenant.auth("merchant"),
+    )
+    assert r.status_code == 409 and r.json()["error"]["code"] == "exception_resolved"
