@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, fields
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from tillit.adapters.db.engine import Database, make_engine
@@ -62,11 +63,10 @@ def build(
         settings.database_url, sqlite_synchronous=settings.sqlite_synchronous, pool_size=settings.db_pool_size
     )
     if clock is None:
-        clock = (
-            ScaledClock(settings.clock_speed, settings.clock_origin)
-            if settings.clock_speed != 1
-            else SystemClock()
-        )
+        clock = SystemClock()
+        if settings.clock_speed != 1 or settings.clock_start:
+            start = datetime.fromisoformat(settings.clock_start) if settings.clock_start else None
+            clock = ScaledClock(settings.clock_speed, settings.clock_origin or time.time(), start)
     directory = ProviderDirectory(factory or provider_factory(settings))
     # The safety-net look at an attempt comes after the adapters' pay timeout has surely passed.
     guard = timedelta(seconds=settings.provider_timeout_s * settings.clock_speed + 15)

@@ -20,6 +20,7 @@ class Settings:
     # provider minutes pass in seconds (the sandbox is started with the same speed and origin).
     clock_speed: float = 1.0
     clock_origin: float = 0.0
+    clock_start: str | None = None  # ISO time the scaled clock reads at ``clock_origin`` (default: origin)
     worker_poll_s: float = 0.25
 
     @property
@@ -41,5 +42,6 @@ class Settings:
             provider_timeout_s=float(env.get("TILLIT_PROVIDER_TIMEOUT_S", "10")),
             clock_speed=float(env.get("TILLIT_CLOCK_SPEED", "1")),
             clock_origin=float(env.get("TILLIT_CLOCK_ORIGIN", "0")),
+            clock_start=env.get("TILLIT_CLOCK_START") or None,
             worker_poll_s=float(env.get("TILLIT_WORKER_POLL_S", "0.25")),
         )

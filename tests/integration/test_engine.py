@@ -14,6 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.live import live_server
+from tests.support.sandbox import START, Accounts, SandboxControl, running_sandbox
+from tests.support.sandbox import provider_accounts as account_settings
+from tests.support.world import Tenant, make_tenant
 from tillit.adapters.db import migrate
 from tillit.bootstrap import Container, build
 from tillit.config import Settings
@@ -21,10 +25,6 @@ from tillit.domain.clock import ManualClock
 from tillit.services import provider_accounts
 from tillit.services.check import run_checks
 from tillit.services.worker import drain
-from tests.support.live import live_server
-from tests.support.sandbox import START, Accounts, SandboxControl, running_sandbox
-from tests.support.sandbox import provider_accounts as account_settings
-from tests.support.world import Tenant, make_tenant
 
 
 @dataclass

@@ -333,8 +333,9 @@ def downloadbill(rt: Runtime, merchant: WechatMerchant, f: Fields) -> Fields | R
 async def _serve(request: Request, endpoint: str, handler: Handler) -> Response:
     rt = runtime(request)
     decision = rt.faults.decide(endpoint)
-    await rt.delay(decision)
+    # Read the body first: a "hang" must still process the request after the client has given up.
     body = await request.body()
+    await rt.delay(decision)
     try:
         fields = parse_wechat_xml(body)
     except XmlError:

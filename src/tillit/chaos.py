@@ -1,0 +1,632 @@
+"""`tillit chaos`: thousands of checkouts against a faulty sandbox while Tillit's processes are killed,
+then a proof against the sandbox's ground truth that no sale was lost, charged twice or left unknown.
+
+Everything runs on loopback: one sandbox process, Tillit's API process(es) and worker(s), and a load
+client of ``concurrency`` threads. Provider time runs ``speed`` times faster than real time in every
+process (the sandbox's clock and Tillit's scaled clock share one anchor), so the providers' 45/60 s
+windows pass in a few real seconds.
+
+Per checkout the client plays cashier and customer: create an order, scan a fresh payment code (some
+payments need the password, which the customer then enters or cancels; some scans are repeated),
+retry with the same Idempotency-Key when the server is down, wait for the attempt to settle, and take
+cash when the provider payment failed. A monkey SIGKILLs and restarts servers and workers meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import create_engine, func, select, text
+
+from tillit.adapters.db import migrate
+from tillit.adapters.db.engine import normalise_url
+from tillit.adapters.db.schema import exceptions, payments, refunds
+from tillit.bootstrap import build
+from tillit.config import Settings
+from tillit.sandbox.config import generate_rsa_pair
+from tillit.services import catalog, keys, merchants, provider_accounts
+from tillit.services.check import run_checks
+
+IN_FLIGHT = ("pending", "unknown", "reversing")
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # The issue's minimum rates: >= 10 % answers lost after commit, >= 10 % SYSTEMERROR on pay, plus
+    # faults on every other call and on notifications.
+    "default": {
+        "endpoints": {
+            "wechat.micropay": {"answer_lost": 0.12, "system_error": 0.12, "hang": 0.01},
+            "alipay.trade.pay": {"answer_lost": 0.12, "system_error": 0.12, "hang": 0.01},
+            "*": {"answer_lost": 0.05, "system_error": 0.05, "bad_signature": 0.02, "latency": 0.05},
+        },
+        "notify": {"loss": 0.2, "duplicate": 0.2, "delay": 0.1, "reorder": 0.5},
+        "latency_ms": 40,
+        "answer_lost_status": 502,
+        "delay_seconds": 30,
+    },
+    "calm": {"endpoints": {}},
+    "brutal": {
+        "endpoints": {
+            "wechat.micropay": {"answer_lost": 0.3, "system_error": 0.2, "hang": 0.03},
+            "alipay.trade.pay": {"answer_lost": 0.3, "system_error": 0.2, "hang": 0.03},
+            "*": {"answer_lost": 0.15, "system_error": 0.15, "bad_signature": 0.05, "hang": 0.01},
+        },
+        "notify": {"loss": 0.4, "duplicate": 0.3, "delay": 0.2, "reorder": 0.8},
+        "answer_lost_status": 502,
+        "delay_seconds": 60,
+    },
+}
+
+
+@dataclass
+class ChaosOptions:
+    checkouts: int = 10_000
+    seed: int = 1
+    profile: str = "default"
+    database_url: str | None = None  # None: embedded SQLite in a temporary home
+    api_processes: int = 1
+    workers: int = 0  # separate `tillit worker` processes (0: the resolver runs inside the API process)
+    concurrency: int = 8
+    speed: float = 20.0
+    kill_every: tuple[float, float] = (3.0, 8.0)  # real seconds between kills
+    password_share: float = 0.15
+    cancel_share: float = 0.4  # of the password payments, how many the customer cancels
+    duplicate_share: float = 0.05
+    settle_seconds: float = 120.0
+    keep_dir: bool = False
+    progress: Callable[[int], None] | None = None
+
+
+@dataclass
+class ChaosReport:
+    checkouts: int = 0
+    orders: int = 0
+    paid_orders: int = 0
+    provider_payments: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    scenarios: Counter[str] = field(default_factory=Counter)
+    faults: Counter[str] = field(default_factory=Counter)
+    kills: int = 0
+    client_retries: int = 0
+    lost: list[str] = field(default_factory=list)
+    double_charged: list[str] = field(default_factory=list)
+    unresolved: list[str] = field(default_factory=list)
+    ledger_violations: list[str] = field(default_factory=list)
+    open_exceptions: Counter[str] = field(default_factory=Counter)
+    wallet_debits: int = 0
+    wallet_refunds: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.lost or self.double_charged or self.unresolved or self.ledger_violations)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "checkouts": self.checkouts,
+            "orders": self.orders,
+            "paid_orders": self.paid_orders,
+            "provider_payments": self.provider_payments,
+            "outcomes": dict(self.outcomes),
+            "scenarios": dict(self.scenarios),
+            "faults_injected": dict(self.faults),
+            "kills": self.kills,
+            "client_retries": self.client_retries,
+            "lost": len(self.lost),
+            "double_charged": len(self.double_charged),
+            "unresolved": len(self.unresolved),
+            "ledger_violations": len(self.ledger_violations),
+            "open_exceptions": dict(self.open_exceptions),
+            "wallet_debited_fen": self.wallet_debits,
+            "wallet_refunded_fen": self.wallet_refunds,
+            "seconds": round(self.seconds, 1),
+            "ok": self.ok,
+        }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tillit_cmd() -> list[str]:
+    exe = shutil.which("tillit")
+    return [exe] if exe else [sys.executable, "-m", "tillit.cli"]
+
+
+class Fleet:
+    """The processes under test: start, SIGKILL, restart."""
+
+    def __init__(self, env: dict[str, str], workdir: Path) -> None:
+        self.env = env
+        self.workdir = workdir
+        self.procs: dict[str, tuple[list[str], subprocess.Popen[bytes] | None]] = {}
+        self.lock = threading.Lock()
+
+    def add(self, name: str, args: list[str]) -> None:
+        self.procs[name] = (args, None)
+        self.start(name)
+
+    def start(self, name: str) -> None:
+        args, _ = self.procs[name]
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child process
+        proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        self.procs[name] = (args, proc)
+
+    def kill(self, name: str) -> None:
+        _, proc = self.procs[name]
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+
+    def restart(self, name: str) -> None:
+        with self.lock:
+            self.kill(name)
+            self.start(name)
+
+    def stop_all(self) -> None:
+        for _, proc in self.procs.values():
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+        for _, proc in self.procs.values():
+            if proc is not None:
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+def wait_http(url: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def sandbox_toml(
+    speed: float, seed: int, accounts: dict[str, str], app_pub: str, sbx_priv: str, sbx_pub: str
+) -> str:
+    return f'''[sandbox]
+clock_speed = {speed}
+password_threshold_fen = 20000
+code_ttl_seconds = 120
+wechat_pending_timeout_seconds = 45
+alipay_pending_timeout_seconds = 45
+wechat_refund_min_interval_seconds = 0
+seed = {seed}
+
+[[wechat]]
+appid = "{accounts["appid"]}"
+mch_id = "{accounts["mch_id"]}"
+api_key = "{accounts["api_key"]}"
+fee_rate = "0.38%"
+
+[[alipay]]
+app_id = "{accounts["app_id"]}"
+pid = "{accounts["pid"]}"
+fee_rate = "0.38%"
+app_public_key = """
+{app_pub}"""
+sandbox_private_key = """
+{sbx_priv}"""
+sandbox_public_key = """
+{sbx_pub}"""
+'''
+
+
+class Client:
+    """One cashier: HTTP with retries on transport errors and 409 in-flight, same key every time."""
+
+    def __init__(self, bases: list[str], key: str, report: ChaosReport, lock: threading.Lock) -> None:
+        self.bases = bases
+        self.http = httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=10)
+        self.report = report
+        self.lock = lock
+        self.turn = 0
+
+    def _base(self) -> str:
+        self.turn += 1
+        return self.bases[self.turn % len(self.bases)]
+
+    def call(
+        self, method: str, path: str, body: Any = None, key: str | None = None, budget: float = 60
+    ) -> httpx.Response:
+        deadline = time.monotonic() + budget
+        headers = {"Idempotency-Key": key} if key else {}
+        while True:
+            try:
+                r = self.http.request(method, self._base() + path, json=body, headers=headers)
+                if r.status_code == 409 and r.json()["error"]["code"] in ("idempotency_key_in_flight",):
+                    raise httpx.TransportError("in flight")
+                if r.status_code >= 500:
+                    raise httpx.TransportError(f"server error {r.status_code}")
+                return r
+            except (httpx.TransportError, ValueError):
+                with self.lock:
+                    self.report.client_retries += 1
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+
+@contextmanager
+def _workdir(keep: bool) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="tillit-chaos-"))
+    try:
+        yield path
+    finally:
+        if not keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def run(opts: ChaosOptions) -> ChaosReport:
+    """Run the chaos scenario and return the report; never raises for an integrity failure."""
+    if opts.profile not in PROFILES:
+        raise ValueError(f"unknown profile {opts.profile!r}; choose from {sorted(PROFILES)}")
+    report = ChaosReport()
+    started = time.monotonic()
+    rng = random.Random(opts.seed)
+    with _workdir(opts.keep_dir) as work:
+        n = rng.randrange(10**9, 10**10)
+        accounts = {
+            "appid": f"wx{n:016x}",
+            "mch_id": str(n),
+            "api_key": uuid.UUID(int=rng.getrandbits(128)).hex,
+            "app_id": f"2021{n:012d}",
+            "pid": f"2088{n:012d}",
+        }
+        app_keys, sbx_keys = generate_rsa_pair(2048), generate_rsa_pair(2048)
+        (work / "sandbox.toml").write_text(
+            sandbox_toml(
+                opts.speed,
+                opts.seed,
+                accounts,
+                app_keys.public_pem,
+                sbx_keys.private_pem,
+                sbx_keys.public_pem,
+            )
+        )
+        base_env = {k: v for k, v in os.environ.items() if not k.startswith("TILLIT_")}
+        fleet = Fleet(base_env | {"NO_COLOR": "1"}, work)
+        sbx_port = _free_port()
+        fleet.add(
+            "sandbox",
+            [
+                *_tillit_cmd(),
+                "sandbox",
+                "--config",
+                str(work / "sandbox.toml"),
+                "--state",
+                str(work / "sandbox-state"),
+                "--port",
+                str(sbx_port),
+                "--seed",
+                str(opts.seed),
+            ],
+        )
+        sbx_url = f"http://127.0.0.1:{sbx_port}"
+        try:
+            wait_http(sbx_url + "/sandbox/health")
+            control = httpx.Client(base_url=sbx_url, timeout=10)
+            fault_profile = dict(PROFILES[opts.profile], seed=opts.seed)
+            assert control.put("/sandbox/faults", json=fault_profile).status_code == 200
+            t0 = time.time()
+            sandbox_now = control.get("/sandbox/clock").json()["now"]
+
+            url = opts.database_url or f"sqlite:///{work / 'home' / 'tillit.sqlite'}"
+            env = base_env | {
+                "TILLIT_HOME": str(work / "home"),
+                "TILLIT_DATABASE_URL": url,
+                "TILLIT_CLOCK_SPEED": str(opts.speed),
+                "TILLIT_CLOCK_ORIGIN": repr(t0),
+                "TILLIT_CLOCK_START": sandbox_now,
+                "TILLIT_PROVIDER_TIMEOUT_S": "1.0",
+                "TILLIT_WORKER_POLL_S": "0.05",
+                "NO_COLOR": "1",
+            }
+            settings = Settings.from_env(env)
+            c = build(settings)
+            migrate.upgrade(c.db)
+            api_ports = [_free_port() for _ in range(opts.api_processes)]
+            with c.db.transaction() as conn:
+                m = merchants.create_merchant(conn, c.deps, name=f"Chaos {n}")
+                s = merchants.create_store(conn, c.deps, merchant_id=m["id"], name="Main")
+                t = merchants.create_terminal(conn, c.deps, store_id=s["id"], name="Till")
+                _, cashier = keys.create_key(conn, c.deps, role="terminal", name="chaos", terminal_id=t["id"])
+                for sku, price in (("SMALL", 1800), ("BIG", 25800)):
+                    catalog.create_product(
+                        conn,
+                        c.deps,
+                        merchant_id=m["id"],
+                        merchant_currency="CNY",
+                        sku=sku,
+                        name=sku,
+                        price=price,
+                    )
+                notify = f"http://127.0.0.1:{api_ports[0]}/v1/providers/alipay/notify"
+                provider_accounts.set_account(
+                    conn,
+                    c.deps,
+                    m["id"],
+                    "wechat",
+                    {
+                        "appid": accounts["appid"],
+                        "mch_id": accounts["mch_id"],
+                        "api_key": accounts["api_key"],
+                        "base_url": sbx_url,
+                        "sign_type": "HMAC-SHA256",
+                    },
+                )
+                provider_accounts.set_account(
+                    conn,
+                    c.deps,
+                    m["id"],
+                    "alipay",
+                    {
+                        "app_id": accounts["app_id"],
+                        "app_private_key_pem": app_keys.private_pem,
+                        "alipay_public_key_pem": sbx_keys.public_pem,
+                        "gateway_url": sbx_url + "/gateway.do",
+                        "seller_id": accounts["pid"],
+                        "notify_url": notify,
+                    },
+                )
+            merchant_id = m["id"]
+            fleet.env = env | {"TILLIT_RUN_WORKER": "0" if opts.workers else "1"}
+            for i, port in enumerate(api_ports):
+                args = [*_tillit_cmd(), "serve", "--port", str(port), "--no-access-log"]
+                if opts.workers:
+                    args.append("--no-worker")
+                fleet.add(f"api{i}", args)
+            for i in range(opts.workers):
+                fleet.add(f"worker{i}", [*_tillit_cmd(), "worker"])
+            bases = [f"http://127.0.0.1:{p}" for p in api_ports]
+            for b in bases:
+                wait_http(b + "/healthz")
+
+            stop = threading.Event()
+            lock = threading.Lock()
+            victims = [name for name in fleet.procs if name != "sandbox"]
+
+            def monkey() -> None:
+                mrng = random.Random(opts.seed + 1)
+                while not stop.wait(mrng.uniform(*opts.kill_every)):
+                    fleet.restart(mrng.choice(victims))
+                    with lock:
+                        report.kills += 1
+
+            counter = iter(range(opts.checkouts))
+            done = [0]
+
+            def cashier_loop(worker_no: int) -> None:
+                crng = random.Random(opts.seed * 1000 + worker_no)
+                client = Client(bases, cashier, report, lock)
+                wallets = {}
+                for provider in ("wechat", "alipay"):
+                    r = control.post(
+                        "/sandbox/wallets",
+                        json={
+                            "provider": provider,
+                            "name": f"w{worker_no}-{provider}",
+                            "balance_fen": 10**10,
+                        },
+                    )
+                    wallets[provider] = r.json()["id"]
+                while True:
+                    with lock:
+                        try:
+                            next(counter)
+                        except StopIteration:
+                            return
+                    checkout(client, crng, wallets)
+                    with lock:
+                        done[0] += 1
+                        if opts.progress:
+                            opts.progress(done[0])
+
+            def checkout(client: Client, crng: random.Random, wallets: dict[str, int]) -> None:
+                provider = crng.choice(("wechat", "alipay"))
+                wallet = wallets[provider]
+                password = crng.random() < opts.password_share
+                scenario = "password" if password else "plain"
+                if password and crng.random() < opts.cancel_share:
+                    scenario = "password_cancel"
+                lines = [{"sku": "BIG" if password else "SMALL", "quantity": 1}]
+                order = client.call(
+                    "POST", "/v1/orders", {"id": uuid.uuid4().hex, "lines": lines}, key=uuid.uuid4().hex
+                ).json()
+                code = control.post(f"/sandbox/wallets/{wallet}/codes").json()["code"]
+                key = uuid.uuid4().hex
+                r = client.call(
+                    "POST", "/v1/payments", {"order_id": order["id"], "payment_code": code}, key=key
+                )
+                with lock:
+                    report.scenarios[f"{provider}:{scenario}"] += 1
+                if r.status_code not in (201, 202):
+                    with lock:
+                        report.outcomes[f"rejected:{r.json()['error']['code']}"] += 1
+                    return
+                pay = r.json()
+                if crng.random() < opts.duplicate_share:
+                    # The cashier scans again: the same key replays, a new key is refused while unsettled.
+                    again = client.call(
+                        "POST",
+                        "/v1/payments",
+                        {"order_id": order["id"], "payment_code": code},
+                        key=key if crng.random() < 0.5 else uuid.uuid4().hex,
+                    )
+                    with lock:
+                        report.scenarios[f"duplicate_scan:{again.status_code}"] += 1
+                if password:
+                    time.sleep(crng.uniform(0.05, 0.8))  # the customer reads the screen, then acts
+                    action = "cancel" if scenario == "password_cancel" else "confirm"
+                    control.post(f"/sandbox/wallets/{wallet}/{action}", json={"password": "123456"})
+                status = pay["status"]
+                deadline = time.monotonic() + 30
+                while status in IN_FLIGHT and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    status = client.call("GET", f"/v1/payments/{pay['id']}").json()["status"]
+                with lock:
+                    report.outcomes[status] += 1
+                if status in ("failed", "reversed"):
+                    cash = client.call(
+                        "POST",
+                        "/v1/payments",
+                        {"order_id": order["id"], "method": "cash"},
+                        key=uuid.uuid4().hex,
+                    )
+                    with lock:
+                        report.outcomes[f"then_cash:{cash.status_code}"] += 1
+
+            monkey_thread = threading.Thread(target=monkey, daemon=True)
+            if opts.kill_every[1] > 0:
+                monkey_thread.start()
+            threads = [threading.Thread(target=cashier_loop, args=(i,)) for i in range(opts.concurrency)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            stop.set()
+            if monkey_thread.is_alive():
+                monkey_thread.join(30)
+            for name, (_, proc) in list(fleet.procs.items()):
+                if proc is None or proc.poll() is not None:
+                    fleet.start(name)
+            for b in bases:
+                wait_http(b + "/healthz")
+            report.checkouts = opts.checkouts
+            _settle(c, opts.settle_seconds)
+            _verify(c, control, merchant_id, report)
+            for entry in control.get("/sandbox/faults/log").json()["log"]:
+                for fault in entry["faults"]:
+                    report.faults[f"{entry['target']}:{fault}"] += 1
+            c.db.dispose()
+        finally:
+            fleet.stop_all()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _settle(c: Any, seconds: float) -> None:
+    """Wait (bounded) until no attempt or refund is in flight and no recovery job is pending."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with c.db.read() as conn:
+            busy = conn.execute(
+                select(func.count()).select_from(payments).where(payments.c.status.in_(IN_FLIGHT))
+            ).scalar_one()
+            busy += conn.execute(
+                select(func.count())
+                .select_from(refunds)
+                .where(refunds.c.status.in_(("pending", "processing")))
+            ).scalar_one()
+            busy += conn.execute(text("SELECT COUNT(*) FROM jobs WHERE state = 'pending'")).scalar_one()
+        if not busy:
+            return
+        time.sleep(0.5)
+
+
+def _verify(c: Any, control: httpx.Client, merchant_id: str, report: ChaosReport) -> None:
+    """Compare Tillit's books with the sandbox's ground truth (every wallet's real debits and refunds)."""
+    net_by_trade: Counter[str] = Counter()
+    for wallet in control.get("/sandbox/wallets").json()["wallets"]:
+        book = control.get(f"/sandbox/wallets/{wallet['id']}/ledger").json()
+        for d in book["debits"]:
+            net_by_trade[d["out_trade_no"]] += d["amount_fen"]
+            report.wallet_debits += d["amount_fen"]
+        for r in book["refunds"]:
+            net_by_trade[r["out_trade_no"]] -= r["amount_fen"]
+            report.wallet_refunds += r["amount_fen"]
+    with c.db.read() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT p.id, p.order_id, p.method, p.status, p.amount, p.refunded_amount,"
+                " o.status AS order_status, o.total, o.paid_amount, o.refunded_amount AS order_refunded"
+                " FROM payments p JOIN orders o ON o.id = p.order_id WHERE p.merchant_id = :m"
+            ),
+            {"m": merchant_id},
+        ).all()
+        report.orders = conn.execute(
+            text("SELECT COUNT(*) FROM orders WHERE merchant_id = :m"), {"m": merchant_id}
+        ).scalar_one()
+        report.paid_orders = conn.execute(
+            text("SELECT COUNT(*) FROM orders WHERE merchant_id = :m AND status = 'paid'"), {"m": merchant_id}
+        ).scalar_one()
+        for exc_row in conn.execute(
+            select(exceptions.c.kind).where(
+                exceptions.c.merchant_id == merchant_id, exceptions.c.status == "open"
+            )
+        ):
+            report.open_exceptions[exc_row.kind] += 1
+        report.ledger_violations = [f"{r.name}: {r.violations[:3]}" for r in run_checks(conn) if not r.ok]
+    known = {r.id for r in rows}
+    per_order: dict[str, dict[str, int]] = {}
+    for r in rows:
+        if r.method != "cash":
+            report.provider_payments += 1
+        if r.status in IN_FLIGHT:
+            report.unresolved.append(r.id)
+        o = per_order.setdefault(r.order_id, {"expected": r.paid_amount - r.order_refunded, "actual": 0})
+        if r.method == "cash":
+            o["actual"] += r.amount - r.refunded_amount if r.status in ("captured", "refunded") else 0
+        else:
+            net = net_by_trade.get(r.id, 0)
+            o["actual"] += net
+            booked = r.amount - r.refunded_amount if r.status in ("captured", "refunded") else 0
+            if net > booked:
+                report.lost.append(f"{r.id}: provider kept {net}, Tillit booked {booked} ({r.status})")
+            elif net < booked:
+                report.lost.append(f"{r.id}: Tillit booked {booked}, provider holds {net} ({r.status})")
+    for trade, net in net_by_trade.items():
+        if net and trade not in known:
+            report.lost.append(f"{trade}: {net} at the provider, unknown to Tillit")
+    for order_id, o in per_order.items():
+        if o["actual"] > o["expected"]:
+            report.double_charged.append(
+                f"{order_id}: customer paid {o['actual']}, order took {o['expected']}"
+            )
+
+
+def format_report(report: ChaosReport) -> str:
+    return json.dumps(report.as_dict(), indent=2, ensure_ascii=False)
+
+
+def pg_database(admin_url: str) -> tuple[str, Callable[[], None]]:
+    """Create a throwaway PostgreSQL database next to ``admin_url``; returns its URL and a dropper."""
+    from sqlalchemy.engine import make_url
+
+    name = f"tillit_chaos_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(normalise_url(admin_url), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(normalise_url(admin_url)).set(database=name).render_as_string(hide_password=False)
+
+    def drop() -> None:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+
+    return url, drop
