@@ -588,7 +588,12 @@ def _verify(c: Any, control: httpx.Client, merchant_id: str, report: ChaosReport
         if r.method != "cash":
             report.provider_payments += 1
         if r.status in IN_FLIGHT:
-            report.unresolved.append(r.id)
+            with c.db.read() as conn:
+                job_rows = conn.execute(
+                    text("SELECT kind, state, attempts, due_at, lease_until, last_error FROM jobs WHERE payment_id = :p"),
+                    {"p": r.id},
+                ).all()
+            report.unresolved.append(f"{r.id} ({r.status}); jobs: {[tuple(j) for j in job_rows]}")
         o = per_order.setdefault(r.order_id, {"expected": r.paid_amount - r.order_refunded, "actual": 0})
         if r.method == "cash":
             o["actual"] += r.amount - r.refunded_amount if r.status in ("captured", "refunded") else 0
