@@ -89,6 +89,7 @@ class ChaosOptions:
     password_share: float = 0.15
     cancel_share: float = 0.4  # of the password payments, how many the customer cancels
     duplicate_share: float = 0.05
+    refund_share: float = 0.05  # of the captured provider payments, how many get a partial refund
     settle_seconds: float = 120.0
     keep_dir: bool = False
     progress: Callable[[int], None] | None = None
@@ -491,6 +492,12 @@ def run(opts: ChaosOptions) -> ChaosReport:
                     status = client.call("GET", f"/v1/payments/{pay['id']}").json()["status"]
                 with lock:
                     report.outcomes[status] += 1
+                if status == "captured" and crng.random() < opts.refund_share:
+                    refund = client.call(
+                        "POST", "/v1/refunds", {"payment_id": pay["id"], "amount": 300}, key=uuid.uuid4().hex
+                    )
+                    with lock:
+                        report.scenarios[f"refund:{refund.status_code}"] += 1
                 if status in ("failed", "reversed"):
                     cash = client.call(
                         "POST",
@@ -590,7 +597,10 @@ def _verify(c: Any, control: httpx.Client, merchant_id: str, report: ChaosReport
         if r.status in IN_FLIGHT:
             with c.db.read() as conn:
                 job_rows = conn.execute(
-                    text("SELECT kind, state, attempts, due_at, lease_until, last_error FROM jobs WHERE payment_id = :p"),
+                    text(
+                        "SELECT kind, state, attempts, due_at, lease_until, last_error FROM jobs"
+                        " WHERE payment_id = :p"
+                    ),
                     {"p": r.id},
                 ).all()
             report.unresolved.append(f"{r.id} ({r.status}); jobs: {[tuple(j) for j in job_rows]}")
