@@ -93,6 +93,7 @@ class ChaosOptions:
     settle_seconds: float = 120.0
     keep_dir: bool = False
     progress: Callable[[int], None] | None = None
+    inspect: Callable[[Any], None] | None = None  # called with Tillit's Container before clean-up
 
 
 @dataclass
@@ -114,6 +115,7 @@ class ChaosReport:
     wallet_debits: int = 0
     wallet_refunds: int = 0
     seconds: float = 0.0
+    load_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -138,6 +140,7 @@ class ChaosReport:
             "wallet_debited_fen": self.wallet_debits,
             "wallet_refunded_fen": self.wallet_refunds,
             "seconds": round(self.seconds, 1),
+            "load_seconds": round(self.load_seconds, 1),
             "ok": self.ok,
         }
 
@@ -512,10 +515,12 @@ def run(opts: ChaosOptions) -> ChaosReport:
             if opts.kill_every[1] > 0:
                 monkey_thread.start()
             threads = [threading.Thread(target=cashier_loop, args=(i,)) for i in range(opts.concurrency)]
+            load_started = time.monotonic()
             for th in threads:
                 th.start()
             for th in threads:
                 th.join()
+            report.load_seconds = time.monotonic() - load_started
             stop.set()
             if monkey_thread.is_alive():
                 monkey_thread.join(30)
@@ -527,6 +532,8 @@ def run(opts: ChaosOptions) -> ChaosReport:
             report.checkouts = opts.checkouts
             _settle(c, opts.settle_seconds)
             _verify(c, control, merchant_id, report)
+            if opts.inspect is not None:
+                opts.inspect(c)
             for entry in control.get("/sandbox/faults/log").json()["log"]:
                 for fault in entry["faults"]:
                     report.faults[f"{entry['target']}:{fault}"] += 1

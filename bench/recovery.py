@@ -1,0 +1,180 @@
+"""Recovery benchmark: how fast Tillit settles payments whose answer was lost, and what provider payments
+cost against cash.
+
+1. Under the chaos fault profile (no process kills, so the figure is the resolver's own), the time from
+   an attempt becoming ``unknown`` to its final status, in provider time, per provider: p50 and p99, and
+   p99 as a share of the provider's window (WeChat 45 s, Alipay 60 s). Below 1.0 means unknowns are
+   settled inside the window the provider itself allows.
+2. Checkouts/s paying by WeChat/Alipay code with the sandbox answering instantly (calm profile, no
+   password step), against bench/checkout.py's cash checkouts/s measured in the same run.
+
+Usage: .venv/bin/python bench/recovery.py [--checkouts 600] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import text
+
+from tillit import chaos
+
+WINDOW = {"wechat": 45.0, "alipay": 60.0}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def percentile(values: list[float], pct: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _ts(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
+def resolution_times(container: Any, out: dict[str, list[float]]) -> None:
+    """Provider seconds from 'became unknown' to the final status, for every attempt that was unknown."""
+    with container.db.read() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT p.method, e1.at AS unknown_at, MAX(e2.at) AS final_at FROM payments p"
+                " JOIN events e1 ON e1.entity_id = p.id AND e1.to_status = 'unknown'"
+                " JOIN events e2 ON e2.entity_id = p.id AND e2.to_status IN ('captured','failed','reversed')"
+                " WHERE p.method <> 'cash' GROUP BY p.id, p.method, e1.at"
+            )
+        ).all()
+    for method, unknown_at, final_at in rows:
+        out.setdefault(method, []).append((_ts(final_at) - _ts(unknown_at)).total_seconds())
+
+
+def cash_checkouts_per_s(checkouts: int) -> float | None:
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "cash.json"
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "bench" / "checkout.py"),
+                "--db",
+                "sqlite",
+                "--checkouts",
+                str(checkouts),
+                "--json",
+                str(result),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=900,
+        )
+        return _find(json.loads(result.read_text()), "checkouts_per_s")
+
+
+def _find(data: Any, key: str) -> Any:
+    if isinstance(data, dict):
+        if key in data:
+            return data[key]
+        for value in data.values():
+            found = _find(value, key)
+            if found is not None:
+                return found
+    if isinstance(data, list):
+        for value in data:
+            found = _find(value, key)
+            if found is not None:
+                return found
+    return None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--checkouts", type=int, default=600)
+    parser.add_argument("--seed", type=int, default=21)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    console = Console()
+
+    times: dict[str, list[float]] = {}
+    console.print(f"[bold]1/3[/bold] chaos profile, {args.checkouts} checkouts, no kills …")
+    faulty = chaos.run(
+        chaos.ChaosOptions(
+            checkouts=args.checkouts,
+            seed=args.seed,
+            profile="default",
+            kill_every=(0.0, 0.0),
+            duplicate_share=0,
+            refund_share=0,
+            inspect=lambda c: resolution_times(c, times),
+        )
+    )
+    console.print(f"[bold]2/3[/bold] calm sandbox, {args.checkouts} provider checkouts …")
+    calm = chaos.run(
+        chaos.ChaosOptions(
+            checkouts=args.checkouts,
+            seed=args.seed,
+            profile="calm",
+            kill_every=(0.0, 0.0),
+            password_share=0,
+            duplicate_share=0,
+            refund_share=0,
+        )
+    )
+    console.print("[bold]3/3[/bold] bench/checkout.py cash checkouts on SQLite …")
+    cash = cash_checkouts_per_s(max(1000, args.checkouts))
+    provider_rate = args.checkouts / calm.load_seconds if calm.load_seconds else 0.0
+
+    table = Table(title="Recovery: unknown -> settled, provider time")
+    for col in ("provider", "unknown attempts", "p50 s", "p99 s", "window s", "p99 / window"):
+        table.add_column(col, justify="right")
+    result: dict[str, Any] = {
+        "date": datetime.now().date().isoformat(),
+        "checkouts": args.checkouts,
+        "chaos_ok": faulty.ok and calm.ok,
+        "providers": {},
+    }
+    for method, values in sorted(times.items()):
+        p50, p99 = percentile(values, 50), percentile(values, 99)
+        ratio = p99 / WINDOW[method] if p99 is not None else None
+        result["providers"][method] = {
+            "unknown_attempts": len(values),
+            "p50_s": p50,
+            "p99_s": p99,
+            "window_s": WINDOW[method],
+            "p99_over_window": ratio,
+        }
+        table.add_row(
+            method,
+            str(len(values)),
+            f"{p50:.1f}",
+            f"{p99:.1f}",
+            f"{WINDOW[method]:.0f}",
+            f"{ratio:.2f}" if ratio is not None else "-",
+        )
+    console.print(table)
+    result["provider_checkouts_per_s"] = round(provider_rate, 1)
+    result["cash_checkouts_per_s"] = cash
+    result["provider_over_cash"] = round(provider_rate / cash, 3) if cash else None
+    console.print(
+        f"provider checkouts/s (calm sandbox, incl. issuing each code): {provider_rate:.1f}; "
+        f"cash checkouts/s (bench/checkout.py): {cash}; ratio {result['provider_over_cash']}"
+    )
+    console.print(f"integrity: chaos run ok={faulty.ok}, calm run ok={calm.ok}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0 if faulty.ok and calm.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
