@@ -303,3 +303,74 @@ def test_notification_for_unknown_payment_becomes_an_exception(world: World) -> 
         headers=world.tenant.auth("merchant"),
     )
     assert r.status_code == 409 and r.json()["error"]["code"] == "exception_resolved"
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_cancel_refunds_provider_money_through_the_provider(world: World, provider: str) -> None:
+    wallet = world.sbx.wallet(provider)
+    order = world.order(qty=2)
+    pay = world.scan(order["id"], world.sbx.code(wallet), amount=2000).json()
+    assert pay["status"] == "captured"
+    r = world.post(f"/v1/orders/{order['id']}/cancel", {"reason": "customer_cancelled"})
+    assert r.status_code == 200, r.text
+    cancelled = r.json()
+    assert cancelled["status"] == "cancelled" and cancelled["refunds"][0]["status"] == "pending"
+    assert cancelled["refunds"][0]["reason"] == "order cancelled: customer_cancelled"
+    for _ in range(3):
+        world.advance(61)
+    final = world.get_order(order["id"])
+    assert final["refunds"][0]["status"] == "succeeded" and final["refunded_amount"] == 2000
+    assert world.sbx.net_debited(wallet) == 0
+
+
+def test_payment_taken_after_giving_up_is_refunded_automatically(world: World) -> None:
+    """The provider took money for an attempt Tillit had already marked failed (say the customer paid
+    after a reverse was refused and the cashier took cash): the engine refunds it by itself."""
+    from sqlalchemy import insert
+
+    from tillit.adapters.db.schema import payments
+    from tillit.services import engine
+
+    assert world.c.engine is not None
+    wallet = world.sbx.wallet("wechat")
+    order = world.order()
+    world.post("/v1/payments", {"order_id": order["id"], "method": "cash"})
+    attempt = uuid.uuid4().hex
+    with world.c.db.read() as conn:
+        adapter = world.c.engine.providers.get(conn, world.tenant.merchant_id, "wechat")
+    paid = adapter.pay(
+        out_trade_no=attempt,
+        auth_code=world.sbx.code(wallet),
+        amount=order["total"],
+        currency="CNY",
+        description="late",
+    )
+    assert paid.outcome.value == "success"
+    now = world.clock.now()
+    with world.c.db.transaction() as conn:
+        conn.execute(
+            insert(payments).values(
+                id=attempt,
+                merchant_id=world.tenant.merchant_id,
+                order_id=order["id"],
+                method="wechat",
+                provider="wechat",
+                amount=order["total"],
+                currency="CNY",
+                status="failed",
+                failure_code="TIMEOUT",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        row = conn.execute(payments.select().where(payments.c.id == attempt)).one()
+        engine.trigger_resolution(conn, world.c.deps, row)
+    for _ in range(4):
+        world.advance(61)
+    assert world.sbx.net_debited(wallet) == 0
+    resolved = world.http.get("/v1/exceptions?status=resolved", headers=world.tenant.auth("merchant")).json()[
+        "data"
+    ]
+    late = [e for e in resolved if e["payment_id"] == attempt]
+    assert late and late[0]["kind"] == "late_payment" and late[0]["resolved_by"] == "system"
+    assert world.payment(attempt)["status"] == "failed"

@@ -384,11 +384,25 @@ def timeline(conn: Connection, merchant_id: str, order_id: str) -> list[dict[str
     ]
 
 
+def _reserved(conn: Connection, payment_id: str) -> int:
+    """Refunds of a payment still on their way (pending/processing): already promised to the customer."""
+    from sqlalchemy import func
+
+    return int(
+        conn.execute(
+            select(func.coalesce(func.sum(refunds.c.amount), 0)).where(
+                refunds.c.payment_id == payment_id, refunds.c.status.in_(("pending", "processing"))
+            )
+        ).scalar_one()
+    )
+
+
 def cancel_order(
     db: Database, conn: Connection, deps: Deps, actor: Actor, order_id: str, reason: str, note: str | None
 ) -> dict[str, Any]:
-    """Cancel an open order. Cash already taken is handed back (refund rows and ledger entries);
-    an order with a payment in progress, or with provider money captured, cannot be cancelled yet."""
+    """Cancel an open order with a reason code. Cash already taken is handed back at once (refund rows
+    and ledger entries); provider money is refunded through the provider by the resolver. An order with
+    a payment still in progress cannot be cancelled until that payment is settled."""
     merchant_id = actor.merchant()
     if reason not in CANCEL_REASONS:
         raise invalid(
@@ -417,16 +431,17 @@ def cancel_order(
         )
     )
     for pay in captured:
-        if pay.method != "cash":
-            raise conflict(
-                "refund_required",
-                "This order has a provider payment captured; refund it before cancelling.",
-                {"payment_id": pay.id, "method": pay.method},
-            )
-    for pay in captured:
-        remaining = pay.amount - pay.refunded_amount
-        if remaining > 0:
+        remaining = pay.amount - pay.refunded_amount - _reserved(conn, pay.id)
+        if remaining <= 0:
+            continue
+        if pay.method == "cash":
             refund_captured(conn, deps, actor, order, pay, remaining, f"order cancelled: {reason}", now)
+        else:
+            # Provider money goes back through the provider: a pending refund that the resolver sends
+            # (same refund number on every retry) and confirms by query.
+            from tillit.services.engine import queue_provider_refund
+
+            queue_provider_refund(conn, deps, actor, pay, remaining, f"order cancelled: {reason}")
     transition(
         conn,
         entity="order",
