@@ -664,21 +664,47 @@ def prepare_provider_refund(
     return conn.execute(select(refunds).where(refunds.c.id == refund_id)).one(), provider
 
 
-def queue_provider_refund(conn: Connection, deps: Deps, actor: Actor, pay: Any, amount: int, reason: str) -> str:
+def queue_provider_refund(
+    conn: Connection, deps: Deps, actor: Actor, pay: Any, amount: int, reason: str
+) -> str:
     """A refund the resolver sends (not the request): used when cancelling an order with provider money."""
     now = deps.clock.now()
     refund_id = deps.ids.new()
     conn.execute(
         insert(refunds).values(
-            id=refund_id, merchant_id=pay.merchant_id, order_id=pay.order_id, payment_id=pay.id, amount=amount,
-            currency=pay.currency, status="pending", reason=reason, provider_ref=None, created_at=now,
+            id=refund_id,
+            merchant_id=pay.merchant_id,
+            order_id=pay.order_id,
+            payment_id=pay.id,
+            amount=amount,
+            currency=pay.currency,
+            status="pending",
+            reason=reason,
+            provider_ref=None,
+            created_at=now,
             updated_at=now,
         )
     )
-    record_created(conn, entity="refund", entity_id=refund_id, status="pending", merchant_id=pay.merchant_id,
-                   order_id=pay.order_id, actor=actor.label, now=now, reason=reason)
-    jobs.schedule(conn, deps, kind="confirm_refund", merchant_id=pay.merchant_id, payment_id=pay.id,
-                  refund_id=refund_id, due_at=now)
+    record_created(
+        conn,
+        entity="refund",
+        entity_id=refund_id,
+        status="pending",
+        merchant_id=pay.merchant_id,
+        order_id=pay.order_id,
+        actor=actor.label,
+        now=now,
+        reason=reason,
+    )
+    jobs.schedule(
+        conn,
+        deps,
+        kind="confirm_refund",
+        merchant_id=pay.merchant_id,
+        payment_id=pay.id,
+        refund_id=refund_id,
+        due_at=now,
+    )
     return refund_id
 
 
