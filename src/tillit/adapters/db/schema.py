@@ -395,3 +395,30 @@ notifications = Table(
     Column("received_at", TS, nullable=False),
     UniqueConstraint("provider", "account_ref", "notify_id", name="uq_notifications_account_notify_id"),
 )
+
+# Till shifts: opened with a cash float, closed with the counted cash. Each close report (Z report) is
+# numbered per terminal and carries the hash of the previous one, so a missing or altered report shows.
+shifts = Table(
+    "shifts",
+    metadata,
+    Column("id", ID, primary_key=True),  # client-generated on the till
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("terminal_id", ID, ForeignKey("terminals.id"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("opened_at", TS, nullable=False),
+    Column("closed_at", TS),
+    Column("opening_float", MONEY, nullable=False),
+    Column("counted_cash", MONEY),
+    Column("expected_cash", MONEY),
+    Column("report", Text),  # the Z report as JSON, exactly as hashed
+    Column("report_hash", String(64)),
+    Column("prev_hash", String(64)),
+    UniqueConstraint("terminal_id", "number", name="uq_shifts_terminal_number"),
+    CheckConstraint("status IN ('open','closed')", name="status"),
+    CheckConstraint("opening_float >= 0", name="float_nonneg"),
+    CheckConstraint(
+        "status = 'open' OR (closed_at IS NOT NULL AND counted_cash IS NOT NULL AND report_hash IS NOT NULL)",
+        name="closed_complete",
+    ),
+)
