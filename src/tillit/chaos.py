@@ -198,7 +198,7 @@ class Fleet:
                     proc.kill()
 
 
-def wait_http(url: str, seconds: float = 30) -> None:
+def wait_http(url: str, seconds: float = 60, log: Path | None = None) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
@@ -207,7 +207,8 @@ def wait_http(url: str, seconds: float = 30) -> None:
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
+    tail = log.read_text(errors="replace")[-3000:] if log is not None and log.exists() else ""
+    raise RuntimeError(f"{url} did not come up; last output:\n{tail}")
 
 
 def sandbox_toml(
@@ -256,7 +257,7 @@ class Client:
         return self.bases[self.turn % len(self.bases)]
 
     def call(
-        self, method: str, path: str, body: Any = None, key: str | None = None, budget: float = 60
+        self, method: str, path: str, body: Any = None, key: str | None = None, budget: float = 120
     ) -> httpx.Response:
         deadline = time.monotonic() + budget
         headers = {"Idempotency-Key": key} if key else {}
@@ -348,6 +349,8 @@ def run(opts: ChaosOptions) -> ChaosReport:
                 "TILLIT_CLOCK_ORIGIN": repr(t0),
                 "TILLIT_CLOCK_START": sandbox_now,
                 "TILLIT_PROVIDER_TIMEOUT_S": "1.0",
+                # Four processes share PostgreSQL's 100 connections with the tests around them.
+                "TILLIT_DB_POOL_SIZE": "5",
                 "TILLIT_WORKER_POLL_S": "0.05",
                 "NO_COLOR": "1",
             }
@@ -527,8 +530,8 @@ def run(opts: ChaosOptions) -> ChaosReport:
             for name, (_, proc) in list(fleet.procs.items()):
                 if proc is None or proc.poll() is not None:
                     fleet.start(name)
-            for b in bases:
-                wait_http(b + "/healthz")
+            for i, b in enumerate(bases):
+                wait_http(b + "/healthz", log=work / f"api{i}.log")
             report.checkouts = opts.checkouts
             _settle(c, opts.settle_seconds)
             _verify(c, control, merchant_id, report)

@@ -16,8 +16,9 @@ from fastapi.testclient import TestClient
 
 from tests.support.api import new_order, pay_cash, post
 from tests.support.world import Tenant
-from tillit.api.routes import catalog, engine, operator, sales
+from tillit.api.routes import catalog, engine, operator, sales, till
 from tillit.bootstrap import Container
+from tillit.domain.shifts import chain_hash
 from tillit.services import exceptions as exc_svc
 
 # (method, path) -> function(victim objects) -> request kwargs. Path params are filled from `objects`.
@@ -57,16 +58,55 @@ PROBES: dict[tuple[str, str], Any] = {
     ("GET", "/v1/exceptions"): lambda o: {"params": {"status": "open"}},
     ("GET", "/v1/exceptions/{exception_id}"): lambda o: {},
     ("POST", "/v1/exceptions/{exception_id}/resolve"): lambda o: {"json": {"resolution": "mine now"}},
+    ("POST", "/v1/sync"): lambda o: {
+        "json": {
+            "entries": [
+                {
+                    "op": "payment",
+                    "key": uuid.uuid4().hex,
+                    "body": {"order_id": o["open_order_id"], "amount": 1},
+                },
+                {
+                    "op": "refund",
+                    "key": uuid.uuid4().hex,
+                    "body": {"payment_id": o["payment_id"], "amount": 1},
+                },
+                {
+                    "op": "cancel",
+                    "key": uuid.uuid4().hex,
+                    "order_id": o["open_order_id"],
+                    "body": {"reason": "other"},
+                },
+            ]
+        }
+    },
+    ("POST", "/v1/shifts"): lambda o: {
+        "json": {
+            "id": uuid.uuid4().hex,
+            "number": 1,
+            "prev_hash": "0" * 64,
+            "report_hash": chain_hash("0" * 64, {"number": 1, "terminal_id": o["terminal_id"]}),
+            "report": {"number": 1, "terminal_id": o["terminal_id"]},
+        }
+    },
+    ("GET", "/v1/shifts"): lambda o: {"params": {"terminal_id": o["terminal_id"]}},
 }
 # Routes whose answer is a list: they answer 200 but must hold none of the victim's objects.
-LISTS = {"/v1/stores", "/v1/terminals", "/v1/products", "/v1/orders", "/v1/exceptions"}
+LISTS = {"/v1/stores", "/v1/terminals", "/v1/products", "/v1/orders", "/v1/exceptions", "/v1/shifts"}
+# Batch routes answer 200 with one result per entry: every entry must fail as not found.
+BATCHES = {("POST", "/v1/sync")}
+# Routes whose victim reference is inside the request and is refused as a mismatch.
+MISMATCH = {("POST", "/v1/shifts"): "shift_report_mismatch"}
 # Routes that reference no existing object: they create inside the caller's own merchant only.
 OWN_SCOPE = {("POST", "/v1/products")}
 
 
 def api_routes() -> list[APIRoute]:
     return [
-        r for mod in (operator, catalog, sales, engine) for r in mod.router.routes if isinstance(r, APIRoute)
+        r
+        for mod in (operator, catalog, sales, engine, till)
+        for r in mod.router.routes
+        if isinstance(r, APIRoute)
     ]
 
 
@@ -138,6 +178,14 @@ def test_merchant_a_cannot_touch_merchant_b(
                 if role not in allowed_roles(route):
                     assert r.status_code == 403, where
                     assert r.json()["error"]["code"] == "forbidden", where
+                elif (method, route.path) in BATCHES:
+                    assert r.status_code == 200, where
+                    codes = [res["error"]["code"] for res in r.json()["results"]]
+                    assert all(code.endswith("not_found") for code in codes), f"{where}: {codes}"
+                elif (method, route.path) in MISMATCH:
+                    assert (
+                        r.status_code == 422 and r.json()["error"]["code"] == MISMATCH[(method, route.path)]
+                    ), where
                 elif (method, route.path) in OWN_SCOPE:
                     assert r.status_code == 201, where
                     created = r.json()["id"]

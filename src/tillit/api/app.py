@@ -11,8 +11,9 @@ from fastapi.responses import JSONResponse
 from tillit import __version__
 from tillit.api import errors
 from tillit.api.limits import BodyLimit
-from tillit.api.routes import catalog, engine, operator, sales
+from tillit.api.routes import catalog, engine, operator, sales, till
 from tillit.bootstrap import Container
+from tillit.services.keys import KeyCache
 from tillit.services.worker import Worker
 
 DESCRIPTION = """Tillit's REST API. Amounts are integers of minor units (fen for CNY). Every POST that creates
@@ -20,8 +21,13 @@ something or moves money needs an `Idempotency-Key` header. Errors have one shap
 `{"error": {"code", "message", "details"}}`; the codes are listed in docs/errors.md."""
 
 
-def create_app(container: Container, *, run_worker: bool = False) -> FastAPI:
-    """The API app. With ``run_worker`` the resolver loop runs in a thread for the app's lifetime."""
+def create_app(
+    container: Container, *, run_worker: bool = False, key_cache: KeyCache | None = None
+) -> FastAPI:
+    """The API app. With ``run_worker`` the resolver loop runs in a thread for the app's lifetime.
+
+    ``key_cache`` remembers accepted API keys for a few seconds (services/keys.py); tests may pass one
+    with their own clock."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -39,11 +45,13 @@ def create_app(container: Container, *, run_worker: bool = False) -> FastAPI:
         title="Tillit", version=__version__, description=DESCRIPTION, docs_url="/docs", lifespan=lifespan
     )
     app.state.container = container
+    app.state.key_cache = key_cache if key_cache is not None else KeyCache()
     errors.install(app)
     app.include_router(operator.router)
     app.include_router(catalog.router)
     app.include_router(sales.router)
     app.include_router(engine.router)
+    app.include_router(till.router)
     app.include_router(engine.notify_router)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: the process answers (touches no database)")

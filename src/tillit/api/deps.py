@@ -8,35 +8,54 @@ from typing import Any
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
 
 from tillit.bootstrap import Container
 from tillit.domain.errors import DomainError, ErrorKind
 from tillit.services import idempotency
 from tillit.services.context import Actor
-from tillit.services.keys import authenticate
+from tillit.services.keys import KeyCache, authenticate_hash, hash_key
 
 
 def container(request: Request) -> Container:
     return request.app.state.container  # type: ignore[no-any-return]
 
 
-def actor(
+def key_cache(request: Request) -> KeyCache:
+    return request.app.state.key_cache  # type: ignore[no-any-return]
+
+
+async def actor(
     request: Request,
     authorization: str | None = Header(default=None, description="`Bearer <API key>`"),
 ) -> Actor:
+    """The caller, from the app's key cache or, on a miss, one database read in the threadpool.
+
+    A coroutine, so that a cache hit costs no threadpool hand-off (see services/keys.py for how long a
+    revoked key may stay accepted).
+    """
     if not authorization or not authorization.startswith("Bearer "):
         raise DomainError(
             "unauthenticated",
             "Send your API key as `Authorization: Bearer <key>`.",
             ErrorKind.UNAUTHENTICATED,
         )
-    c = container(request)
+    key_hash = hash_key(authorization[7:].strip())
+    cache = key_cache(request)
+    who = cache.get(key_hash)
+    if who is None:
+        who = await run_in_threadpool(_lookup, container(request), key_hash)
+        cache.put(key_hash, who)
+    return who
+
+
+def _lookup(c: Container, key_hash: str) -> Actor:
     with c.db.read() as conn:
-        return authenticate(conn, authorization[7:].strip())
+        return authenticate_hash(conn, key_hash)
 
 
-def role(*roles: str) -> Callable[..., Actor]:
-    def guard(who: Actor = Depends(actor)) -> Actor:
+def role(*roles: str) -> Callable[..., Any]:
+    async def guard(who: Actor = Depends(actor)) -> Actor:
         who.require(*roles)
         return who
 
@@ -48,6 +67,7 @@ ADMIN = Depends(role("admin"))
 MANAGER = Depends(role("merchant"))
 STAFF = Depends(role("merchant", "terminal"))
 OVERSEER = Depends(role("admin", "merchant"))
+CASHIER = Depends(role("terminal"))
 ANY = Depends(actor)
 
 IDEMPOTENCY_HEADER = Header(

@@ -35,6 +35,10 @@ HTTP_CODES = {
 }
 
 
+def status_for(exc: DomainError) -> int:
+    return CODE_STATUS.get(exc.code, KIND_STATUS[exc.kind])
+
+
 def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message, "details": details}}, status_code=status)
 
@@ -51,8 +55,7 @@ def _clean_validation(errors: list[Any]) -> list[dict[str, Any]]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_request: Request, exc: DomainError) -> JSONResponse:
-        status = CODE_STATUS.get(exc.code, KIND_STATUS[exc.kind])
-        return error_response(status, exc.code, exc.message, exc.details)
+        return error_response(status_for(exc), exc.code, exc.message, exc.details)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

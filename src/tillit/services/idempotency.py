@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from tillit.adapters.db.engine import Database
 from tillit.adapters.db.schema import idempotency_keys
@@ -32,6 +32,12 @@ MAX_KEY_LENGTH = 255
 DEFAULT_RETENTION = timedelta(hours=24)
 # A multi-phase request whose lock is older than this is taken to have died and may be taken over.
 IN_FLIGHT_TIMEOUT = timedelta(seconds=90)
+
+# Built once: every money-moving request runs these, and building a statement costs more than running it.
+_FIND_KEY = select(idempotency_keys).where(
+    idempotency_keys.c.scope == bindparam("b_scope"), idempotency_keys.c.key == bindparam("b_key")
+)
+_INSERT_KEY = insert(idempotency_keys)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,44 +82,58 @@ def run(
     operation: Callable[[Connection], tuple[int, Any]],
 ) -> StoredResponse:
     """Run ``operation`` once per key: in one transaction claim the key, do the work, store the answer."""
+    with db.transaction() as conn:
+        return run_in(conn, db, deps, actor, key, method, path, body, operation)
+
+
+def run_in(
+    conn: Connection,
+    db: Database,
+    deps: Deps,
+    actor: Actor,
+    key: str | None,
+    method: str,
+    path: str,
+    body: Any,
+    operation: Callable[[Connection], tuple[int, Any]],
+) -> StoredResponse:
+    """``run`` inside the caller's transaction (a batch applies many keyed requests in one commit)."""
     key = check_key(key)
     scope = actor.merchant_id or "admin"
     digest = request_hash(method, path, body)
-    with db.transaction() as conn:
-        if not db.try_advisory_lock(conn, f"idem:{scope}:{key}"):
-            raise _in_flight()
-        row = conn.execute(
-            select(idempotency_keys).where(idempotency_keys.c.scope == scope, idempotency_keys.c.key == key)
-        ).first()
-        now = deps.clock.now()
-        if row is not None:
-            if row.request_hash != digest:
-                raise DomainError(
-                    "idempotency_key_reused",
-                    "This Idempotency-Key was used for a different request; use a new key.",
-                    ErrorKind.INVALID,
-                    {"first_path": row.path},
-                )
-            if row.status == "done":
-                return StoredResponse(row.response_status, row.response_body.encode(), True)
-            raise _in_flight()
-        status, result = operation(conn)
-        payload = encode(result)
-        conn.execute(
-            insert(idempotency_keys).values(
-                scope=scope,
-                key=key,
-                method=method,
-                path=path,
-                request_hash=digest,
-                status="done",
-                response_status=status,
-                response_body=payload.decode(),
-                created_at=now,
-                locked_at=None,
+    if not db.try_advisory_lock(conn, f"idem:{scope}:{key}"):
+        raise _in_flight()
+    row = conn.execute(_FIND_KEY, {"b_scope": scope, "b_key": key}).first()
+    now = deps.clock.now()
+    if row is not None:
+        if row.request_hash != digest:
+            raise DomainError(
+                "idempotency_key_reused",
+                "This Idempotency-Key was used for a different request; use a new key.",
+                ErrorKind.INVALID,
+                {"first_path": row.path},
             )
-        )
-        return StoredResponse(status, payload, False)
+        if row.status == "done":
+            return StoredResponse(row.response_status, row.response_body.encode(), True)
+        raise _in_flight()
+    status, result = operation(conn)
+    payload = encode(result)
+    conn.execute(
+        _INSERT_KEY,
+        {
+            "scope": scope,
+            "key": key,
+            "method": method,
+            "path": path,
+            "request_hash": digest,
+            "status": "done",
+            "response_status": status,
+            "response_body": payload.decode(),
+            "created_at": now,
+            "locked_at": None,
+        },
+    )
+    return StoredResponse(status, payload, False)
 
 
 @dataclass
@@ -151,9 +171,7 @@ def run_phased(
     with db.transaction() as conn:
         if not db.try_advisory_lock(conn, f"idem:{scope}:{key}"):
             raise _in_flight()
-        row = conn.execute(
-            select(idempotency_keys).where(idempotency_keys.c.scope == scope, idempotency_keys.c.key == key)
-        ).first()
+        row = conn.execute(_FIND_KEY, {"b_scope": scope, "b_key": key}).first()
         now = deps.clock.now()
         if row is not None:
             if row.request_hash != digest:
@@ -182,32 +200,34 @@ def run_phased(
             status, result = outcome
             payload = encode(result)
             conn.execute(
-                insert(idempotency_keys).values(
-                    scope=scope,
-                    key=key,
-                    method=method,
-                    path=path,
-                    request_hash=digest,
-                    status="done",
-                    response_status=status,
-                    response_body=payload.decode(),
-                    created_at=now,
-                    locked_at=None,
-                )
+                _INSERT_KEY,
+                {
+                    "scope": scope,
+                    "key": key,
+                    "method": method,
+                    "path": path,
+                    "request_hash": digest,
+                    "status": "done",
+                    "response_status": status,
+                    "response_body": payload.decode(),
+                    "created_at": now,
+                    "locked_at": None,
+                },
             )
             return StoredResponse(status, payload, False)
         conn.execute(
-            insert(idempotency_keys).values(
-                scope=scope,
-                key=key,
-                method=method,
-                path=path,
-                request_hash=digest,
-                status="in_flight",
-                created_at=now,
-                locked_at=now,
-                resource_id=outcome.resource_id,
-            )
+            _INSERT_KEY,
+            {
+                "scope": scope,
+                "key": key,
+                "method": method,
+                "path": path,
+                "request_hash": digest,
+                "status": "in_flight",
+                "created_at": now,
+                "locked_at": now,
+                "resource_id": outcome.resource_id,
+            },
         )
     answer = outcome.run()
     with db.transaction() as conn:

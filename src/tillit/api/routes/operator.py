@@ -7,7 +7,7 @@ import json
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from tillit.api.deps import ADMIN, ANY, IDEMPOTENCY_HEADER, container, idempotent, ok
+from tillit.api.deps import ADMIN, ANY, IDEMPOTENCY_HEADER, container, idempotent, key_cache, ok
 from tillit.api.schemas import ErrorOut, KeyCreate, MerchantCreate, StoreCreate, TerminalCreate
 from tillit.domain.ids import normalise_id
 from tillit.services import keys, merchants
@@ -146,4 +146,6 @@ def list_keys(
 def revoke_key(key_id: str, request: Request, who: Actor = ADMIN) -> JSONResponse:
     c = container(request)
     with c.db.transaction() as conn:
-        return ok(keys.revoke_key(conn, c.deps, normalise_id(key_id)))
+        revoked = keys.revoke_key(conn, c.deps, normalise_id(key_id))
+    key_cache(request).forget(revoked["id"])  # at once here; other processes within KEY_CACHE_TTL_S
+    return ok(revoked)

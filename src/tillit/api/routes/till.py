@@ -1,0 +1,90 @@
+"""Routes the till uses: batched journal sync and shift close reports."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field, ValidationError
+
+from tillit.api.deps import CASHIER, IDEMPOTENCY_HEADER, STAFF, container, idempotent, ok
+from tillit.api.errors import status_for
+from tillit.api.schemas import ErrorOut, OrderCancel, OrderCreate, PaymentCreate, RefundCreate, Strict
+from tillit.domain.errors import DomainError, ErrorKind
+from tillit.domain.ids import normalise_id
+from tillit.services import shifts, sync
+from tillit.services.context import Actor
+
+router = APIRouter(prefix="/v1", tags=["till"], responses={"4XX": {"model": ErrorOut}})
+
+MAX_BATCH = 200
+MODELS: dict[str, type[BaseModel]] = {
+    "order": OrderCreate,
+    "payment": PaymentCreate,
+    "refund": RefundCreate,
+    "cancel": OrderCancel,
+}
+
+
+class SyncEntry(Strict):
+    op: Literal["order", "payment", "refund", "cancel"]
+    key: Annotated[str, Field(min_length=1, max_length=255)]
+    body: dict[str, Any]
+    order_id: Annotated[str, Field(min_length=32, max_length=36)] | None = Field(
+        default=None, description="For op=cancel: the order to cancel"
+    )
+
+
+class SyncBatch(Strict):
+    entries: Annotated[list[SyncEntry], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class ShiftClose(Strict):
+    id: Annotated[str, Field(min_length=32, max_length=36)]
+    number: Annotated[int, Field(ge=1)]
+    report: dict[str, Any]
+    report_hash: Annotated[str, Field(min_length=64, max_length=64)]
+    prev_hash: Annotated[str, Field(min_length=64, max_length=64)]
+
+
+@router.post("/sync", summary="Apply a till's journal entries in one transaction (cash only)")
+def sync_batch(body: SyncBatch, request: Request, who: Actor = STAFF) -> JSONResponse:
+    """Each entry is the same request as its single route (same path, body and Idempotency-Key), so an
+    entry sent once through the batch and once through the single route is applied once."""
+    c = container(request)
+    entries: list[tuple[str, str, dict[str, Any] | None, str | None, DomainError | None]] = []
+    for entry in body.entries:
+        try:
+            data = MODELS[entry.op].model_validate(entry.body).model_dump()
+            entries.append((entry.op, entry.key, data, entry.order_id, None))
+        except ValidationError as exc:
+            problem = DomainError(
+                "validation_error",
+                "The entry does not match its request shape.",
+                ErrorKind.INVALID,
+                [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"]} for e in exc.errors()[:10]],
+            )
+            entries.append((entry.op, entry.key, None, entry.order_id, problem))
+    results = sync.apply_batch(c.db, c.deps, who, entries, status_for)
+    return ok({"results": results})
+
+
+@router.post("/shifts", status_code=201, summary="Record a till's shift close (Z) report")
+def close_shift(
+    body: ShiftClose, request: Request, who: Actor = CASHIER, key: str | None = IDEMPOTENCY_HEADER
+) -> Response:
+    data = body.model_dump()
+    return idempotent(request, who, key, data, lambda conn: shifts.record_close(conn, who, data))
+
+
+@router.get("/shifts", summary="Closed shifts with their Z reports, newest first")
+def list_shifts(
+    request: Request,
+    who: Actor = STAFF,
+    terminal_id: str | None = Query(None, max_length=36),
+    limit: int = Query(50, ge=1, le=200),
+) -> JSONResponse:
+    with container(request).db.read() as conn:
+        tid = normalise_id(terminal_id) if terminal_id else None
+        return ok({"data": shifts.list_shifts(conn, who.merchant(), tid, limit)})

@@ -1,0 +1,105 @@
+"""Batched journal sync from tills: many keyed requests applied in one transaction.
+
+Each entry is exactly the request its single route would receive (same path, body and Idempotency-Key),
+so an entry is applied once however it arrives. Entries run in order, each in a savepoint: a failing
+entry is reported and leaves nothing behind. Provider payments are never batched: they must be sent one
+at a time so the cashier sees the provider's answer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection
+
+from tillit.adapters.db.engine import Database
+from tillit.domain.errors import DomainError, invalid
+from tillit.domain.ids import normalise_id
+from tillit.services import idempotency, orders, payments, refunds
+from tillit.services.context import Actor, Deps
+
+PATHS = {
+    "order": "/v1/orders",
+    "payment": "/v1/payments",
+    "refund": "/v1/refunds",
+    "cancel": "/v1/orders/{order_id}/cancel",
+}
+Operation = Callable[[Connection], tuple[int, Any]]
+
+
+def _operation(
+    db: Database, deps: Deps, actor: Actor, op: str, data: dict[str, Any], order_id: str | None
+) -> Operation:
+    if op == "order":
+        order_data = dict(data)
+        if order_data.get("store_id"):
+            order_data["store_id"] = normalise_id(order_data["store_id"], "store_id")
+        order_data["lines"] = [
+            {**line, "product_id": normalise_id(line["product_id"], "product_id")}
+            if line.get("product_id")
+            else line
+            for line in order_data["lines"]
+        ]
+        return lambda conn: orders.create_order(conn, deps, actor, order_data)
+    if op == "payment":
+        if data.get("payment_code"):
+            raise invalid(
+                "provider_payment_not_batchable",
+                "Provider payments are sent one at a time (POST /v1/payments), never in a batch.",
+            )
+        return lambda conn: payments.create_payment(db, conn, deps, actor, data)
+    if op == "refund":
+
+        def refund(conn: Connection) -> tuple[int, Any]:
+            outcome = refunds.create_refund(db, conn, deps, actor, data, None)
+            assert not isinstance(outcome, idempotency.Call), "no engine: provider refunds are refused"
+            return outcome
+
+        return refund
+    if order_id is None:
+        raise invalid("order_required", "A cancel entry needs order_id.")
+    oid = normalise_id(order_id, "order_id")
+    return lambda conn: (
+        200,
+        orders.cancel_order(db, conn, deps, actor, oid, data["reason"], data.get("note")),
+    )
+
+
+def apply_batch(
+    db: Database,
+    deps: Deps,
+    actor: Actor,
+    entries: list[tuple[str, str, dict[str, Any] | None, str | None, DomainError | None]],
+    status_of: Callable[[DomainError], int],
+) -> list[dict[str, Any]]:
+    """Apply ``(op, key, validated body, order_id, validation error)`` entries; one result per entry."""
+    results: list[dict[str, Any]] = []
+    with db.transaction() as conn:
+        for op, key, data, order_id, error in entries:
+            try:
+                if error is not None:
+                    raise error
+                assert data is not None
+                path = PATHS[op].format(order_id=order_id)
+                operation = _operation(db, deps, actor, op, data, order_id)
+                with conn.begin_nested():
+                    stored = idempotency.run_in(conn, db, deps, actor, key, "POST", path, data, operation)
+                results.append(
+                    {
+                        "key": key,
+                        "status": stored.status,
+                        "replayed": stored.replayed,
+                        "body": json.loads(stored.body),
+                    }
+                )
+            except DomainError as exc:
+                results.append(
+                    {
+                        "key": key,
+                        "status": status_of(exc),
+                        "error": {"code": exc.code, "message": exc.message, "details": exc.details},
+                    }
+                )
+    return results

@@ -1,0 +1,120 @@
+"""The till's server side: batched journal sync and hash-chained shift reports."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.support.api import post
+from tests.support.world import Tenant
+from tillit.domain.shifts import GENESIS, chain_hash
+
+
+def sale_entries(order_id: str, pay_id: str, qty: int = 1) -> list[dict[str, Any]]:
+    return [
+        {
+            "op": "order",
+            "key": f"o-{order_id}",
+            "body": {"id": order_id, "lines": [{"sku": "LATTE", "quantity": qty}]},
+        },
+        {
+            "op": "payment",
+            "key": f"p-{pay_id}",
+            "body": {"id": pay_id, "order_id": order_id, "method": "cash", "tendered": 10000},
+        },
+    ]
+
+
+def test_batch_applies_in_order_and_replays(client: TestClient, tenant: Tenant) -> None:
+    oid, pid = uuid.uuid4().hex, uuid.uuid4().hex
+    entries = sale_entries(oid, pid, 2)
+    first = client.post("/v1/sync", json={"entries": entries}, headers=tenant.auth()).json()["results"]
+    assert [r["status"] for r in first] == [201, 201] and not any(r["replayed"] for r in first)
+    again = client.post("/v1/sync", json={"entries": entries}, headers=tenant.auth()).json()["results"]
+    assert [r["replayed"] for r in again] == [True, True] and again[1]["body"] == first[1]["body"]
+    # The same entry through the single route is the same request: replayed, not applied twice.
+    single = post(client, "/v1/payments", entries[1]["body"], tenant, key=entries[1]["key"])
+    assert single.status_code == 201 and single.headers["Idempotent-Replayed"] == "true"
+    order = client.get(f"/v1/orders/{oid}", headers=tenant.auth()).json()
+    assert order["status"] == "paid" and len(order["payments"]) == 1
+
+
+def test_failing_entry_leaves_no_trace_and_others_apply(client: TestClient, tenant: Tenant) -> None:
+    good_o, good_p, bad_o = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
+    entries = [
+        {"op": "order", "key": "bad-order", "body": {"id": bad_o, "lines": [{"sku": "NOPE", "quantity": 1}]}},
+        {"op": "payment", "key": "bad-pay", "body": {"order_id": bad_o, "method": "cash"}},
+        {
+            "op": "payment",
+            "key": "code-pay",
+            "body": {"order_id": good_o, "payment_code": "134567890123456789"},
+        },
+        {"op": "order", "key": "shape", "body": {"lines": "nope"}},
+        *sale_entries(good_o, good_p),
+    ]
+    results = client.post("/v1/sync", json={"entries": entries}, headers=tenant.auth()).json()["results"]
+    codes = [r.get("error", {}).get("code") or r["status"] for r in results]
+    assert codes == [
+        "product_not_found",
+        "order_not_found",
+        "provider_payment_not_batchable",
+        "validation_error",
+        201,
+        201,
+    ]
+    assert client.get(f"/v1/orders/{bad_o}", headers=tenant.auth()).status_code == 404
+    assert client.get(f"/v1/orders/{good_o}", headers=tenant.auth()).json()["status"] == "paid"
+    retry = client.post("/v1/sync", json={"entries": entries[:1]}, headers=tenant.auth()).json()["results"]
+    assert retry[0]["error"]["code"] == "product_not_found"  # the key stayed free: nothing was stored
+
+
+def test_batch_limits(client: TestClient, tenant: Tenant) -> None:
+    too_many = [{"op": "order", "key": str(i), "body": {}} for i in range(201)]
+    assert client.post("/v1/sync", json={"entries": too_many}, headers=tenant.auth()).status_code == 422
+    assert client.post("/v1/sync", json={"entries": []}, headers=tenant.auth()).status_code == 422
+
+
+def shift(tenant: Tenant, number: int, prev: str, counted: int = 10000) -> dict[str, Any]:
+    report = {
+        "number": number,
+        "terminal_id": tenant.terminal_id,
+        "opened_at": "2026-11-20T08:00:00+00:00",
+        "closed_at": "2026-11-20T16:00:00+00:00",
+        "opening_float": 10000,
+        "sales_count": 0,
+        "sales_by_method": {},
+        "refunds_by_method": {},
+        "cancels_by_reason": {},
+        "expected_cash": 10000,
+        "counted_cash": counted,
+        "difference": counted - 10000,
+    }
+    return {
+        "id": uuid.uuid4().hex,
+        "number": number,
+        "report": report,
+        "prev_hash": prev,
+        "report_hash": chain_hash(prev, report),
+    }
+
+
+def test_shift_reports_form_a_chain(client: TestClient, tenant: Tenant) -> None:
+    first = shift(tenant, 1, GENESIS)
+    assert post(client, "/v1/shifts", first, tenant).status_code == 201
+    assert post(client, "/v1/shifts", first, tenant).status_code in (200, 201)
+    skipped = shift(tenant, 3, first["report_hash"])
+    r = post(client, "/v1/shifts", skipped, tenant)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "shift_chain_broken"
+    forged = shift(tenant, 2, GENESIS)
+    assert post(client, "/v1/shifts", forged, tenant).json()["error"]["code"] == "shift_chain_broken"
+    tampered = shift(tenant, 2, first["report_hash"])
+    tampered["report"]["counted_cash"] = 1
+    r = post(client, "/v1/shifts", tampered, tenant)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "shift_hash_mismatch"
+    second = shift(tenant, 2, first["report_hash"], counted=9950)
+    assert post(client, "/v1/shifts", second, tenant).status_code == 201
+    listed = client.get("/v1/shifts", headers=tenant.auth("merchant")).json()["data"]
+    assert [s["number"] for s in listed if s["terminal_id"] == tenant.terminal_id] == [2, 1]
+    assert listed[0]["report"]["difference"] == -50
