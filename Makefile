@@ -15,8 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/tillit init --demo
-	$(BIN)/tillit serve --host $(HOST) --port $(PORT)
+	$(BIN)/tillit demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

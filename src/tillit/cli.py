@@ -18,7 +18,8 @@ from tillit.adapters.db.schema import api_keys
 from tillit.bootstrap import build
 from tillit.sandbox.cli import app as sandbox_app
 from tillit.services import check as checks
-from tillit.services import demo, idempotency, keys
+from tillit.services import demo as demo_seed
+from tillit.services import idempotency, keys
 
 app = typer.Typer(
     help="Tillit: a point of sale that never loses, leaves unknown or double-charges a sale.",
@@ -57,7 +58,7 @@ def init(
     migrations.upgrade(c.db)
     with c.db.transaction() as conn:
         if demo_data:
-            seeded = demo.seed(conn, c.deps)
+            seeded = demo_seed.seed(conn, c.deps)
             console.print(
                 "[bold green]Demo data ready.[/bold green] Keys for this run (older demo keys revoked):"
             )
@@ -328,6 +329,32 @@ def providers_connect_sandbox(
         f"merchant {merchant_id}: wechat mch_id {wechat['mch_id']} and alipay app_id {alipay['app_id']} "
         f"now use the sandbox at {sandbox_url}"
     )
+
+
+@app.command()
+def till(
+    server: Annotated[str, typer.Option(help="The Tillit server, e.g. http://127.0.0.1:8000")],
+    key: Annotated[str, typer.Option(help="This till's terminal API key", envvar="TILLIT_TILL_KEY")],
+    port: Annotated[int, typer.Option(help="Port of the cashier page (127.0.0.1 only)")] = 8600,
+    home: Annotated[str, typer.Option(help="Where the journal and printed receipts live")] = "./var/till",
+    shop: Annotated[str, typer.Option(help="Name printed on receipts")] = "Tillit",
+) -> None:
+    """Run the cashier station: local journal, sync to the server, cashier page on 127.0.0.1."""
+    from tillit.till.runner import run_till
+
+    run_till(server=server, key=key, port=port, home=Path(home), shop=shop)
+
+
+@app.command("demo")
+def demo_cmd(
+    api_port: int = 8000,
+    sandbox_port: int = 8700,
+    till_port: int = 8600,
+) -> None:
+    """Server, payment sandbox and one till on embedded SQLite with demo data; prints the URLs."""
+    from tillit.demo import run_demo
+
+    run_demo(api_port=api_port, sandbox_port=sandbox_port, till_port=till_port, console=console)
 
 
 @keys_app.command("create")

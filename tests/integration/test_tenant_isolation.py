@@ -24,6 +24,7 @@ from tillit.services import exceptions as exc_svc
 # (method, path) -> function(victim objects) -> request kwargs. Path params are filled from `objects`.
 Probe = dict[str, Any]
 PROBES: dict[tuple[str, str], Any] = {
+    ("GET", "/v1/me"): lambda o: {},
     ("POST", "/v1/merchants"): lambda o: {"json": {"name": "Evil"}},
     ("GET", "/v1/merchants"): lambda o: {},
     ("GET", "/v1/merchants/{merchant_id}"): lambda o: {},
@@ -92,7 +93,15 @@ PROBES: dict[tuple[str, str], Any] = {
     ("GET", "/v1/shifts"): lambda o: {"params": {"terminal_id": o["terminal_id"]}},
 }
 # Routes whose answer is a list: they answer 200 but must hold none of the victim's objects.
-LISTS = {"/v1/stores", "/v1/terminals", "/v1/products", "/v1/orders", "/v1/exceptions", "/v1/shifts"}
+LISTS = {
+    "/v1/me",
+    "/v1/stores",
+    "/v1/terminals",
+    "/v1/products",
+    "/v1/orders",
+    "/v1/exceptions",
+    "/v1/shifts",
+}
 # Batch routes answer 200 with one result per entry: every entry must fail as not found.
 BATCHES = {("POST", "/v1/sync")}
 # Routes whose victim reference is inside the request and is refused as a mismatch.

@@ -16,6 +16,19 @@ from tillit.services.context import Actor
 router = APIRouter(prefix="/v1", tags=["operator"], responses={"4XX": {"model": ErrorOut}})
 
 
+@router.get("/me", summary="Who this API key is: role, merchant, store and terminal")
+def me(who: Actor = ANY) -> JSONResponse:
+    return ok(
+        {
+            "key_id": who.key_id,
+            "role": who.role,
+            "merchant_id": who.merchant_id,
+            "store_id": who.store_id,
+            "terminal_id": who.terminal_id,
+        }
+    )
+
+
 @router.post("/merchants", status_code=201, summary="Create a merchant (operator)")
 def create_merchant(
     body: MerchantCreate, request: Request, who: Actor = ADMIN, key: str | None = IDEMPOTENCY_HEADER

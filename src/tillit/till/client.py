@@ -1,0 +1,46 @@
+"""The till's HTTP client for the Tillit server: explicit timeouts, no retries of its own (the outbox
+retries with the same Idempotency-Key), and one exception for "the link is down"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+CONNECT_TIMEOUT_S = 2.0
+READ_TIMEOUT_S = 15.0  # a provider payment answers within the server's provider timeout
+
+
+class LinkDown(Exception):
+    """The server could not be reached, or did not answer: the outcome of the request is unknown."""
+
+
+class ServerClient:
+    def __init__(self, base_url: str, key: str, transport: httpx.BaseTransport | None = None) -> None:
+        self.http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+            transport=transport,
+        )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        key: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> httpx.Response:
+        headers = {"Idempotency-Key": key} if key else {}
+        try:
+            response = self.http.request(method, path, json=json, headers=headers, params=params)
+        except httpx.HTTPError as exc:
+            raise LinkDown(type(exc).__name__) from exc
+        if response.status_code >= 500:
+            raise LinkDown(f"server error {response.status_code}")
+        return response
+
+    def close(self) -> None:
+        self.http.close()
