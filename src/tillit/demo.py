@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -51,14 +53,24 @@ def _wait(url: str, seconds: float = 60) -> None:
     raise SystemExit(f"{url} did not start; see the logs under TILLIT_HOME/logs")
 
 
-def run_demo(
+@dataclass
+class DemoPlan:
+    """What `tillit demo` runs: each process's command, the URLs, and the seeded keys."""
+
+    commands: dict[str, list[str]]
+    urls: dict[str, str]
+    seeded: dict[str, str]
+    logs: Path
+
+
+def prepare(
     host: str = "127.0.0.1",
     api_port: int = 8000,
     sandbox_port: int = 8700,
     till_port: int = 8600,
-    console: Console | None = None,
-) -> None:
-    console = console or Console()
+    sandbox_speed: float | None = None,
+) -> DemoPlan:
+    """Seed the database (idempotent), write the sandbox config once, connect the demo merchant to it."""
     c = build()
     home = c.settings.home
     logs = home / "logs"
@@ -67,15 +79,17 @@ def run_demo(
     sandbox_dir.mkdir(exist_ok=True)
     config = sandbox_dir / "sandbox.toml"
     if not config.exists():
-        config.write_text(example_config_text() + EXTRA_WALLET, encoding="utf-8")
+        text = example_config_text() + EXTRA_WALLET
+        if sandbox_speed is not None:
+            text = text.replace("clock_speed = 1.0", f"clock_speed = {sandbox_speed}")
+        config.write_text(text, encoding="utf-8")
     migrate.upgrade(c.db)
     with c.db.transaction() as conn:
         seeded = demo_data.seed(conn, c.deps)
-    import tomllib
-
     raw = tomllib.loads(config.read_text(encoding="utf-8"))
     sandbox_url = f"http://{host}:{sandbox_port}"
     api_url = f"http://{host}:{api_port}"
+    till_url = f"http://{host}:{till_port}"
     with c.db.transaction() as conn:
         wechat, alipay = raw["wechat"][0], raw["alipay"][0]
         provider_accounts.set_account(
@@ -106,54 +120,67 @@ def run_demo(
             },
         )
     c.db.dispose()
+    commands = {
+        "sandbox": [
+            *_cmd(),
+            "sandbox",
+            "--host",
+            host,
+            "--port",
+            str(sandbox_port),
+            "--config",
+            str(config),
+            "--state",
+            str(sandbox_dir / "state"),
+        ],
+        "server": [*_cmd(), "serve", "--host", host, "--port", str(api_port)],
+        "till": [
+            *_cmd(),
+            "till",
+            "--server",
+            api_url,
+            "--key",
+            seeded["terminal_key"],
+            "--port",
+            str(till_port),
+            "--home",
+            str(home / "till"),
+            "--shop",
+            "Tillit Demo Café",
+        ],
+    }
+    urls = {"sandbox": sandbox_url, "api": api_url, "till": till_url}
+    return DemoPlan(commands, urls, seeded, logs)
+
+
+def run_demo(
+    host: str = "127.0.0.1",
+    api_port: int = 8000,
+    sandbox_port: int = 8700,
+    till_port: int = 8600,
+    console: Console | None = None,
+) -> None:
+    console = console or Console()
+    plan = prepare(host, api_port, sandbox_port, till_port)
+    seeded, logs = plan.seeded, plan.logs
     env = dict(os.environ)
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(name: str, args: list[str], cwd: Path | None = None) -> None:
+    def start(name: str) -> None:
         log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child process
-        procs.append(subprocess.Popen(args, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT))
+        procs.append(subprocess.Popen(plan.commands[name], env=env, stdout=log, stderr=subprocess.STDOUT))
 
     try:
-        start(
-            "sandbox",
-            [
-                *_cmd(),
-                "sandbox",
-                "--host",
-                host,
-                "--port",
-                str(sandbox_port),
-                "--config",
-                str(config),
-                "--state",
-                str(sandbox_dir / "state"),
-            ],
-        )
-        start("server", [*_cmd(), "serve", "--host", host, "--port", str(api_port)])
-        _wait(f"{sandbox_url}/sandbox/health")
-        _wait(f"{api_url}/healthz")
-        start(
-            "till",
-            [
-                *_cmd(),
-                "till",
-                "--server",
-                api_url,
-                "--key",
-                seeded["terminal_key"],
-                "--port",
-                str(till_port),
-                "--home",
-                str(home / "till"),
-                "--shop",
-                "Tillit Demo Café",
-            ],
-        )
-        _wait(f"http://{host}:{till_port}/healthz")
+        start("sandbox")
+        start("server")
+        _wait(f"{plan.urls['sandbox']}/sandbox/health")
+        _wait(f"{plan.urls['api']}/healthz")
+        start("till")
+        _wait(f"{plan.urls['till']}/healthz")
         console.print("\n[bold green]Tillit demo is running[/bold green] (Ctrl-C stops everything)\n")
-        console.print(f"  Cashier page          http://{host}:{till_port}/")
-        console.print(f"  Sandbox customer page {sandbox_url}/sandbox/")
-        console.print(f"  API docs              {api_url}/docs")
+        console.print(f"  Cashier page          {plan.urls['till']}/")
+        console.print(f"  Sandbox customer page {plan.urls['sandbox']}/sandbox/")
+        console.print(f"  API docs              {plan.urls['api']}/docs")
         console.print(f"\n  admin_key     {seeded['admin_key']}\n  merchant_key  {seeded['merchant_key']}")
         console.print(f"  terminal_key  {seeded['terminal_key']}\n  merchant_id   {seeded['merchant_id']}")
         console.print(f"\n  logs: {logs}\n")

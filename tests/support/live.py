@@ -21,8 +21,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(container: Container) -> Iterator[str]:
-    port = free_port()
+def live_server(container: Container, port: int | None = None) -> Iterator[str]:
+    port = port or free_port()
     config = uvicorn.Config(
         create_app(container), host="127.0.0.1", port=port, log_level="warning", access_log=False
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Form, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -276,6 +276,32 @@ def create_till_app(till: Till, printer: Printer, shop_name: str = "Tillit") -> 
         if code in LOCALES:
             response.set_cookie("lang", code, max_age=365 * 86400, samesite="strict")
         return response
+
+    @app.get("/api/state")
+    def state() -> JSONResponse:
+        """Machine-readable state for monitoring and tests: the open sale, the shift, sync counts."""
+        sale = till.open_sale()
+        completed = till.journal.one("SELECT COUNT(*) AS n FROM sales WHERE status = 'completed'")
+        view = till.sale_view(sale) if sale is not None else None
+        return JSONResponse(
+            {
+                "shift": dict(till.current_shift()) if till.current_shift() else None,
+                "open_sale": {
+                    "number": view["sale"]["number"],
+                    "total": view["sale"]["total"],
+                    "due": view["due"],
+                    "lines": len(view["lines"]),
+                    "frozen": bool(view["sale"]["frozen"]),
+                    "in_flight": any(t["in_flight"] for t in view["tenders"]),
+                }
+                if view
+                else None,
+                "completed_sales": completed["n"] if completed else 0,
+                "link_up": till.link.up,
+                "unsynced_sales": till.journal.unsynced_sales(),
+                "pending_entries": till.journal.pending_count(),
+            }
+        )
 
     @app.get("/healthz")
     def healthz() -> PlainTextResponse:
