@@ -472,7 +472,7 @@ def reverse_payment(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) 
                 conn,
                 deps,
                 pay,
-                "REVERSED",
+                pay.failure_code or "REVERSED",
                 f"reversed ({result.action or 'closed'})",
                 SYSTEM,
                 target="reversed",
