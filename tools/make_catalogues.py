@@ -114,11 +114,20 @@ ZH = {
 }
 
 
+# Where the English words differ from the msgid (status and reason codes shown to the cashier).
+EN = {
+    "open": "in progress", "pending": "sending…", "unknown": "checking…", "reversing": "reversing…",
+    "captured": "paid", "reversed": "reversed", "succeeded": "refunded", "processing": "refund processing",
+    "customer_cancelled": "customer cancelled", "cashier_cancelled": "cashier cancelled",
+    "payment_failed": "payment failed", "timeout": "timed out",
+}
+
+
 def main() -> None:
     root = Path(__file__).resolve().parents[1] / "src/tillit/till/locales"
     missing = [m for m in REASONS.values() if m not in ZH]
     assert not missing, f"translate: {missing}"
-    for locale, table in (("zh_CN", ZH), ("en", {k: k for k in ZH})):
+    for locale, table in (("zh_CN", ZH), ("en", {k: EN.get(k, k) for k in ZH})):
         catalog = Catalog(locale=locale, project="tillit", charset="utf-8")
         for msgid, text in sorted(table.items()):
             catalog.add(msgid, text)

@@ -155,6 +155,7 @@ def test_refund_of_a_past_sale(page: Any, stack: Stack) -> None:
     shot(page, "04-refund")
     page.fill("#refund-amount", "999.00")
     page.click("#refund-submit")
+    page.wait_for_selector("#message.error")
     assert "can still be refunded" in page.inner_text("#message")
 
 
@@ -184,7 +185,9 @@ def test_shift_close_shows_the_z_report(page: Any, stack: Stack) -> None:
     new_sale(page)
     page.fill("#counted", "150.00")
     page.click("#close-shift")
-    page.wait_for_selector("#z-report")
+    page.wait_for_selector("#z-report, #message.error")
+    shot(page, "06-close")
+    assert page.locator("#z-report").count(), page.inner_text("#message")
     assert page.inner_text("#z-expected") != ""
     assert page.inner_text("#z-counted") == "150.00"
     shot(page, "06-z-report")
