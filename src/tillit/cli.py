@@ -201,6 +201,39 @@ def exceptions_cmd(
 
 
 @app.command()
+def reconcile(
+    file: Annotated[Path, typer.Argument(help="The bill: WeChat CSV, Alipay ZIP, or a generic CSV")],
+    provider: Annotated[str, typer.Option("--provider", help="The file's format: wechat, alipay or csv")],
+    mapping: Annotated[
+        Path | None, typer.Option("--mapping", help="Column mapping (TOML or JSON) for --provider csv")
+    ] = None,
+    bill_date: Annotated[
+        str | None, typer.Option("--date", help="The bill's day (YYYY-MM-DD); read from the file if omitted")
+    ] = None,
+    output: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
+    merchant_id: Annotated[
+        str | None,
+        typer.Option("--merchant", help="Whose bill it is (default: the merchant owning the bill's account)"),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Match and print; store nothing")] = False,
+) -> None:
+    """Reconcile a provider bill: exit 0 when everything matched, 3 when discrepancies remain, 2 on a
+    bad file. See docs/reconciliation.md."""
+    from tillit.cli_reconcile import run_reconcile
+
+    code = run_reconcile(
+        file=file,
+        fmt=provider,
+        mapping=mapping,
+        bill_date=bill_date,
+        output=output,
+        merchant_id=merchant_id,
+        dry_run=dry_run,
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
 def chaos(
     checkouts: Annotated[int, typer.Option(help="How many checkouts")] = 10_000,
     seed: Annotated[int, typer.Option(help="Seed for faults, scenarios and kills")] = 1,

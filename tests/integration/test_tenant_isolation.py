@@ -8,6 +8,7 @@ key whose role the route does not allow is refused with 403.
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,11 +17,12 @@ from fastapi.testclient import TestClient
 
 from tests.support.api import new_order, pay_cash, post
 from tests.support.world import Tenant
-from tillit.api.routes import catalog, engine, operator, sales, till
+from tillit.api.routes import catalog, engine, operator, reconciliation, sales, till
 from tillit.bootstrap import Container
 from tillit.domain.shifts import chain_hash
 from tillit.services import exceptions as exc_svc
 
+WECHAT_BILL = (Path(__file__).resolve().parents[1] / "data" / "wechat_all_20261120.csv").read_bytes()
 # (method, path) -> function(victim objects) -> request kwargs. Path params are filled from `objects`.
 Probe = dict[str, Any]
 PROBES: dict[tuple[str, str], Any] = {
@@ -91,6 +93,22 @@ PROBES: dict[tuple[str, str], Any] = {
         }
     },
     ("GET", "/v1/shifts"): lambda o: {"params": {"terminal_id": o["terminal_id"]}},
+    ("POST", "/v1/reconciliation/bills"): lambda o: {
+        "params": {"provider": "wechat"},
+        "content": WECHAT_BILL,
+        "headers": {"Content-Type": "application/octet-stream"},
+    },
+    ("GET", "/v1/reconciliation/bills/{bill_id}"): lambda o: {},
+    ("GET", "/v1/reconciliation/runs"): lambda o: {"params": {"merchant_id": o["merchant_id"]}},
+    ("GET", "/v1/reconciliation/runs/{run_id}"): lambda o: {},
+    ("GET", "/v1/reconciliation/runs/{run_id}/discrepancies"): lambda o: {},
+    ("GET", "/v1/reconciliation/runs/{run_id}/export"): lambda o: {"params": {"format": "json"}},
+    ("GET", "/v1/reconciliation/discrepancies"): lambda o: {"params": {"merchant_id": o["merchant_id"]}},
+    ("GET", "/v1/reconciliation/discrepancies/{discrepancy_id}"): lambda o: {},
+    ("POST", "/v1/reconciliation/discrepancies/{discrepancy_id}/resolve"): lambda o: {
+        "json": {"resolution": "mine now"}
+    },
+    ("GET", "/v1/reconciliation/report"): lambda o: {"params": {"merchant_id": o["merchant_id"]}},
 }
 # Routes whose answer is a list: they answer 200 but must hold none of the victim's objects.
 LISTS = {
@@ -107,13 +125,13 @@ BATCHES = {("POST", "/v1/sync")}
 # Routes whose victim reference is inside the request and is refused as a mismatch.
 MISMATCH = {("POST", "/v1/shifts"): "shift_report_mismatch"}
 # Routes that reference no existing object: they create inside the caller's own merchant only.
-OWN_SCOPE = {("POST", "/v1/products")}
+OWN_SCOPE = {("POST", "/v1/products"), ("POST", "/v1/reconciliation/bills")}
 
 
 def api_routes() -> list[APIRoute]:
     return [
         r
-        for mod in (operator, catalog, sales, engine, till)
+        for mod in (operator, catalog, sales, engine, till, reconciliation)
         for r in mod.router.routes
         if isinstance(r, APIRoute)
     ]
@@ -148,6 +166,15 @@ def victim(client: TestClient, other_tenant: Tenant, admin_key: str, container: 
             provider_ref=uuid.uuid4().hex,
             amount=100,
         )
+    bill = client.post(
+        "/v1/reconciliation/bills",
+        params={"provider": "wechat"},
+        content=WECHAT_BILL,
+        headers=other_tenant.auth("merchant"),
+    ).json()
+    discrepancy_id = client.get(
+        f"/v1/reconciliation/runs/{bill['run']['id']}/discrepancies", headers=other_tenant.auth("merchant")
+    ).json()["data"][0]["id"]
     keys = client.get(
         "/v1/api-keys",
         params={"merchant_id": other_tenant.merchant_id},
@@ -165,13 +192,16 @@ def victim(client: TestClient, other_tenant: Tenant, admin_key: str, container: 
         "refund_id": refund["id"],
         "provider": "wechat",
         "exception_id": exception_id,
+        "bill_id": bill["id"],
+        "run_id": bill["run"]["id"],
+        "discrepancy_id": discrepancy_id,
     }
 
 
 def _call(client: TestClient, method: str, path: str, objects: dict[str, str], auth: dict[str, str]) -> Any:
     kwargs = PROBES[(method, path)](objects)
     url = path.format(**objects)
-    headers = {**auth, "Idempotency-Key": uuid.uuid4().hex}
+    headers = {**auth, "Idempotency-Key": uuid.uuid4().hex, **kwargs.pop("headers", {})}
     return client.request(method, url, headers=headers, **kwargs)
 
 
@@ -260,6 +290,9 @@ def test_roles_are_enforced_for_every_route(
         "refund_id": uuid.uuid4().hex,
         "provider": "wechat",
         "exception_id": uuid.uuid4().hex,
+        "bill_id": uuid.uuid4().hex,
+        "run_id": uuid.uuid4().hex,
+        "discrepancy_id": uuid.uuid4().hex,
     }
     for route in api_routes():
         roles = allowed_roles(route)

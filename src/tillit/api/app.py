@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from tillit import __version__
 from tillit.api import errors
 from tillit.api.limits import BodyLimit
-from tillit.api.routes import catalog, engine, operator, sales, till
+from tillit.api.routes import catalog, engine, operator, reconciliation, sales, till
 from tillit.bootstrap import Container
 from tillit.services.keys import KeyCache
 from tillit.services.worker import Worker
@@ -53,6 +53,7 @@ def create_app(
     app.include_router(engine.router)
     app.include_router(till.router)
     app.include_router(engine.notify_router)
+    app.include_router(reconciliation.router)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: the process answers (touches no database)")
     def healthz() -> JSONResponse:
@@ -66,5 +67,9 @@ def create_app(
             conn.execute(text("SELECT 1"))
         return JSONResponse({"status": "ready", "database": container.db.dialect})
 
-    app.add_middleware(BodyLimit, max_bytes=container.settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=container.settings.max_body_bytes,
+        overrides={reconciliation.UPLOAD_PATH: reconciliation.UPLOAD_MAX_BYTES},
+    )
     return app

@@ -28,6 +28,24 @@ KINDS = {
     "tampering or misconfiguration before trusting it.",
     "refunded_at_provider": "The provider shows this payment refunded though Tillit did not refund it: "
     "check who refunded it and record the refund.",
+    # Found by reconciliation against the providers' daily bills (docs/reconciliation.md); each names
+    # its discrepancy in details.discrepancy_id, and resolving one resolves the other.
+    "bill_missing_at_provider": "短款: paid in Tillit but absent from the provider's bill: look the trade up "
+    "in the provider's portal; collect again or cancel the sale if it was never paid, then resolve.",
+    "bill_unrecognised_payment": "长款: the provider's bill has a payment Tillit has no sale for: find the "
+    "sale and resolve to keep the money, else Tillit refunds it after the merchant's waiting rule.",
+    "bill_unknown_refund": "The provider's bill has a refund Tillit did not make: find out who refunded it "
+    "and record it, then resolve.",
+    "bill_amount_mismatch": "The provider's bill has another amount than Tillit: collect or refund the "
+    "difference, then resolve.",
+    "bill_status_mismatch": "The provider's bill shows another outcome than Tillit (e.g. reversed there, "
+    "paid here): check the trade in the portal, put it right, then resolve.",
+    "bill_fee_mismatch": "The provider charged another fee than the contracted rate (跳码?): check the rate "
+    "and MCC with the acquirer, then resolve.",
+    "bill_duplicate": "The provider's bill lists the same payment or refund twice: check for a double "
+    "charge and refund the extra, then resolve.",
+    "bill_fetch_failing": "Tillit cannot fetch the provider's daily bill: check the provider account "
+    "settings and the provider's status; import the bill by hand if needed.",
 }
 
 
@@ -138,4 +156,8 @@ def resolve(
             resolution=resolution[:500],
         )
     )
+    if row.kind.startswith("bill_"):
+        from tillit.services.reconciliation.service import resolve_for_exception
+
+        resolve_for_exception(conn, deps, exception_id, actor.label if actor else "system", resolution)
     return view(get_exception(conn, merchant_id, exception_id))

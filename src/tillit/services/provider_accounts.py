@@ -81,6 +81,9 @@ def set_account(
                 updated_at=now,
             )
         )
+    from tillit.services.reconciliation.daily import ensure_scheduled
+
+    ensure_scheduled(conn, deps, merchant_id)  # the account's bills are fetched and reconciled daily
     return public_view(provider, config)
 
 

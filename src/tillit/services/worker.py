@@ -50,6 +50,12 @@ class Worker:
 
     def run_forever(self) -> None:
         log.info("worker_started", worker=self.name)
+        try:  # every merchant with a provider account has its daily bill reconciliation scheduled
+            from tillit.services.reconciliation.daily import ensure_all
+
+            ensure_all(self.db, self.deps)
+        except Exception as exc:
+            log.warning("reconcile_schedule_failed", error=type(exc).__name__)
         while not self._stop.is_set():
             try:
                 busy = run_once(self.db, self.deps, self.cfg, self.name)

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -337,7 +338,9 @@ jobs = Table(
     Column("updated_at", TS, nullable=False),
     CheckConstraint("state IN ('pending','done')", name="state"),
     CheckConstraint(
-        "kind IN ('resolve_payment','reverse_payment','confirm_refund','refund_unattached')", name="kind"
+        "kind IN ('resolve_payment','reverse_payment','confirm_refund','refund_unattached',"
+        "'reconcile_daily')",
+        name="kind",
     ),
 )
 Index("ix_jobs_due", jobs.c.state, jobs.c.due_at)
@@ -422,3 +425,109 @@ shifts = Table(
         name="closed_complete",
     ),
 )
+
+# Reconciliation (docs/reconciliation.md): provider bills as imported, one run per bill, and every
+# difference found with its recommended action and open/resolved state (who resolved it and why).
+recon_bills = Table(
+    "recon_bills",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("provider", String(16), nullable=False),
+    Column("format", String(16), nullable=False),
+    Column("bill_type", String(16), nullable=False),
+    Column("bill_date", Date, nullable=False),
+    Column("account", String(64)),
+    Column("filename", String(255), nullable=False),
+    # Re-importing the same content for the same merchant and provider changes nothing.
+    Column("sha256", String(64), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("row_count", Integer, nullable=False),
+    Column("totals", Text, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("imported_by", String(100), nullable=False),
+    Column("imported_at", TS, nullable=False),
+    UniqueConstraint("merchant_id", "provider", "sha256", name="uq_recon_bills_content"),
+    CheckConstraint("provider IN ('wechat','alipay')", name="provider"),
+    CheckConstraint("format IN ('wechat','alipay','csv')", name="format"),
+    CheckConstraint("source IN ('fetch','upload','cli')", name="source"),
+)
+Index("ix_recon_bills_day", recon_bills.c.merchant_id, recon_bills.c.provider, recon_bills.c.bill_date)
+
+recon_runs = Table(
+    "recon_runs",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("provider", String(16), nullable=False),
+    # NULL when the provider had no bill for the day (no trades): the run still checks local payments.
+    Column("bill_id", ID, ForeignKey("recon_bills.id"), unique=True),
+    Column("bill_date", Date, nullable=False),
+    Column("bill_type", String(16), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("line_count", Integer, nullable=False),
+    Column("matched", Integer, nullable=False),
+    Column("discrepancy_count", Integer, nullable=False),
+    Column("counts", Text, nullable=False),  # JSON {class: count}
+    Column("amounts", Text, nullable=False),  # JSON {class: amount in minor units}
+    Column("started_at", TS, nullable=False),
+    Column("finished_at", TS, nullable=False),
+    Column("created_by", String(100), nullable=False),
+    CheckConstraint("provider IN ('wechat','alipay')", name="provider"),
+    CheckConstraint("line_count >= 0 AND matched >= 0 AND discrepancy_count >= 0", name="counts_nonneg"),
+)
+Index("ix_recon_runs_merchant_date", recon_runs.c.merchant_id, recon_runs.c.bill_date)
+
+recon_discrepancies = Table(
+    "recon_discrepancies",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("run_id", ID, ForeignKey("recon_runs.id"), nullable=False),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("provider", String(16), nullable=False),
+    Column("bill_date", Date, nullable=False),
+    Column("disc_class", String(24), nullable=False),  # the class ('class' is an SQL keyword)
+    Column("reason", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("line", Integer),  # the bill line; NULL for a local payment absent from the bill
+    Column("kind", String(8), nullable=False),
+    Column("out_trade_no", String(64)),
+    Column("out_refund_no", String(64)),
+    Column("trade_no", String(64)),
+    Column("refund_no", String(64)),
+    Column("payment_id", ID),
+    Column("refund_id", ID),
+    Column("order_id", ID),
+    Column("local_amount", MONEY),
+    Column("provider_amount", MONEY),
+    Column("local_status", String(16)),
+    Column("provider_status", String(16)),
+    Column("provider_fee", BigInteger),  # in 0.00001 yuan, as the bill states it
+    Column("expected_fee", BigInteger),  # at the merchant's contracted rate
+    Column("local_at", TS),
+    Column("provider_at", TS),
+    Column("matched_by", String(16)),
+    Column("action", String(24), nullable=False),
+    Column("recommended_action", String(300), nullable=False),
+    Column("exception_id", ID),
+    Column("created_at", TS, nullable=False),
+    Column("resolved_at", TS),
+    Column("resolved_by", String(100)),
+    Column("resolution", String(500)),
+    CheckConstraint(
+        "disc_class IN ('missing_at_provider','missing_locally','amount_mismatch','status_mismatch',"
+        "'fee_mismatch','duplicate','timing')",
+        name="class",
+    ),
+    CheckConstraint("status IN ('open','resolved')", name="status"),
+    CheckConstraint("kind IN ('payment','refund','revoke')", name="kind"),
+    CheckConstraint(
+        "status = 'open' OR (resolved_at IS NOT NULL AND resolved_by IS NOT NULL)", name="resolved"
+    ),
+)
+Index("ix_recon_discrepancies_run", recon_discrepancies.c.run_id, recon_discrepancies.c.disc_class)
+Index(
+    "ix_recon_discrepancies_merchant_status", recon_discrepancies.c.merchant_id, recon_discrepancies.c.status
+)
+Index("ix_recon_discrepancies_payment", recon_discrepancies.c.payment_id)
+Index("ix_recon_discrepancies_exception", recon_discrepancies.c.exception_id)
