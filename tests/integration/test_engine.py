@@ -376,3 +376,42 @@ def test_payment_taken_after_giving_up_is_refunded_automatically(world: World) -
     late = [e for e in resolved if e["payment_id"] == attempt]
     assert late and late[0]["kind"] == "late_payment" and late[0]["resolved_by"] == "system"
     assert world.payment(attempt)["status"] == "failed"
+
+
+def test_attempt_first_seen_after_its_window_is_reversed(world: World) -> None:
+    """The API process died mid-pay: the safety-net job first looks at a *pending* attempt after the
+    query window has passed. It must move it through unknown to reversing in one go, not loop."""
+    from sqlalchemy import insert
+
+    from tillit.adapters.db.schema import payments
+    from tillit.services import jobs
+
+    order = world.order()
+    attempt = uuid.uuid4().hex
+    now = world.clock.now()
+    with world.c.db.transaction() as conn:
+        conn.execute(
+            insert(payments).values(
+                id=attempt,
+                merchant_id=world.tenant.merchant_id,
+                order_id=order["id"],
+                method="wechat",
+                provider="wechat",
+                amount=order["total"],
+                currency="CNY",
+                status="pending",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        jobs.schedule(
+            conn,
+            world.c.deps,
+            kind="resolve_payment",
+            merchant_id=world.tenant.merchant_id,
+            payment_id=attempt,
+            due_at=now,
+        )
+    world.advance(40)  # past the 30 s window before the first look
+    world.advance(20)
+    assert world.payment(attempt)["status"] in ("reversed", "failed")

@@ -434,6 +434,8 @@ def resolve_payment(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) 
                     now=now,
                     reason=f"query: {answer.raw_state or state.value}",
                 )
+                # Re-read: the next step compares-and-sets against the status it is given.
+                pay = _lock_payment(db, conn, pay.id)
             if now >= deadline:
                 _start_reverse(conn, deps, pay, f"not paid within {int(sched.window)} s", "TIMEOUT")
             else:
