@@ -8,7 +8,8 @@ id) then POST /v1/payments (cash) for that order, each with its own Idempotency-
 2. runs N checkouts at concurrency C with wrk (one connection per wrk thread, so each connection
    alternates order and payment for the same id), after a short warm-up;
 3. measures two ceilings of this machine in the same run: the framework ceiling (the same server
-   answering GET /healthz, which touches no database) and the database ceiling (plain SQL writing the
+   answering GET /healthz, which touches no database; it depends on the HTTP parser and event loop
+   uvicorn picks, which the results name) and the database ceiling (plain SQL writing the
    rows one checkout writes, in the same two transactions, at the same durability and concurrency);
 4. prints checkouts/s, latency, errors, the server's peak RSS and the ratios to both ceilings;
 5. stops the server, drops its databases and removes its temp directories.
@@ -791,6 +792,41 @@ class Server:
             self.proc.wait(timeout=10)
 
 
+SERVER_STACK_PROBE = r"""
+import importlib.util, json, sys
+import uvicorn
+def found(name):
+    try:
+        return importlib.util.find_spec(name) is not None and __import__(name) is not None
+    except ImportError:
+        return False
+print(json.dumps({
+    "uvicorn": uvicorn.__version__,
+    "http": "httptools" if found("httptools") else "h11",
+    "loop": "uvloop" if found("uvloop") else "asyncio",
+}))
+"""
+
+
+def server_stack(env: dict[str, str]) -> dict[str, Any]:
+    """What uvicorn's ``auto`` settings pick in the server's environment: the HTTP parser and event loop.
+
+    The framework ceiling depends on them (httptools and uvloop roughly double GET /healthz), so a
+    ratio to it is only comparable between runs with the same stack."""
+    proc = subprocess.run(
+        [sys.executable, "-c", SERVER_STACK_PROBE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+        check=False,
+    )
+    try:
+        return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+    except (IndexError, ValueError):
+        return {"uvicorn": None, "http": None, "loop": None, "error": proc.stderr[-300:]}
+
+
 def demo_terminal_key(output: str) -> str:
     match = re.search(r"terminal_key\s+(tk_ter_[A-Za-z0-9_\-]+)", output)
     if not match:
@@ -1212,6 +1248,7 @@ def bench_one(kind: str, args: argparse.Namespace, wrk: str | None) -> dict[str,
     with target(kind, args.sqlite_synchronous, args.pg_url) as t:
         console.print(f"[bold]{t.label}[/bold]: seeding (tillit init --demo) in {t.workdir}")
         key = demo_terminal_key(run_tillit(["init", "--demo"], t.env, t.workdir))
+        stack = server_stack(t.env)
         server = Server(t.env, t.workdir)
         try:
             server.start()
@@ -1270,6 +1307,7 @@ def bench_one(kind: str, args: argparse.Namespace, wrk: str | None) -> dict[str,
         "durability": (
             f"WAL, synchronous={args.sqlite_synchronous}" if kind == "sqlite" else "synchronous_commit=on"
         ),
+        "server_stack": stack,
         "checkout": {
             "client": load.client,
             "requested": args.checkouts,
@@ -1365,6 +1403,10 @@ def render(results: list[dict[str, Any]], meta: dict[str, Any]) -> None:
 
     row("load generator", lambda r: r["checkout"]["client"])
     row("durability", lambda r: r["durability"])
+    row(
+        "server: uvicorn, HTTP parser, event loop",
+        lambda r: "{uvicorn}, {http}, {loop}".format(**r["server_stack"]),
+    )
     row("checkouts ok / requested", lambda r: f"{r['checkout']['ok']:,} / {r['checkout']['requested']:,}")
     row("checkouts/s", lambda r: fmt(r["checkout"]["checkouts_per_s"]))
     row("money-moving requests/s", lambda r: fmt(r["checkout"]["requests_per_s"]))

@@ -67,16 +67,20 @@ def test_failed_request_leaves_key_free(client: TestClient, tenant: Tenant) -> N
 def test_prune_keeps_keys_for_24_hours(container: Container, client: TestClient, tenant: Tenant) -> None:
     post(client, "/v1/orders", LINES, tenant, key="old-key")
     now = container.deps.clock.now()
-    with container.db.transaction() as conn:
-        assert idempotency.prune(conn, now + timedelta(hours=23), timedelta(hours=1)) == 0
+    mine = (idempotency_keys.c.key == "old-key") & (idempotency_keys.c.scope == tenant.merchant_id)
+
+    def kept() -> int:
+        with container.db.read() as conn:
+            return int(
+                conn.execute(select(func.count()).select_from(idempotency_keys).where(mine)).scalar_one()
+            )
+
+    with container.db.transaction() as conn:  # asking for 1 h still keeps 24 h
+        idempotency.prune(conn, now + timedelta(hours=23), timedelta(hours=1))
+    assert kept() == 1
     with container.db.transaction() as conn:
         assert idempotency.prune(conn, now + timedelta(hours=25)) >= 1
-        left = conn.execute(
-            select(func.count())
-            .select_from(idempotency_keys)
-            .where(idempotency_keys.c.key == "old-key", idempotency_keys.c.scope == tenant.merchant_id)
-        ).scalar_one()
-    assert left == 0
+    assert kept() == 0
 
 
 def test_fifty_threads_same_key_make_one_order_and_one_capture(container: Container, tenant: Tenant) -> None:

@@ -60,8 +60,7 @@ _MESSAGES = [
     ),
     CashierMessage(
         "unsupported_code",
-        "This code belongs to no supported provider — ask for a WeChat or Alipay payment code,"
-        " or take cash.",
+        "This code belongs to no supported provider — ask for a WeChat or Alipay payment code, or take cash.",
         "无法识别该付款码，请使用微信或支付宝付款码，或收取现金。",
     ),
     CashierMessage(

@@ -1,21 +1,33 @@
 """API keys: created once (the secret is shown only then), stored as SHA-256 hashes, revocable.
 
 Keys are 32 random bytes, so a fast hash is enough: there is nothing to brute-force.
+
+A server remembers a key it has accepted for at most ``KEY_CACHE_TTL_S`` (``KeyCache``), so most
+requests authenticate without a database read. A revocation made through the server's own API takes
+effect at once on that server; one made elsewhere (``tillit keys revoke``, ``tillit init --demo``,
+another worker process) takes effect within ``KEY_CACHE_TTL_S``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from tillit.adapters.db.schema import api_keys, terminals
 from tillit.domain.errors import DomainError, ErrorKind, invalid, not_found
 from tillit.services.context import ROLES, Actor, Deps, iso
 
 KEY_PREFIXES = {"admin": "tk_adm_", "merchant": "tk_mer_", "terminal": "tk_ter_"}
+# How long a server may go on accepting a key after it was revoked by another process.
+KEY_CACHE_TTL_S = 5.0
+KEY_CACHE_MAX_ENTRIES = 1024
 
 
 def hash_key(secret: str) -> str:
@@ -77,22 +89,30 @@ def key_view(row: Any) -> dict[str, Any]:
     }
 
 
+_AUTHENTICATE = (
+    select(
+        api_keys.c.id,
+        api_keys.c.role,
+        api_keys.c.merchant_id,
+        api_keys.c.terminal_id,
+        api_keys.c.revoked_at,
+        terminals.c.store_id,
+    )
+    .select_from(api_keys.outerjoin(terminals, terminals.c.id == api_keys.c.terminal_id))
+    .where(api_keys.c.key_hash == bindparam("key_hash"))
+)
+
+
 def authenticate(conn: Connection, secret: str) -> Actor:
     """Resolve a presented key to an Actor; unknown or revoked keys raise ``unauthenticated``."""
-    row = conn.execute(
-        select(
-            api_keys.c.id,
-            api_keys.c.role,
-            api_keys.c.merchant_id,
-            api_keys.c.terminal_id,
-            api_keys.c.revoked_at,
-            terminals.c.store_id,
-        )
-        .select_from(api_keys.outerjoin(terminals, terminals.c.id == api_keys.c.terminal_id))
-        .where(api_keys.c.key_hash == hash_key(secret))
-    ).first()
+    return authenticate_hash(conn, hash_key(secret))
+
+
+def authenticate_hash(conn: Connection, key_hash: str) -> Actor:
+    """``authenticate`` for a key already hashed with ``hash_key``."""
+    row = conn.execute(_AUTHENTICATE, {"key_hash": key_hash}).first()
     if row is None or row.revoked_at is not None:
-        raise DomainError("unauthenticated", "The API key is unknown or revoked.", ErrorKind.UNAUTHENTICATED)
+        raise unauthenticated()
     return Actor(
         key_id=row.id,
         role=row.role,
@@ -100,6 +120,61 @@ def authenticate(conn: Connection, secret: str) -> Actor:
         terminal_id=row.terminal_id,
         store_id=row.store_id,
     )
+
+
+def unauthenticated() -> DomainError:
+    return DomainError("unauthenticated", "The API key is unknown or revoked.", ErrorKind.UNAUTHENTICATED)
+
+
+class KeyCache:
+    """Keys a server accepted recently: key hash -> Actor, each for at most ``ttl_s`` seconds.
+
+    Bounded (least recently used entries go first) and thread-safe. Only accepted keys are kept, so an
+    unknown or revoked key is always looked up again. ``monotonic`` is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        ttl_s: float = KEY_CACHE_TTL_S,
+        max_entries: int = KEY_CACHE_MAX_ENTRIES,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._monotonic = monotonic
+        self._entries: OrderedDict[str, tuple[float, Actor]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key_hash: str) -> Actor | None:
+        now = self._monotonic()
+        with self._lock:
+            entry = self._entries.get(key_hash)
+            if entry is None:
+                return None
+            expires, actor = entry
+            if now >= expires:
+                del self._entries[key_hash]
+                return None
+            self._entries.move_to_end(key_hash)
+            return actor
+
+    def put(self, key_hash: str, actor: Actor) -> None:
+        expires = self._monotonic() + self.ttl_s
+        with self._lock:
+            self._entries[key_hash] = (expires, actor)
+            self._entries.move_to_end(key_hash)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def forget(self, key_id: str) -> None:
+        """Drop the key with this id (it was just revoked through this server)."""
+        with self._lock:
+            for key_hash in [h for h, (_, a) in self._entries.items() if a.key_id == key_id]:
+                del self._entries[key_hash]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
 
 
 def list_keys(conn: Connection, merchant_id: str | None = None) -> list[dict[str, Any]]:

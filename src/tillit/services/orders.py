@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, text, update
+from sqlalchemy import Connection, bindparam, insert, select, text, update
 
 from tillit.adapters.db.engine import Database
-from tillit.adapters.db.schema import events, merchants, order_lines, orders, payments, products, refunds
+from tillit.adapters.db.schema import (
+    events,
+    merchants,
+    order_lines,
+    orders,
+    payments,
+    products,
+    refunds,
+    stores,
+)
 from tillit.domain.errors import DomainError, ErrorKind, conflict, invalid, not_found
 from tillit.domain.ids import normalise_id
 from tillit.domain.messages import for_payment
@@ -16,42 +26,83 @@ from tillit.domain.money import check_currency
 from tillit.domain.pricing import MAX_LINES, PricedLine, price_order
 from tillit.domain.states import CANCEL_REASONS, PAYMENT_IN_FLIGHT
 from tillit.services.context import Actor, Deps, iso, row_dict
-from tillit.services.merchants import get_store
 from tillit.services.transitions import record_created, transition
 
 MAX_PAGE = 200
 
+# The statements of the sale path, built once: building and cache-keying a SQLAlchemy statement costs
+# several times more than running a prebuilt one, and these run on every order and payment.
+_ORDER = select(orders).where(
+    orders.c.id == bindparam("b_id"), orders.c.merchant_id == bindparam("b_merchant")
+)
+_ORDER_FOR_UPDATE = _ORDER.with_for_update()
+_NEXT_NUMBER = text(
+    "INSERT INTO counters (merchant_id, name, value) VALUES (:m, :n, 1) "
+    "ON CONFLICT (merchant_id, name) DO UPDATE SET value = counters.value + 1 RETURNING value"
+)
+_IN_FLIGHT = select(payments.c.id, payments.c.status, payments.c.method, payments.c.amount).where(
+    payments.c.order_id == bindparam("b_order"), payments.c.status.in_(PAYMENT_IN_FLIGHT)
+)
+# What create_order checks before it writes, in one statement: the merchant's currency, the owner of
+# the store it sells in and the owner of an order that already has the client's id (NULL if none).
+_ORDER_CONTEXT = select(
+    merchants.c.currency,
+    select(stores.c.merchant_id)
+    .where(stores.c.id == bindparam("b_store"))
+    .scalar_subquery()
+    .label("store_merchant"),
+    select(orders.c.merchant_id)
+    .where(orders.c.id == bindparam("b_order"))
+    .scalar_subquery()
+    .label("order_merchant"),
+).where(merchants.c.id == bindparam("b_merchant"))
+_PRODUCTS_BY_ID = select(products).where(
+    products.c.merchant_id == bindparam("b_merchant"), products.c.id.in_(bindparam("b_ids", expanding=True))
+)
+_PRODUCTS_BY_SKU = select(products).where(
+    products.c.merchant_id == bindparam("b_merchant"), products.c.sku.in_(bindparam("b_skus", expanding=True))
+)
+_INSERT_ORDER = insert(orders)
+_INSERT_LINES = insert(order_lines)
+_LINE_QUANTITIES = select(order_lines.c.product_id, order_lines.c.quantity).where(
+    order_lines.c.order_id == bindparam("b_order")
+)
+_TAKE_STOCK = (
+    update(products)
+    .where(products.c.id == bindparam("b_product"), products.c.stock.is_not(None))
+    .values(stock=products.c.stock - bindparam("b_quantity", type_=products.c.stock.type))
+)
+_LINES = (
+    select(order_lines).where(order_lines.c.order_id == bindparam("b_order")).order_by(order_lines.c.line_no)
+)
+_PAYMENTS = select(payments).where(payments.c.order_id == bindparam("b_order")).order_by(payments.c.id)
+_REFUNDS = select(refunds).where(refunds.c.order_id == bindparam("b_order")).order_by(refunds.c.id)
+
 
 def lock_order(db: Database, conn: Connection, merchant_id: str, order_id: str) -> Any:
     """Read an order for update. Lock order: the order row first, then its payments, then refunds."""
-    query = select(orders).where(orders.c.id == order_id, orders.c.merchant_id == merchant_id)
-    if db.is_postgres:
-        query = query.with_for_update()
-    row = conn.execute(query).first()
+    query = _ORDER_FOR_UPDATE if db.is_postgres else _ORDER
+    row = conn.execute(query, {"b_id": order_id, "b_merchant": merchant_id}).first()
     if row is None:
         raise not_found("order", order_id)
     return row
 
 
 def next_number(conn: Connection, merchant_id: str, name: str) -> int:
-    """Allocate the next value of a per-merchant counter (receipt numbers) inside the transaction."""
-    return int(
-        conn.execute(
-            text(
-                "INSERT INTO counters (merchant_id, name, value) VALUES (:m, :n, 1) "
-                "ON CONFLICT (merchant_id, name) DO UPDATE SET value = counters.value + 1 RETURNING value"
-            ),
-            {"m": merchant_id, "n": name},
-        ).scalar_one()
-    )
+    """Allocate the next value of a per-merchant counter (receipt numbers) inside the transaction.
+
+    On PostgreSQL this takes the merchant-wide counter row lock until commit: call it as late as the
+    transaction allows, after every read and check, so that concurrent orders queue on it briefly."""
+    return int(conn.execute(_NEXT_NUMBER, {"m": merchant_id, "n": name}).scalar_one())
 
 
 def in_flight_payment(conn: Connection, order_id: str) -> Any:
-    return conn.execute(
-        select(payments.c.id, payments.c.status, payments.c.method, payments.c.amount).where(
-            payments.c.order_id == order_id, payments.c.status.in_(PAYMENT_IN_FLIGHT)
-        )
-    ).first()
+    return conn.execute(_IN_FLIGHT, {"b_order": order_id}).first()
+
+
+def stored_time(conn: Connection, value: datetime) -> datetime:
+    """``value`` as reading it back from this database gives it: SQLite keeps no time zone."""
+    return value.replace(tzinfo=None) if conn.dialect.name == "sqlite" else value
 
 
 def payment_in_progress(row: Any) -> DomainError:
@@ -73,14 +124,10 @@ def _resolve_lines(
     skus = {line["sku"] for line in lines if line.get("sku")}
     found: dict[tuple[str, str], Any] = {}
     if ids:
-        for row in conn.execute(
-            select(products).where(products.c.merchant_id == merchant_id, products.c.id.in_(ids))
-        ):
+        for row in conn.execute(_PRODUCTS_BY_ID, {"b_merchant": merchant_id, "b_ids": sorted(ids)}):
             found[("id", row.id)] = row
     if skus:
-        for row in conn.execute(
-            select(products).where(products.c.merchant_id == merchant_id, products.c.sku.in_(skus))
-        ):
+        for row in conn.execute(_PRODUCTS_BY_SKU, {"b_merchant": merchant_id, "b_skus": sorted(skus)}):
             found[("sku", row.sku)] = row
     priced: list[PricedLine] = []
     for index, line in enumerate(lines):
@@ -117,23 +164,40 @@ def _resolve_lines(
 def create_order(
     conn: Connection, deps: Deps, actor: Actor, body: dict[str, Any]
 ) -> tuple[int, dict[str, Any]]:
-    """Create an order. A client-generated ``id`` that already exists returns that order (200)."""
+    """Create an order. A client-generated ``id`` that already exists returns that order (200).
+
+    Every read and check comes first; the receipt number is allocated last, just before the rows are
+    written, and the answer is built from the values written rather than read back."""
     merchant_id = actor.merchant()
-    merchant = conn.execute(select(merchants).where(merchants.c.id == merchant_id)).one()
-    currency = check_currency(body.get("currency") or merchant.currency)
-    if currency != merchant.currency:
-        raise invalid("currency_mismatch", f"This merchant sells in {merchant.currency}, not {currency}.")
-    order_id = normalise_id(body["id"]) if body.get("id") else deps.ids.new()
+    requested_currency = body.get("currency")
+    if requested_currency:
+        check_currency(requested_currency)
+    id_error: DomainError | None = None
+    order_id: str | None = None
     if body.get("id"):
-        existing = conn.execute(select(orders.c.merchant_id).where(orders.c.id == order_id)).first()
-        if existing is not None:
-            if existing.merchant_id != merchant_id:
-                raise conflict("id_conflict", "This id is already in use; generate a new one.")
-            return 200, get_order(conn, merchant_id, order_id)
+        try:
+            order_id = normalise_id(body["id"])
+        except DomainError as exc:  # reported after the currency checks, as they come first
+            id_error = exc
     store_id = body.get("store_id") or actor.store_id
+    context = conn.execute(
+        _ORDER_CONTEXT, {"b_merchant": merchant_id, "b_store": store_id, "b_order": order_id}
+    ).one()
+    currency = check_currency(requested_currency or context.currency)
+    if currency != context.currency:
+        raise invalid("currency_mismatch", f"This merchant sells in {context.currency}, not {currency}.")
+    if id_error is not None:
+        raise id_error
+    if order_id is None:
+        order_id = deps.ids.new()
+    elif context.order_merchant is not None:
+        if context.order_merchant != merchant_id:
+            raise conflict("id_conflict", "This id is already in use; generate a new one.")
+        return 200, get_order(conn, merchant_id, order_id)
     if store_id is None:
         raise invalid("store_required", "A merchant key must say which store_id the order belongs to.")
-    get_store(conn, actor, store_id)
+    if context.store_merchant is None or context.store_merchant != merchant_id:
+        raise not_found("store", store_id)
     if actor.store_id is not None and store_id != actor.store_id:
         raise invalid(
             "store_mismatch", "A terminal sells only in its own store.", {"store_id": actor.store_id}
@@ -141,43 +205,40 @@ def create_order(
     priced = _resolve_lines(conn, merchant_id, currency, body.get("lines") or [])
     totals = price_order(priced, body.get("total"))
     now = deps.clock.now()
-    conn.execute(
-        insert(orders).values(
-            id=order_id,
-            merchant_id=merchant_id,
-            store_id=store_id,
-            terminal_id=actor.terminal_id,
-            number=next_number(conn, merchant_id, "order"),
-            status="open",
-            currency=currency,
-            subtotal=totals.subtotal,
-            discount_total=totals.discount_total,
-            total=totals.total,
-            paid_amount=0,
-            refunded_amount=0,
-            note=body.get("note"),
-            version=1,
-            created_at=now,
-            updated_at=now,
-        )
-    )
-    conn.execute(
-        insert(order_lines),
-        [
-            {
-                "order_id": order_id,
-                "line_no": n + 1,
-                "product_id": line.product_id,
-                "sku": line.sku,
-                "name": line.name,
-                "unit_price": line.unit_price,
-                "quantity": line.quantity,
-                "discount": line.discount,
-                "amount": line.amount,
-            }
-            for n, line in enumerate(priced)
-        ],
-    )
+    lines = [
+        {
+            "order_id": order_id,
+            "line_no": n + 1,
+            "product_id": line.product_id,
+            "sku": line.sku,
+            "name": line.name,
+            "unit_price": line.unit_price,
+            "quantity": line.quantity,
+            "discount": line.discount,
+            "amount": line.amount,
+        }
+        for n, line in enumerate(priced)
+    ]
+    record: dict[str, Any] = {
+        "id": order_id,
+        "merchant_id": merchant_id,
+        "store_id": store_id,
+        "terminal_id": actor.terminal_id,
+        "number": next_number(conn, merchant_id, "order"),
+        "status": "open",
+        "currency": currency,
+        "subtotal": totals.subtotal,
+        "discount_total": totals.discount_total,
+        "total": totals.total,
+        "paid_amount": 0,
+        "refunded_amount": 0,
+        "note": body.get("note"),
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
+    conn.execute(_INSERT_ORDER, record)
+    conn.execute(_INSERT_LINES, lines)
     record_created(
         conn,
         entity="order",
@@ -188,6 +249,8 @@ def create_order(
         actor=actor.label,
         now=now,
     )
+    written = {**record, "cancel_reason": None, "created_at": stored_time(conn, now)}
+    written["updated_at"] = written["created_at"]
     if totals.total == 0:
         # Nothing to pay (fully discounted): the order is settled the moment it exists.
         transition(
@@ -202,25 +265,33 @@ def create_order(
             now=now,
             reason="zero_total",
         )
-        apply_stock(conn, order_id)
-    return 201, get_order(conn, merchant_id, order_id)
+        apply_stock(conn, order_id, [(line.product_id, line.quantity) for line in priced])
+        written.update(status="paid", version=2)
+    # A new order has no payments or refunds yet.
+    return 201, order_view(written, lines, [], [])
 
 
-def apply_stock(conn: Connection, order_id: str) -> None:
+def apply_stock(conn: Connection, order_id: str, lines: Iterable[tuple[str, int]] | None = None) -> None:
     """Take sold quantities out of tracked stock. Stock may go negative: a till never refuses a sale
-    because the shelf count is off; the negative figure tells the manager to recount."""
-    for line in conn.execute(
-        select(order_lines.c.product_id, order_lines.c.quantity).where(order_lines.c.order_id == order_id)
-    ):
-        conn.execute(
-            update(products)
-            .where(products.c.id == line.product_id, products.c.stock.is_not(None))
-            .values(stock=products.c.stock - line.quantity)
-        )
+    because the shelf count is off; the negative figure tells the manager to recount.
+
+    ``lines`` are the order's (product id, quantity) pairs when the caller has them (else they are
+    read). One batch (executemany) of one UPDATE per product, in product id order so that concurrent
+    payments lock products in the same order; untracked (NULL) stock is left alone."""
+    if lines is None:
+        lines = [
+            (row.product_id, row.quantity) for row in conn.execute(_LINE_QUANTITIES, {"b_order": order_id})
+        ]
+    sold: dict[str, int] = {}
+    for product_id, quantity in lines:
+        sold[product_id] = sold.get(product_id, 0) + quantity
+    if sold:
+        conn.execute(_TAKE_STOCK, [{"b_product": p, "b_quantity": q} for p, q in sorted(sold.items())])
 
 
 def order_view(order: Any, lines: list[Any], pays: list[Any], refs: list[Any]) -> dict[str, Any]:
-    o = row_dict(order)
+    """The API's order: ``order`` and ``lines`` are rows or the dicts that were written."""
+    o = order if isinstance(order, dict) else row_dict(order)
     return {
         "id": o["id"],
         "number": o["number"],
@@ -239,21 +310,22 @@ def order_view(order: Any, lines: list[Any], pays: list[Any], refs: list[Any]) -
         "version": o["version"],
         "created_at": iso(o["created_at"]),
         "updated_at": iso(o["updated_at"]),
-        "lines": [
-            {
-                "line_no": ln.line_no,
-                "product_id": ln.product_id,
-                "sku": ln.sku,
-                "name": ln.name,
-                "unit_price": ln.unit_price,
-                "quantity": ln.quantity,
-                "discount": ln.discount,
-                "amount": ln.amount,
-            }
-            for ln in lines
-        ],
+        "lines": [_line_view(ln if isinstance(ln, dict) else ln._mapping) for ln in lines],
         "payments": [payment_view(p) for p in pays],
         "refunds": [refund_view(r) for r in refs],
+    }
+
+
+def _line_view(ln: Any) -> dict[str, Any]:
+    return {
+        "line_no": ln["line_no"],
+        "product_id": ln["product_id"],
+        "sku": ln["sku"],
+        "name": ln["name"],
+        "unit_price": ln["unit_price"],
+        "quantity": ln["quantity"],
+        "discount": ln["discount"],
+        "amount": ln["amount"],
     }
 
 
@@ -304,18 +376,12 @@ def refund_view(row: Any) -> dict[str, Any]:
 
 
 def get_order(conn: Connection, merchant_id: str, order_id: str) -> dict[str, Any]:
-    order = conn.execute(
-        select(orders).where(orders.c.id == order_id, orders.c.merchant_id == merchant_id)
-    ).first()
+    order = conn.execute(_ORDER, {"b_id": order_id, "b_merchant": merchant_id}).first()
     if order is None:
         raise not_found("order", order_id)
-    lines = list(
-        conn.execute(
-            select(order_lines).where(order_lines.c.order_id == order_id).order_by(order_lines.c.line_no)
-        )
-    )
-    pays = list(conn.execute(select(payments).where(payments.c.order_id == order_id).order_by(payments.c.id)))
-    refs = list(conn.execute(select(refunds).where(refunds.c.order_id == order_id).order_by(refunds.c.id)))
+    lines = list(conn.execute(_LINES, {"b_order": order_id}))
+    pays = list(conn.execute(_PAYMENTS, {"b_order": order_id}))
+    refs = list(conn.execute(_REFUNDS, {"b_order": order_id}))
     return order_view(order, lines, pays, refs)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from tillit.adapters.db.engine import Database
 from tillit.adapters.db.schema import orders, payments
@@ -30,6 +30,20 @@ if TYPE_CHECKING:
     from tillit.services.engine import EngineConfig
 from tillit.services.transitions import record_created, transition
 
+# Built once (see services/orders.py): the cash payment path runs these on every sale.
+_PAYMENT = select(payments).where(payments.c.id == bindparam("b_id"))
+_INSERT_PAYMENT = insert(payments)
+_ORDER_AMOUNTS = select(orders.c.paid_amount, orders.c.total).where(orders.c.id == bindparam("b_id"))
+_ADD_PAID = (
+    update(orders)
+    .where(orders.c.id == bindparam("b_id"))
+    .values(
+        paid_amount=bindparam("b_paid", type_=orders.c.paid_amount.type),
+        version=orders.c.version + 1,
+        updated_at=bindparam("b_now", type_=orders.c.updated_at.type),
+    )
+)
+
 
 def create_payment(
     db: Database, conn: Connection, deps: Deps, actor: Actor, body: dict[str, Any]
@@ -50,7 +64,7 @@ def create_payment(
     payment_id = normalise_id(body["id"]) if body.get("id") else deps.ids.new()
     order = lock_order(db, conn, merchant_id, order_id)
     if body.get("id"):
-        existing = conn.execute(select(payments).where(payments.c.id == payment_id)).first()
+        existing = conn.execute(_PAYMENT, {"b_id": payment_id}).first()
         if existing is not None:
             if existing.merchant_id != merchant_id or existing.order_id != order_id:
                 raise conflict("id_conflict", "This id is already in use; generate a new one.")
@@ -113,7 +127,7 @@ def create_payment(
         "updated_at": now,
         "resolved_at": now,
     }
-    conn.execute(insert(payments).values(**record))
+    conn.execute(_INSERT_PAYMENT, record)
     record_created(
         conn,
         entity="payment",
@@ -136,16 +150,26 @@ def create_payment(
         now=now,
         payment_id=payment_id,
     )
-    credit_order(conn, order, amount, actor.label, now)
+    # ``order`` was locked above and nothing in this transaction has changed it since.
+    credit_order(conn, order, amount, actor.label, now, order_is_current=True)
     return 201, payment_view(record)
 
 
-def credit_order(conn: Connection, order: Any, amount: int, actor: str, now: datetime) -> None:
-    """Count a captured payment towards its (locked, open) order; the order is paid when nothing is due."""
-    fresh = conn.execute(select(orders.c.paid_amount, orders.c.total).where(orders.c.id == order.id)).one()
-    new_paid = fresh.paid_amount + amount
-    assert new_paid <= fresh.total, "a capture can never exceed the order total"
-    if new_paid == fresh.total:
+def credit_order(
+    conn: Connection, order: Any, amount: int, actor: str, now: datetime, *, order_is_current: bool = False
+) -> None:
+    """Count a captured payment towards its (locked, open) order; the order is paid when nothing is due.
+
+    ``order_is_current``: the caller's ``order`` row was read (locked) in this transaction and is
+    unchanged since, so its amounts need not be read again."""
+    if order_is_current:
+        paid_amount, total = order.paid_amount, order.total
+    else:
+        fresh = conn.execute(_ORDER_AMOUNTS, {"b_id": order.id}).one()
+        paid_amount, total = fresh.paid_amount, fresh.total
+    new_paid = paid_amount + amount
+    assert new_paid <= total, "a capture can never exceed the order total"
+    if new_paid == total:
         transition(
             conn,
             entity="order",
@@ -161,11 +185,7 @@ def credit_order(conn: Connection, order: Any, amount: int, actor: str, now: dat
         )
         apply_stock(conn, order.id)
     else:
-        conn.execute(
-            update(orders)
-            .where(orders.c.id == order.id)
-            .values(paid_amount=new_paid, version=orders.c.version + 1, updated_at=now)
-        )
+        conn.execute(_ADD_PAID, {"b_id": order.id, "b_paid": new_paid, "b_now": now})
 
 
 def start_payment(
@@ -209,9 +229,7 @@ def payment_takeover(conn: Connection, merchant_id: str, payment_id: str) -> tup
 
 
 def get_payment(conn: Connection, merchant_id: str, payment_id: str) -> dict[str, Any]:
-    row = conn.execute(
-        select(payments).where(payments.c.id == payment_id, payments.c.merchant_id == merchant_id)
-    ).first()
-    if row is None:
+    row = conn.execute(_PAYMENT, {"b_id": payment_id}).first()
+    if row is None or row.merchant_id != merchant_id:
         raise not_found("payment", payment_id)
     return payment_view(row)
