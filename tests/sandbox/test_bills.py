@@ -11,7 +11,7 @@ from tests.sandbox.billparse import parse_alipay, parse_wechat
 from tests.sandbox.conftest import Sandbox
 from tillit.sandbox.signing import parse_wechat_xml, to_wechat_xml, wechat_sign
 
-SAMPLES = Path("/work/shared/data")
+SAMPLES = Path(__file__).resolve().parents[1] / "data"  # copies of shared/data
 
 
 def _download(sb: Sandbox, bill_date: str, **extra: str) -> bytes:
