@@ -63,7 +63,7 @@ def page(stack: Stack) -> Iterator[Any]:
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()
-        page.set_default_timeout(20_000)
+        page.set_default_timeout(30_000)
         page.goto(stack.url("till") + "/lang/en")
         if page.locator("#open-shift").count():
             page.fill("#shift-float", "100.00")
@@ -71,6 +71,13 @@ def page(stack: Stack) -> Iterator[Any]:
         page.wait_for_selector("#scan")
         yield page
         browser.close()
+
+
+def htmx(page: Any, action: Any) -> None:
+    """Run a page action that posts through htmx and wait until its answer is swapped in."""
+    with page.expect_response(lambda r: r.request.method == "POST"):
+        action()
+    page.wait_for_function("() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')")
 
 
 def shot(page: Any, name: str) -> None:
@@ -83,13 +90,22 @@ def code(stack: Stack, wallet: int) -> str:
 
 def scan(page: Any, text: str) -> None:
     page.fill("#scan", text)
-    page.press("#scan", "Enter")
+    htmx(page, lambda: page.press("#scan", "Enter"))
     page.wait_for_selector("#cart")
+
+
+def pay_code(page: Any, code_text: str) -> None:
+    page.fill("#pay-code", code_text)
+    htmx(page, lambda: page.press("#pay-code", "Enter"))
+
+
+def click(page: Any, selector: str) -> None:
+    htmx(page, lambda: page.click(selector))
 
 
 def new_sale(page: Any) -> None:
     if page.locator("#new-sale").count():
-        page.click("#new-sale")
+        click(page, "#new-sale")
         page.wait_for_selector("#scan")
 
 
@@ -98,8 +114,7 @@ def test_sale_paid_by_wechat_code(page: Any, stack: Stack) -> None:
     scan(page, "COF-LATTE")
     scan(page, "6901234567922")  # the croissant, by barcode as a scanner types it
     assert page.inner_text("#total") == "43.00"
-    page.fill("#pay-code", code(stack, WECHAT))
-    page.press("#pay-code", "Enter")
+    pay_code(page, code(stack, WECHAT))
     page.wait_for_selector("#receipt")
     assert "Wechat" in page.inner_text("#receipt") and "43.00" in page.inner_text("#receipt")
     assert page.locator(".tender[data-status=captured]").count() == 1
@@ -112,10 +127,9 @@ def test_split_cash_and_alipay(page: Any, stack: Stack) -> None:
     scan(page, "COF-AMER")
     page.fill("#cash-amount", "20.00")
     page.fill("#cash-tendered", "20.00")
-    page.click("#pay-cash")
+    click(page, "#pay-cash")
     page.wait_for_selector("#due:text('24.00')")
-    page.fill("#pay-code", code(stack, ALIPAY))
-    page.press("#pay-code", "Enter")
+    pay_code(page, code(stack, ALIPAY))
     page.wait_for_selector("#receipt")
     methods = page.locator(".tender[data-status=captured]").evaluate_all(
         "els => els.map(e => e.dataset.method)"
@@ -127,8 +141,7 @@ def test_split_cash_and_alipay(page: Any, stack: Stack) -> None:
 def test_customer_cancels_at_the_password_step(page: Any, stack: Stack) -> None:
     new_sale(page)
     scan(page, "TEA-OOLONG")
-    page.fill("#pay-code", code(stack, WECHAT_PASSWORD))
-    page.press("#pay-code", "Enter")
+    pay_code(page, code(stack, WECHAT_PASSWORD))
     page.wait_for_selector(".tender[data-status=unknown]")
     assert "do not charge again" in page.inner_text(".tender-message").lower()
     assert page.locator("#pay-cash").is_disabled()
@@ -139,22 +152,22 @@ def test_customer_cancels_at_the_password_step(page: Any, stack: Stack) -> None:
     assert "cancelled the payment" in page.inner_text(".tender-message")
     shot(page, "03b-customer-cancelled")
     page.fill("#cash-tendered", "20.00")
-    page.click("#pay-cash")
+    click(page, "#pay-cash")
     page.wait_for_selector("#receipt")
 
 
 def test_refund_of_a_past_sale(page: Any, stack: Stack) -> None:
     page.fill("#lookup-number", "1")
-    page.click("#lookup")
+    click(page, "#lookup")
     page.wait_for_selector("#refund-form")
     page.fill("#refund-amount", "5.00")
     page.fill("#refund-reason", "cold coffee")
-    page.click("#refund-submit")
+    click(page, "#refund-submit")
     page.wait_for_selector("#refund-list .refund")
     assert "5.00" in page.inner_text("#refund-list")
     shot(page, "04-refund")
     page.fill("#refund-amount", "999.00")
-    page.click("#refund-submit")
+    click(page, "#refund-submit")
     page.wait_for_selector("#message.error")
     assert "can still be refunded" in page.inner_text("#message")
 
@@ -164,13 +177,12 @@ def test_offline_indicator_and_cash_sale_synced_later(page: Any, stack: Stack) -
     try:
         new_sale(page)
         scan(page, "WAT-500")
-        page.fill("#pay-code", code(stack, WECHAT))
-        page.press("#pay-code", "Enter")
+        pay_code(page, code(stack, WECHAT))
         page.wait_for_selector("#message.error")
         assert "cannot be reached" in page.inner_text("#message")
         page.wait_for_selector("#link-state.offline")
         page.fill("#cash-tendered", "5.00")
-        page.click("#pay-cash")
+        click(page, "#pay-cash")
         page.wait_for_selector("#receipt")
         page.wait_for_selector("#sync-state:has-text('waiting to sync')")
         shot(page, "05a-offline")
@@ -184,7 +196,7 @@ def test_offline_indicator_and_cash_sale_synced_later(page: Any, stack: Stack) -
 def test_shift_close_shows_the_z_report(page: Any, stack: Stack) -> None:
     new_sale(page)
     page.fill("#counted", "150.00")
-    page.click("#close-shift")
+    click(page, "#close-shift")
     page.wait_for_selector("#z-report, #message.error")
     shot(page, "06-close")
     assert page.locator("#z-report").count(), page.inner_text("#message")
