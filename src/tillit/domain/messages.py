@@ -95,6 +95,7 @@ FAILURE_REASONS: dict[str, str] = {
     "USER_CANCELLED": "customer_cancelled",
     "TRADE_CLOSED": "payment_closed",
     "TIMEOUT": "payment_closed",
+    "LINK_DOWN": "provider_unavailable",
     "REVERSED": "payment_closed",
     "CLOSED": "payment_closed",
     "REVOKED": "payment_closed",

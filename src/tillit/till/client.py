@@ -12,7 +12,12 @@ READ_TIMEOUT_S = 15.0  # a provider payment answers within the server's provider
 
 
 class LinkDown(Exception):
-    """The server could not be reached, or did not answer: the outcome of the request is unknown."""
+    """The server could not be reached, or did not answer. ``sent`` is False when the request certainly
+    never reached it (no connection could be made); otherwise its outcome is unknown."""
+
+    def __init__(self, message: str, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 class ServerClient:
@@ -36,6 +41,8 @@ class ServerClient:
         headers = {"Idempotency-Key": key} if key else {}
         try:
             response = self.http.request(method, path, json=json, headers=headers, params=params)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise LinkDown(type(exc).__name__, sent=False) from exc
         except httpx.HTTPError as exc:
             raise LinkDown(type(exc).__name__) from exc
         if response.status_code >= 500:

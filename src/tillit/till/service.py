@@ -624,7 +624,30 @@ class Till:
                     return
         except LinkDown as exc:
             self._mark_down(str(exc))
+            if not exc.sent and self._withdraw(seq):
+                raise TillError("link_down") from exc
             self._lost_answer(seq)
+
+    def _withdraw(self, seq: int) -> bool:
+        """A provider payment that certainly never reached the server is withdrawn (the customer was not
+        charged: no provider saw the code); the cashier is told at once and offered cash."""
+        row = self.journal.one("SELECT * FROM outbox WHERE seq = ?", (seq,))
+        if row is None or row["op"] not in ("provider_payment", "provider_refund") or row["state"] != "pending":
+            return False
+        with self.journal.tx() as conn:
+            conn.execute(
+                "UPDATE outbox SET state = 'done', response = '{\"withdrawn\": true}',"
+                " last_error = 'not sent: server unreachable', done_at = ?, body = ? WHERE seq = ?",
+                (now_iso(), json.dumps(_scrub(json.loads(row["body"]))), seq),
+            )
+            if row["op"] == "provider_payment":
+                conn.execute(
+                    "UPDATE tenders SET status = 'failed', failure_code = 'LINK_DOWN', updated_at = ? WHERE id = ?",
+                    (self._now(), row["entity_id"]),
+                )
+            else:
+                conn.execute("UPDATE refunds SET status = 'failed' WHERE id = ?", (row["entity_id"],))
+        return True
 
     def _lost_answer(self, seq: int) -> None:
         """A provider payment sent without an answer: show 'checking', never 'failed'."""

@@ -137,6 +137,14 @@ def create_till_app(till: Till, printer: Printer, shop_name: str = "Tillit") -> 
     def app_panel(request: Request) -> HTMLResponse:
         return panel(request)
 
+    @app.get("/tenders", response_class=HTMLResponse)
+    def tenders(request: Request) -> HTMLResponse:
+        """The polled tender list; once nothing is in flight it tells the panel to refresh itself."""
+        response = panel(request, "tenders.html")
+        if b'hx-trigger="every 1s"' not in response.body:
+            response.headers["HX-Trigger"] = "tender-settled"
+        return response
+
     @app.get("/status", response_class=HTMLResponse)
     def status_bar(request: Request) -> HTMLResponse:
         return panel(request, "status.html")
