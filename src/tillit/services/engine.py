@@ -643,6 +643,26 @@ def prepare_provider_refund(
             f"At most {refundable} of this payment can still be refunded.",
             {"refundable": refundable, "amount": amount},
         )
+    refund_id = queue_provider_refund(
+        conn, deps, actor, pay, amount, reason, refund_id=refund_id, look_after=cfg.pay_guard
+    )
+    return conn.execute(select(refunds).where(refunds.c.id == refund_id)).one(), provider
+
+
+def queue_provider_refund(
+    conn: Connection,
+    deps: Deps,
+    actor: Actor,
+    pay: Any,
+    amount: int,
+    reason: str | None,
+    *,
+    refund_id: str | None = None,
+    look_after: timedelta = timedelta(0),
+) -> str:
+    """Insert a pending provider refund (our id is its out_refund_no / out_request_no) with the job that
+    sends or confirms it ``look_after`` from now. The API request sends it at once and the job is its
+    safety net; a cancelled order's refunds are sent by the job alone (``look_after`` 0)."""
     now = deps.clock.now()
     refund_id = refund_id or deps.ids.new()
     conn.execute(
@@ -678,51 +698,7 @@ def prepare_provider_refund(
         merchant_id=pay.merchant_id,
         payment_id=pay.id,
         refund_id=refund_id,
-        due_at=now + cfg.pay_guard,
-    )
-    return conn.execute(select(refunds).where(refunds.c.id == refund_id)).one(), provider
-
-
-def queue_provider_refund(
-    conn: Connection, deps: Deps, actor: Actor, pay: Any, amount: int, reason: str
-) -> str:
-    """A refund the resolver sends (not the request): used when cancelling an order with provider money."""
-    now = deps.clock.now()
-    refund_id = deps.ids.new()
-    conn.execute(
-        insert(refunds).values(
-            id=refund_id,
-            merchant_id=pay.merchant_id,
-            order_id=pay.order_id,
-            payment_id=pay.id,
-            amount=amount,
-            currency=pay.currency,
-            status="pending",
-            reason=reason,
-            provider_ref=None,
-            created_at=now,
-            updated_at=now,
-        )
-    )
-    record_created(
-        conn,
-        entity="refund",
-        entity_id=refund_id,
-        status="pending",
-        merchant_id=pay.merchant_id,
-        order_id=pay.order_id,
-        actor=actor.label,
-        now=now,
-        reason=reason,
-    )
-    jobs.schedule(
-        conn,
-        deps,
-        kind="confirm_refund",
-        merchant_id=pay.merchant_id,
-        payment_id=pay.id,
-        refund_id=refund_id,
-        due_at=now,
+        due_at=now + look_after,
     )
     return refund_id
 

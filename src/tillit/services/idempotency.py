@@ -86,6 +86,22 @@ def run(
         return run_in(conn, db, deps, actor, key, method, path, body, operation)
 
 
+def _existing(conn: Connection, db: Database, scope: str, key: str, digest: str) -> Any:
+    """Lock ``key`` for this transaction and return its row, or None for a new key. The same key with a
+    different request is refused; a key whose first request holds the lock right now is 409."""
+    if not db.try_advisory_lock(conn, f"idem:{scope}:{key}"):
+        raise _in_flight()
+    row = conn.execute(_FIND_KEY, {"b_scope": scope, "b_key": key}).first()
+    if row is not None and row.request_hash != digest:
+        raise DomainError(
+            "idempotency_key_reused",
+            "This Idempotency-Key was used for a different request; use a new key.",
+            ErrorKind.INVALID,
+            {"first_path": row.path},
+        )
+    return row
+
+
 def run_in(
     conn: Connection,
     db: Database,
@@ -101,18 +117,9 @@ def run_in(
     key = check_key(key)
     scope = actor.merchant_id or "admin"
     digest = request_hash(method, path, body)
-    if not db.try_advisory_lock(conn, f"idem:{scope}:{key}"):
-        raise _in_flight()
-    row = conn.execute(_FIND_KEY, {"b_scope": scope, "b_key": key}).first()
+    row = _existing(conn, db, scope, key, digest)
     now = deps.clock.now()
     if row is not None:
-        if row.request_hash != digest:
-            raise DomainError(
-                "idempotency_key_reused",
-                "This Idempotency-Key was used for a different request; use a new key.",
-                ErrorKind.INVALID,
-                {"first_path": row.path},
-            )
         if row.status == "done":
             return StoredResponse(row.response_status, row.response_body.encode(), True)
         raise _in_flight()
@@ -169,18 +176,9 @@ def run_phased(
     scope = actor.merchant_id or "admin"
     digest = request_hash(method, path, body)
     with db.transaction() as conn:
-        if not db.try_advisory_lock(conn, f"idem:{scope}:{key}"):
-            raise _in_flight()
-        row = conn.execute(_FIND_KEY, {"b_scope": scope, "b_key": key}).first()
+        row = _existing(conn, db, scope, key, digest)
         now = deps.clock.now()
         if row is not None:
-            if row.request_hash != digest:
-                raise DomainError(
-                    "idempotency_key_reused",
-                    "This Idempotency-Key was used for a different request; use a new key.",
-                    ErrorKind.INVALID,
-                    {"first_path": row.path},
-                )
             if row.status == "done":
                 return StoredResponse(row.response_status, row.response_body.encode(), True)
             locked_at = row.locked_at if row.locked_at.tzinfo else row.locked_at.replace(tzinfo=now.tzinfo)
