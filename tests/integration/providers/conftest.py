@@ -21,6 +21,7 @@ import httpx
 import pytest
 import uvicorn
 
+from tests.support.sandbox import SandboxControl
 from tillit.adapters.providers import AlipayAccount, AlipayProvider, WeChatAccount, WeChatPayProvider
 from tillit.sandbox.app import create_app
 from tillit.sandbox.clock import CHINA_TZ, SandboxClock
@@ -79,56 +80,12 @@ class Receiver:
         return httpx.Response(200, text="success")
 
 
-class Sandbox:
-    """The control API of a running sandbox (customer actions, faults, clock, ground truth)."""
+class Sandbox(SandboxControl):
+    """The control API of a running sandbox, plus the notify_url receiver these tests read."""
 
     def __init__(self, url: str, receiver: Receiver) -> None:
-        self.url = url
+        super().__init__(url)
         self.receiver = receiver
-        self.http = httpx.Client(base_url=url, timeout=10)
-        self._names = 0
-
-    def wallet(self, provider: str, balance_fen: int = 100_000, **kw: Any) -> int:
-        self._names += 1
-        r = self.http.post(
-            "/sandbox/wallets",
-            json={
-                "provider": provider,
-                "name": f"{provider}-{self._names}",
-                "balance_fen": balance_fen,
-                **kw,
-            },
-        )
-        assert r.status_code == 201, r.text
-        return int(r.json()["id"])
-
-    def code(self, wallet_id: int) -> str:
-        r = self.http.post(f"/sandbox/wallets/{wallet_id}/codes")
-        assert r.status_code == 201, r.text
-        return str(r.json()["code"])
-
-    def confirm(self, wallet_id: int, password: str = "123456") -> dict[str, Any]:
-        r = self.http.post(f"/sandbox/wallets/{wallet_id}/confirm", json={"password": password})
-        assert r.status_code == 200, r.text
-        return dict(r.json())
-
-    def cancel(self, wallet_id: int) -> dict[str, Any]:
-        r = self.http.post(f"/sandbox/wallets/{wallet_id}/cancel")
-        assert r.status_code == 200, r.text
-        return dict(r.json())
-
-    def advance(self, seconds: float) -> None:
-        r = self.http.post("/sandbox/clock/advance", json={"seconds": seconds})
-        assert r.status_code == 200, r.text
-
-    def faults(self, endpoints: dict[str, dict[str, float]] | None = None, **profile: Any) -> None:
-        r = self.http.put("/sandbox/faults", json={"endpoints": endpoints or {}, **profile})
-        assert r.status_code == 200, r.text
-
-    def ledger(self, wallet_id: int) -> dict[str, Any]:
-        r = self.http.get(f"/sandbox/wallets/{wallet_id}/ledger")
-        assert r.status_code == 200, r.text
-        return dict(r.json())
 
     def debited(self, wallet_id: int) -> int:
         return int(self.ledger(wallet_id)["total_debited_fen"])
