@@ -239,16 +239,6 @@ class AlipayProvider:
             return _Answer({}, "BAD_SIGNATURE")
         return _Answer(value, None)
 
-    def _log(self, method: str, started: float, outcome: str, code: str | None, **refs: str) -> None:
-        log_call(
-            PROVIDER,
-            method,
-            outcome=outcome,
-            code=code,
-            latency_ms=int((time.monotonic() - started) * 1000),
-            **refs,
-        )
-
     # ----------------------------------------------------------------- pay
 
     def pay(
@@ -257,7 +247,14 @@ class AlipayProvider:
         """``alipay.trade.pay`` with ``scene=bar_code``."""
         started = time.monotonic()
         result = self._pay(out_trade_no, auth_code, amount, currency, description)
-        self._log("alipay.trade.pay", started, result.outcome.value, result.code, out_trade_no=out_trade_no)
+        log_call(
+            PROVIDER,
+            "alipay.trade.pay",
+            started,
+            result.outcome.value,
+            result.code,
+            out_trade_no=out_trade_no,
+        )
         return result
 
     def _pay(
@@ -294,7 +291,8 @@ class AlipayProvider:
             result = QueryResult(TradeState.ERROR, code=answer.error)
         else:
             result = classify_query(answer.fields, out_trade_no)
-        self._log(
+        log_call(
+            PROVIDER,
             "alipay.trade.query",
             started,
             result.state.value,
@@ -314,7 +312,14 @@ class AlipayProvider:
             result = ReverseResult(ReverseState.UNKNOWN, code=answer.error, message=answer.message)
         else:
             result = classify_cancel(answer.fields)
-        self._log("alipay.trade.cancel", started, result.state.value, result.code, out_trade_no=out_trade_no)
+        log_call(
+            PROVIDER,
+            "alipay.trade.cancel",
+            started,
+            result.state.value,
+            result.code,
+            out_trade_no=out_trade_no,
+        )
         return result
 
     # ----------------------------------------------------------------- refunds
@@ -348,7 +353,8 @@ class AlipayProvider:
                 result = RefundResult(RefundState.UNKNOWN, code=answer.error, message=answer.message)
             else:
                 result = classify_refund(answer.fields, out_trade_no)
-        self._log(
+        log_call(
+            PROVIDER,
             "alipay.trade.refund",
             started,
             result.state.value,
@@ -369,7 +375,8 @@ class AlipayProvider:
             result = RefundResult(RefundState.UNKNOWN, code=answer.error, message=answer.message)
         else:
             result = classify_refund_query(answer.fields, out_trade_no, out_refund_no)
-        self._log(
+        log_call(
+            PROVIDER,
             "alipay.trade.fastpay.refund.query",
             started,
             result.state.value,
@@ -393,7 +400,8 @@ class AlipayProvider:
         """
         started = time.monotonic()
         result, reason = self._verify_notification(form)
-        self._log(
+        log_call(
+            PROVIDER,
             "notification",
             started,
             "accepted" if result else "rejected",
@@ -449,9 +457,9 @@ class AlipayProvider:
         try:
             data = self._download_bill(bill_date)
         except BillDownloadError as exc:
-            self._log("bill.download", started, "error", exc.code)
+            log_call(PROVIDER, "bill.download", started, "error", exc.code)
             raise
-        self._log("bill.download", started, "none" if data is None else "ok", None)
+        log_call(PROVIDER, "bill.download", started, "none" if data is None else "ok", None)
         return data
 
     def _download_bill(self, bill_date: date) -> bytes | None:

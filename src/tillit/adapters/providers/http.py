@@ -150,20 +150,21 @@ def send(
 def log_call(
     provider: str,
     method: str,
-    *,
+    started: float,
     outcome: str,
     code: str | None,
-    latency_ms: int,
+    *,
     out_trade_no: str | None = None,
     out_refund_no: str | None = None,
 ) -> None:
-    """One log line per provider call: never secrets, payment codes or bodies."""
+    """One log line per provider call, timed from ``started`` (time.monotonic()): never secrets, payment
+    codes or bodies."""
     fields: dict[str, Any] = {
         "provider": provider,
         "method": method,
         "outcome": outcome,
         "code": code,
-        "latency_ms": latency_ms,
+        "latency_ms": int((time.monotonic() - started) * 1000),
     }
     if out_trade_no is not None:
         fields["out_trade_no"] = out_trade_no

@@ -243,16 +243,6 @@ class WeChatPayProvider:
                 return _Answer({}, "ACCOUNT_MISMATCH")
         return _Answer(fields, None)
 
-    def _log(self, method: str, started: float, outcome: str, code: str | None, **refs: str) -> None:
-        log_call(
-            PROVIDER,
-            method,
-            outcome=outcome,
-            code=code,
-            latency_ms=int((time.monotonic() - started) * 1000),
-            **refs,
-        )
-
     # ----------------------------------------------------------------- pay
 
     def pay(
@@ -261,7 +251,7 @@ class WeChatPayProvider:
         """``/pay/micropay``: SUCCESS only on result_code=SUCCESS with a verified signature."""
         started = time.monotonic()
         result = self._pay(out_trade_no, auth_code, amount, currency, description)
-        self._log("micropay", started, result.outcome.value, result.code, out_trade_no=out_trade_no)
+        log_call(PROVIDER, "micropay", started, result.outcome.value, result.code, out_trade_no=out_trade_no)
         return result
 
     def _pay(
@@ -296,7 +286,8 @@ class WeChatPayProvider:
         """``/pay/orderquery``: ``trade_state`` is the final word (§1.2)."""
         started = time.monotonic()
         result = self._query(out_trade_no)
-        self._log(
+        log_call(
+            PROVIDER,
             "orderquery",
             started,
             result.state.value,
@@ -321,7 +312,7 @@ class WeChatPayProvider:
             result = ReverseResult(ReverseState.UNKNOWN, code=answer.error, message=answer.message)
         else:
             result = classify_reverse(answer.fields)
-        self._log("reverse", started, result.state.value, result.code, out_trade_no=out_trade_no)
+        log_call(PROVIDER, "reverse", started, result.state.value, result.code, out_trade_no=out_trade_no)
         return result
 
     # ----------------------------------------------------------------- refunds
@@ -355,7 +346,8 @@ class WeChatPayProvider:
                 result = RefundResult(RefundState.UNKNOWN, code=answer.error, message=answer.message)
             else:
                 result = classify_refund(answer.fields, out_trade_no, out_refund_no)
-        self._log(
+        log_call(
+            PROVIDER,
             "refund",
             started,
             result.state.value,
@@ -373,7 +365,8 @@ class WeChatPayProvider:
             result = RefundResult(RefundState.UNKNOWN, code=answer.error, message=answer.message)
         else:
             result = classify_refund_query(answer.fields, out_trade_no, out_refund_no)
-        self._log(
+        log_call(
+            PROVIDER,
             "refundquery",
             started,
             result.state.value,
@@ -394,9 +387,9 @@ class WeChatPayProvider:
         try:
             data = self._download_bill(bill_date)
         except BillDownloadError as exc:
-            self._log("downloadbill", started, "error", exc.code)
+            log_call(PROVIDER, "downloadbill", started, "error", exc.code)
             raise
-        self._log("downloadbill", started, "none" if data is None else "ok", None)
+        log_call(PROVIDER, "downloadbill", started, "none" if data is None else "ok", None)
         return data
 
     def _download_bill(self, bill_date: date) -> bytes | None:
