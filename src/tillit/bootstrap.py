@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tillit.adapters.db.engine import Database, make_engine
+from tillit.adapters.secrets import AesGcmSecretBox, FileKeyring
 from tillit.config import Settings
 from tillit.domain.clock import Clock, ScaledClock, SystemClock
 from tillit.domain.ids import IdGenerator
@@ -67,12 +68,14 @@ def build(
         if settings.clock_speed != 1 or settings.clock_start:
             start = datetime.fromisoformat(settings.clock_start) if settings.clock_start else None
             clock = ScaledClock(settings.clock_speed, settings.clock_origin or time.time(), start)
-    directory = ProviderDirectory(factory or provider_factory(settings))
+    # The keyring is read lazily: a missing or wrong key is an error only where a secret is used.
+    box = AesGcmSecretBox(FileKeyring(settings.home, settings.secret_key))
+    directory = ProviderDirectory(factory or provider_factory(settings), box)
     # The safety-net look at an attempt comes after the adapters' pay timeout has surely passed.
     guard = timedelta(seconds=settings.provider_timeout_s * settings.clock_speed + 15)
     return Container(
         settings=settings,
         db=Database(engine),
-        deps=Deps(clock=clock, ids=IdGenerator(clock, rng)),
+        deps=Deps(clock=clock, ids=IdGenerator(clock, rng), secrets=box),
         engine=EngineConfig(providers=directory, pay_guard=guard),
     )

@@ -6,7 +6,7 @@ import contextlib
 import json
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -29,6 +29,8 @@ keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help
 app.add_typer(keys_app, name="keys")
 providers_app = typer.Typer(help="Merchants' WeChat Pay and Alipay accounts.", no_args_is_help=True)
 app.add_typer(providers_app, name="providers")
+secrets_app = typer.Typer(help="The keys that seal provider secrets at rest.", no_args_is_help=True)
+app.add_typer(secrets_app, name="secrets")
 app.add_typer(sandbox_app, name="sandbox")
 console = Console()
 
@@ -44,7 +46,24 @@ def migrate(
         migrations.downgrade(c.db, revision if revision != "head" else "base")
     else:
         migrations.upgrade(c.db, revision)
+        _seal_legacy(c)
     console.print(f"database at revision [bold]{migrations.current_revision(c.db)}[/bold] ({c.db.dialect})")
+
+
+def _seal_legacy(c: Any) -> None:
+    """Seal provider secrets stored in plain text by a version before encryption (docs/security.md)."""
+    from tillit.domain.errors import DomainError
+    from tillit.services import provider_accounts
+
+    assert c.deps.secrets is not None
+    try:
+        with c.db.transaction() as conn:
+            sealed = provider_accounts.seal_legacy(conn, c.deps.secrets)
+    except DomainError as exc:
+        console.print(f"[red]{exc.code}[/red]: {exc.message}")
+        raise typer.Exit(2) from None
+    if sealed:
+        console.print(f"encrypted the secrets of {sealed} provider account(s) stored in plain text")
 
 
 @app.command()
@@ -56,6 +75,10 @@ def init(
     """Create/migrate the database; create an admin key the first time and print it once."""
     c = build()
     migrations.upgrade(c.db)
+    assert c.deps.secrets is not None
+    if not c.deps.secrets.has_key():  # a fresh install: the keyring file, mode 0600
+        c.deps.secrets.create_key()
+    _seal_legacy(c)
     with c.db.transaction() as conn:
         if demo_data:
             seeded = demo_seed.seed(conn, c.deps)
@@ -99,6 +122,7 @@ def serve(
     if migrations.current_revision(c.db) != migrations.head_revision():
         console.print("[red]The database is not at the latest schema: run `tillit migrate` first.[/red]")
         raise typer.Exit(2)
+    _seal_legacy(c)
     c.db.dispose()
     os.environ["TILLIT_RUN_WORKER"] = "1" if worker else "0"
     uvicorn.run(
@@ -445,6 +469,32 @@ def keys_revoke(key_id: str) -> None:
         console.print(f"[red]{exc.code}[/red]: {exc.message}")
         raise typer.Exit(2) from None
     console.print(f"revoked {key_id}")
+
+
+@secrets_app.command("rotate")
+def secrets_rotate() -> None:
+    """Make a new current key, re-encrypt every stored secret under it, retire keys no longer used."""
+    from tillit.domain.errors import DomainError
+    from tillit.services import provider_accounts
+
+    c = build()
+    box = c.deps.secrets
+    assert box is not None
+    try:
+        with c.db.read() as conn:
+            provider_accounts.check_openable(conn, box)  # refuse before changing the keyring
+        new = box.add_current_key()
+        with c.db.transaction() as conn:  # all rows or none: an old key stays until this commits
+            count = provider_accounts.reseal_all(conn, box)
+        with c.db.read() as conn:
+            retired = box.retire_keys(provider_accounts.key_ids_in_use(conn, box))
+    except DomainError as exc:
+        console.print(f"[red]{exc.code}[/red]: {exc.message}")
+        raise typer.Exit(2) from None
+    console.print(
+        f"current key {new}; re-encrypted {count} provider account(s); "
+        f"retired {', '.join(retired) if retired else 'no keys'}"
+    )
 
 
 def main() -> None:

@@ -22,6 +22,8 @@ class Settings:
     clock_origin: float = 0.0
     clock_start: str | None = None  # ISO time the scaled clock reads at ``clock_origin`` (default: origin)
     worker_poll_s: float = 0.25
+    # Base64 of the 32-byte key sealing provider secrets; unset: the keyring file under ``home``.
+    secret_key: str | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -44,4 +46,5 @@ class Settings:
             clock_origin=float(env.get("TILLIT_CLOCK_ORIGIN", "0")),
             clock_start=env.get("TILLIT_CLOCK_START") or None,
             worker_poll_s=float(env.get("TILLIT_WORKER_POLL_S", "0.25")),
+            secret_key=env.get("TILLIT_SECRET_KEY") or None,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from tillit.domain.clock import Clock
 from tillit.domain.errors import DomainError, ErrorKind
@@ -52,10 +52,28 @@ class Actor:
 SYSTEM = Actor(key_id="system", role="admin")
 
 
+class SecretBox(Protocol):
+    """Seals secrets for storage and opens them again (adapters/secrets.py is the implementation).
+
+    ``context`` names where the value lives (row and field); a sealed value opens only in its own
+    context. Failures raise DomainErrors with stable codes and never carry the secret.
+    """
+
+    def is_sealed(self, value: str) -> bool: ...
+    def key_id(self, value: str) -> str | None: ...
+    def seal(self, value: str, context: str) -> str: ...
+    def open(self, value: str, context: str) -> str: ...
+    def has_key(self) -> bool: ...
+    def create_key(self) -> bool: ...
+    def add_current_key(self) -> str: ...
+    def retire_keys(self, in_use: set[str]) -> list[str]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Deps:
     clock: Clock
     ids: IdGenerator
+    secrets: SecretBox | None = None  # None only where no provider secret is ever stored or read
 
 
 def iso(value: datetime | None) -> str | None:

@@ -1,7 +1,9 @@
 """Each merchant's accounts at WeChat Pay and Alipay, and the adapters built from them.
 
 Secrets (WeChat API key, Alipay app private key) are stored for the adapters' use only: they never
-appear in an API answer, an event, an exception or a log line.
+appear in an API answer, an event, an exception or a log line. At rest each one is sealed by the
+``SecretBox`` (AES-256-GCM, bound to its merchant, provider and field); it is opened only in
+``ProviderDirectory.get``, where the adapter is built. See docs/security.md.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from sqlalchemy import Connection, insert, select, update
 from tillit.adapters.db.schema import merchants, provider_accounts
 from tillit.domain.errors import conflict, invalid, not_found
 from tillit.domain.provider import PaymentProvider
-from tillit.services.context import Deps, iso
+from tillit.services.context import Deps, SecretBox, iso
 
 REQUIRED = {
     "wechat": ("appid", "mch_id", "api_key", "base_url"),
@@ -27,6 +29,49 @@ ACCOUNT_REF = {"wechat": "mch_id", "alipay": "app_id"}
 
 class ProviderFactory(Protocol):
     def __call__(self, provider: str, config: dict[str, Any]) -> PaymentProvider: ...
+
+
+def _context(merchant_id: str, provider: str, field: str) -> str:
+    return f"provider_accounts/{merchant_id}/{provider}/{field}"
+
+
+def _box(deps: Deps) -> SecretBox:
+    if deps.secrets is None:
+        raise conflict("secret_key_missing", "No secret key is configured for provider secrets.")
+    return deps.secrets
+
+
+def seal_config(box: SecretBox, merchant_id: str, provider: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The config with every secret sealed (values already sealed are kept as they are)."""
+    out = dict(config)
+    for field in SECRET_FIELDS:
+        value = out.get(field)
+        if isinstance(value, str) and value and not box.is_sealed(value):
+            out[field] = box.seal(value, _context(merchant_id, provider, field))
+    return out
+
+
+def open_config(box: SecretBox, merchant_id: str, provider: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The config with its secrets in clear: for building the adapter only, never to show or log."""
+    out = dict(config)
+    for field in SECRET_FIELDS:
+        value = out.get(field)
+        if isinstance(value, str) and value:
+            out[field] = box.open(value, _context(merchant_id, provider, field))
+    return out
+
+
+def _ensure_key(conn: Connection, box: SecretBox) -> None:
+    """A fresh install gets its key with its first secret; a lost key is never silently replaced."""
+    if box.has_key():
+        return
+    if key_ids_in_use(conn, box):
+        raise conflict(
+            "secret_key_missing",
+            "Stored provider secrets are sealed but no key is available: restore the keyring file "
+            "or TILLIT_SECRET_KEY.",
+        )
+    box.create_key()
 
 
 def public_view(provider: str, config: dict[str, Any], row: Any = None) -> dict[str, Any]:
@@ -57,8 +102,10 @@ def set_account(
     ).first()
     if taken is not None and taken.merchant_id != merchant_id:
         raise conflict("provider_account_taken", "This provider account belongs to another merchant.")
+    box = _box(deps)
+    _ensure_key(conn, box)
     now = deps.clock.now()
-    payload = json.dumps(config, sort_keys=True)
+    payload = json.dumps(seal_config(box, merchant_id, provider, config), sort_keys=True)
     exists = conn.execute(
         select(provider_accounts.c.merchant_id).where(
             provider_accounts.c.merchant_id == merchant_id, provider_accounts.c.provider == provider
@@ -104,8 +151,9 @@ def find_by_ref(conn: Connection, provider: str, ref: str) -> tuple[str, dict[st
 class ProviderDirectory:
     """Builds (and caches) the adapter for a merchant's provider account."""
 
-    def __init__(self, factory: ProviderFactory) -> None:
+    def __init__(self, factory: ProviderFactory, secrets: SecretBox | None = None) -> None:
         self._factory = factory
+        self._secrets = secrets
         self._cache: dict[tuple[str, str, str], PaymentProvider] = {}
         self._lock = threading.Lock()
 
@@ -125,6 +173,80 @@ class ProviderDirectory:
         with self._lock:
             adapter = self._cache.get(key)
             if adapter is None:
-                adapter = self._factory(provider, json.loads(row.config))
+                config = json.loads(row.config)
+                if self._secrets is not None:  # the one place a stored secret is opened
+                    config = open_config(self._secrets, merchant_id, provider, config)
+                adapter = self._factory(provider, config)
                 self._cache[key] = adapter
         return adapter
+
+
+def _secret_rows(conn: Connection) -> list[Any]:
+    return list(
+        conn.execute(
+            select(provider_accounts.c.merchant_id, provider_accounts.c.provider, provider_accounts.c.config)
+        )
+    )
+
+
+def key_ids_in_use(conn: Connection, box: SecretBox) -> set[str]:
+    """The ids of the keys that sealed a stored secret (a key in this set must not be retired)."""
+    used: set[str] = set()
+    for row in _secret_rows(conn):
+        config = json.loads(row.config)
+        for field in SECRET_FIELDS:
+            value = config.get(field)
+            kid = box.key_id(value) if isinstance(value, str) else None
+            if kid is not None:
+                used.add(kid)
+    return used
+
+
+def _rewrite(conn: Connection, box: SecretBox, reseal: bool) -> int:
+    changed = 0
+    for row in _secret_rows(conn):
+        config = json.loads(row.config)
+        if reseal:
+            fresh = seal_config(
+                box, row.merchant_id, row.provider, open_config(box, row.merchant_id, row.provider, config)
+            )
+        else:
+            fresh = seal_config(box, row.merchant_id, row.provider, config)
+        if fresh != config:
+            conn.execute(
+                update(provider_accounts)
+                .where(
+                    provider_accounts.c.merchant_id == row.merchant_id,
+                    provider_accounts.c.provider == row.provider,
+                )
+                .values(config=json.dumps(fresh, sort_keys=True))
+            )
+            changed += 1
+    return changed
+
+
+def seal_legacy(conn: Connection, box: SecretBox) -> int:
+    """Seal the secrets of accounts stored before encryption (plain text). Returns the rows changed.
+
+    Run by `tillit migrate`, `tillit init` and `tillit serve` at start; a no-op when nothing is plain.
+    """
+    plain = any(
+        isinstance(v := json.loads(r.config).get(f), str) and v and not box.is_sealed(v)
+        for r in _secret_rows(conn)
+        for f in SECRET_FIELDS
+    )
+    if not plain:
+        return 0
+    _ensure_key(conn, box)
+    return _rewrite(conn, box, reseal=False)
+
+
+def check_openable(conn: Connection, box: SecretBox) -> None:
+    """Raise the DomainError of the first stored secret this keyring cannot open (else return)."""
+    for row in _secret_rows(conn):
+        open_config(box, row.merchant_id, row.provider, json.loads(row.config))
+
+
+def reseal_all(conn: Connection, box: SecretBox) -> int:
+    """Open every stored secret and seal it again under the current key (one transaction: the caller's)."""
+    return _rewrite(conn, box, reseal=True)
