@@ -65,6 +65,8 @@ class Corpus:
     wechat: WechatMerchant = WECHAT
     alipay: AlipayMerchant = ALIPAY
     day: date = DAY
+    #: the WeChat bill_type rendered (ALL, SUCCESS or REFUND); Alipay has one trade bill
+    bill_type: str = "ALL"
     trades: list[Trade] = field(default_factory=list)
     refunds: list[tuple[Trade, Refund]] = field(default_factory=list)
     duplicated: list[Trade] = field(default_factory=list)
@@ -77,7 +79,7 @@ class Corpus:
         with _fee_plant():
             if self.provider == "wechat":
                 text = sandbox_bills.wechat_bill(
-                    self.wechat, "ALL", self.trades + self.duplicated, self.refunds, lambda t: None
+                    self.wechat, self.bill_type, self.trades + self.duplicated, self.refunds, lambda t: None
                 )
                 assert text is not None
                 return text.encode("utf-8")

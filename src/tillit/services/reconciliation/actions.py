@@ -36,6 +36,32 @@ ACTIONS: dict[tuple[str, str], Action] = {
         "resolve the exception to keep it; otherwise Tillit refunds it after the waiting rule.",
         "bill_unrecognised_payment",
     ),
+    ("missing_locally", "unknown_payment_reversed"): Action(
+        "manager",
+        "A payment Tillit has no sale for, reversed at the provider in the same bill: the customer has "
+        "the money back, so nothing is refunded. Find out which till took it, then resolve.",
+        "bill_unrecognised_payment",
+    ),
+    ("missing_locally", "reversal_of_unknown_payment"): Action(
+        "none",
+        "The reversal of an unrecognised payment in the same bill: it nets that payment to zero.",
+    ),
+    ("missing_locally", "unknown_reversal"): Action(
+        "manager",
+        "A reversal at the provider of a payment Tillit does not know: check it in the portal, then resolve.",
+        "bill_unknown_refund",
+    ),
+    ("status_mismatch", "not_paid_at_provider"): Action(
+        "manager",
+        "Paid in Tillit, but the provider's bill shows the payment not paid (closed, failed or never "
+        "paid): the money is not there. Collect again or cancel the sale, then resolve.",
+        "bill_status_mismatch",
+    ),
+    ("status_mismatch", "in_flight_unpaid"): Action(
+        "attach",
+        "An attempt Tillit was still resolving is not paid at the provider: Tillit queries it and settles "
+        "it (the sale stays unpaid).",
+    ),
     ("missing_locally", "unknown_refund"): Action(
         "manager",
         "A refund at the provider that Tillit did not make: find out who refunded it in the portal and "

@@ -36,6 +36,14 @@ CLASSES = (
 )
 PAID = ("captured", "refunded")
 IN_FLIGHT = ("pending", "unknown")
+#: Payment-row states that mean the provider kept the money (WeChat 交易状态 SUCCESS; Alipay's trade
+#: states where a file carries one). Any other state (REVOKED, CLOSED, PAYERROR, NOTPAY, …) is compared
+#: with the local status.
+PROVIDER_PAID = ("SUCCESS", "TRADE_SUCCESS", "TRADE_FINISHED")
+#: What each bill type can contain: (payment rows, refund rows, reversal rows). A bill is only compared
+#: with what it can contain: a WeChat SUCCESS bill lists no reversals or refunds, a REFUND bill no
+#: payment rows. Every other type (ALL, Alipay's trade bill, a mapped CSV) lists all three.
+BILL_CONTENTS = {"SUCCESS": (True, False, False), "REFUND": (False, True, True)}
 
 LOCAL_PAYMENTS = (
     "id VARCHAR, provider_ref VARCHAR, amount BIGINT, status VARCHAR, ts TIMESTAMP, order_id VARCHAR"
@@ -123,9 +131,15 @@ def classify(
     *,
     lines: int,
     dups: str | None = None,
+    bill_type: str = "ALL",
 ) -> MatchResult:
     """Fill table ``disc`` and return the counts. ``lines`` is the bill's row count; ``dups`` a table of
-    the bill's lines that repeat a key (``ParsedBill.dups``), found here when not given."""
+    the bill's lines that repeat a key (``ParsedBill.dups``), found here when not given; ``bill_type``
+    (``ParsedBill.bill_type``) says what the bill can contain (``BILL_CONTENTS``): local payments are
+    compared only with a bill that lists payments, a local reversal only with one that lists reversals."""
+    has_payments, has_refunds, has_reversals = BILL_CONTENTS.get(bill_type, (True, True, True))
+    provider_paid = "(" + ", ".join(f"'{s}'" for s in PROVIDER_PAID) + ")"
+    unpaid_row = f"(upper(coalesce(status, 'SUCCESS')) NOT IN {provider_paid})"
     start, end = _ts(window.start), _ts(window.end)
     late = _ts(window.end - window.margin)
     in_core = f"(l.ts >= {start} AND l.ts < {end})"
@@ -145,11 +159,11 @@ def classify(
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE cand_keys AS
         SELECT b.line, l.lrow
-        FROM (SELECT line, out_trade_no, amount, ({fee_bad.replace("b.", "")}) AS bad
+        FROM (SELECT line, out_trade_no, amount, ({fee_bad.replace("b.", "")}) OR {unpaid_row} AS bad
               FROM {bill} WHERE kind = 'payment') b
         FULL JOIN (SELECT rowid AS lrow, id, amount,
                           (status NOT IN {paid} OR NOT {in_core.replace("l.", "")}) AS bad
-                   FROM lp) l ON b.out_trade_no = l.id
+                   FROM lp WHERE {has_payments}) l ON b.out_trade_no = l.id
         WHERE b.line IS NULL OR l.id IS NULL OR b.amount <> l.amount OR b.bad OR l.bad"""
     )
     # Perfect pairs whose payment the provider has since reversed (revoke rows are few).
@@ -212,10 +226,14 @@ def classify(
                    c.l_id)) AS revoked,
                  EXISTS (SELECT 1 FROM er WHERE er.out_trade_no = coalesce(c.out_trade_no,
                    c.l_id)) AS engine_refund,
-                 c.l_id IN (SELECT l_id FROM by_ref) AS via_ref
+                 c.l_id IN (SELECT l_id FROM by_ref) AS via_ref,
+                 c.line IS NOT NULL AND {unpaid_row.replace("status", "c.p_status")} AS unpaid
           FROM cand_pay c
         )
         SELECT CASE
+            WHEN pair AND unpaid AND l_status IN {paid} THEN 'status_mismatch'
+            WHEN pair AND unpaid AND l_status IN {IN_FLIGHT!r} THEN 'status_mismatch'
+            WHEN unpaid THEN 'matched'
             WHEN pair AND l_status IN {paid} AND revoked THEN 'status_mismatch'
             WHEN pair AND l_status IN {paid} AND p_amount <> l_amount THEN 'amount_mismatch'
             WHEN pair AND l_status IN {paid} AND fee_bad THEN 'fee_mismatch'
@@ -223,6 +241,7 @@ def classify(
             WHEN pair AND l_status IN {paid} THEN 'matched'
             WHEN pair AND l_status IN ('failed', 'reversing',
               'reversed') AND (revoked OR engine_refund) THEN 'matched'
+            WHEN pair AND l_status = 'reversed' AND NOT {has_reversals} THEN 'matched'
             WHEN pair THEN 'status_mismatch'
             WHEN line IS NOT NULL THEN 'missing_locally'
             WHEN l_status IN {paid} AND {in_core_c} AND l_ts >= {late} THEN 'timing'
@@ -230,6 +249,11 @@ def classify(
             WHEN l_status IN {paid} AND {in_core_c} THEN 'missing_at_provider'
             ELSE NULL END AS class,
           CASE
+            WHEN pair AND unpaid AND l_status IN {paid} AND upper(p_status) = 'REVOKED'
+              THEN 'reversed_at_provider'
+            WHEN pair AND unpaid AND l_status IN {paid} THEN 'not_paid_at_provider'
+            WHEN pair AND unpaid AND l_status IN {IN_FLIGHT!r} THEN 'in_flight_unpaid'
+            WHEN unpaid THEN 'matched'
             WHEN pair AND l_status IN {paid} AND revoked THEN 'reversed_at_provider'
             WHEN pair AND l_status IN {paid} AND p_amount <> l_amount THEN 'amount_differs'
             WHEN pair AND l_status IN {paid} AND fee_bad THEN 'fee_differs'
@@ -239,6 +263,7 @@ def classify(
             WHEN pair AND l_status = 'reversing' THEN 'reversing_paid'
             WHEN pair AND l_status = 'reversed' THEN 'reversed_paid'
             WHEN pair THEN 'matched'
+            WHEN line IS NOT NULL AND revoked THEN 'unknown_payment_reversed'
             WHEN line IS NOT NULL THEN 'unknown_payment'
             WHEN l_ts >= {late} THEN 'expected_next_bill'
             ELSE 'not_in_bill' END AS reason,
@@ -253,6 +278,25 @@ def classify(
         FROM pay"""
     )
     con.execute("DELETE FROM disc WHERE class IS NULL")
+    if has_revokes:
+        # An unknown payment and its reversal: the pair nets to zero (nothing to refund); the reversal
+        # row is reported beside it with the negative amount. A reversal of a payment neither in the
+        # bill nor known here is reported on its own.
+        con.execute(
+            f"""INSERT INTO disc (class, reason, line, kind, out_trade_no, trade_no, provider_amount,
+                                  provider_status, provider_ts)
+            SELECT 'missing_locally',
+                   CASE WHEN d.out_trade_no IS NOT NULL THEN 'reversal_of_unknown_payment'
+                        ELSE 'unknown_reversal' END,
+                   b.line, 'revoke', b.out_trade_no, b.trade_no, -b.amount, b.status, b.ts
+            FROM {bill} b
+            LEFT JOIN (SELECT DISTINCT out_trade_no FROM disc
+                       WHERE reason = 'unknown_payment_reversed') d ON d.out_trade_no = b.out_trade_no
+            WHERE b.kind = 'revoke' AND (d.out_trade_no IS NOT NULL OR (
+                  b.out_trade_no NOT IN (SELECT id FROM lp)
+              AND b.out_trade_no NOT IN (SELECT out_trade_no FROM {bill} WHERE kind = 'payment')
+              AND b.out_trade_no NOT IN (SELECT out_trade_no FROM er WHERE out_trade_no IS NOT NULL)))"""
+        )
     con.execute(
         """INSERT INTO disc (class, reason, line, kind, out_trade_no, trade_no, provider_amount,
                              provider_status,
@@ -282,7 +326,8 @@ def classify(
                b.ts AS p_ts, b.status AS p_status, b.fee AS p_fee,
                l.id AS l_id, l.payment_id AS l_pay, l.amount AS l_amount, l.status AS l_status, l.ts AS l_ts,
                l.provider_ref AS l_ref
-        FROM (SELECT * FROM {bill} WHERE kind = 'refund') b FULL JOIN lr l ON b.out_refund_no = l.id
+        FROM (SELECT * FROM {bill} WHERE kind = 'refund') b
+        FULL JOIN (SELECT * FROM lr WHERE {has_refunds}) l ON b.out_refund_no = l.id
         WHERE b.line IS NULL OR l.id IS NULL OR l.status <> 'succeeded' OR b.amount <> l.amount
            OR NOT {in_core_r}"""
     )

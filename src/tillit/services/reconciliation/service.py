@@ -320,7 +320,13 @@ def reconcile_offline(
     rules = rules or AccountRules()
     match.create_local_tables(con)
     result = match.classify(
-        con, bill.table, _window(day, rules), _fee_rule(bill, rules), lines=bill.rows, dups=bill.dups
+        con,
+        bill.table,
+        _window(day, rules),
+        _fee_rule(bill, rules),
+        lines=bill.rows,
+        dups=bill.dups,
+        bill_type=bill.bill_type,
     )
     now = datetime.now(UTC)
     views = [_disc_view_from_row(r, day, bill.provider, now) for r in match.rows(con)]
@@ -361,7 +367,15 @@ def import_bill(
         window = _window(day, rules)
         load_local(conn, con, merchant_id, bill.provider, bill, window)
     started = deps.clock.now()
-    result = match.classify(con, bill.table, window, _fee_rule(bill, rules), lines=bill.rows, dups=bill.dups)
+    result = match.classify(
+        con,
+        bill.table,
+        window,
+        _fee_rule(bill, rules),
+        lines=bill.rows,
+        dups=bill.dups,
+        bill_type=bill.bill_type,
+    )
     found = match.rows(con)
     try:
         with db.transaction() as conn:
@@ -549,7 +563,12 @@ def _act(
             return
         kind, exception_kind = "manager", "bill_status_mismatch"
     if kind == "none":
-        _settle(conn, deps, disc_id, SYSTEM, "informational: billed on another day")
+        why = (
+            "informational: billed on another day"
+            if row["reason"] == "billed_other_day"
+            else "informational: the reversal of an unrecognised payment in the same bill"
+        )
+        _settle(conn, deps, disc_id, SYSTEM, why)
         return
     if kind == "wait":
         return
