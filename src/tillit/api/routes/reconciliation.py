@@ -158,7 +158,7 @@ def run_discrepancies(
     status: Annotated[str | None, Query(pattern="^(open|resolved)$")] = None,
     cls: Annotated[str | None, Query(alias="class", pattern=CLASS_PATTERN)] = None,
     limit: int = Query(200, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=10**9),  # bounded so SQL OFFSET fits 64 bits (was a 500)
 ) -> JSONResponse:
     with container(request).db.read() as conn:
         run = service.get_run(conn, who.merchant_id, normalise_id(run_id))

@@ -57,7 +57,7 @@ def list_orders(
     limit: int = Query(50, ge=1, le=200),
     before: str | None = Query(None, max_length=36, description="Cursor: the last id of the previous page"),
     status: str | None = Query(None, pattern="^(open|paid|cancelled|refunded)$"),
-    number: int | None = Query(None, ge=1, description="Receipt number"),
+    number: int | None = Query(None, ge=1, le=2**63 - 1, description="Receipt number (BIGINT column)"),
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> JSONResponse:
