@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
-from tillit.adapters.db.schema import api_keys, terminals
+from tillit.adapters.db.schema import api_keys, merchants, terminals
 from tillit.domain.errors import DomainError, ErrorKind, invalid, not_found
 from tillit.services.context import ROLES, Actor, Deps, iso
 
@@ -43,9 +43,19 @@ def create_key(
     merchant_id: str | None = None,
     terminal_id: str | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """Create a key; returns (its public record, the secret). The secret is never stored or logged."""
+    """Create a key; returns (its public record, the secret). The secret is never stored or logged.
+
+    Scope rules: an admin key takes neither ``merchant_id`` nor ``terminal_id``; a merchant key takes an
+    existing ``merchant_id`` and no ``terminal_id``; a terminal key takes an existing ``terminal_id`` and,
+    if sent, that terminal's ``merchant_id``. An unknown id is ``<entity>_not_found``, any other mix is
+    ``key_scope_invalid``; either way nothing is written.
+    """
     if role not in ROLES:
         raise invalid("invalid_role", f"role must be one of {', '.join(ROLES)}.", {"role": role})
+    if role == "admin" and (merchant_id is not None or terminal_id is not None):
+        raise invalid("key_scope_invalid", "An admin key takes neither merchant_id nor terminal_id.")
+    if role == "merchant" and terminal_id is not None:
+        raise invalid("key_scope_invalid", "A merchant key takes no terminal_id; create a terminal key.")
     if role == "terminal":
         if terminal_id is None:
             raise invalid("terminal_required", "A terminal key needs terminal_id.")
@@ -56,7 +66,9 @@ def create_key(
     elif role == "merchant":
         if merchant_id is None:
             raise invalid("merchant_required", "A merchant key needs merchant_id.")
-        terminal_id = None
+        # Checked here rather than left to the foreign key, which would fail only at INSERT (a 500).
+        if conn.execute(select(merchants.c.id).where(merchants.c.id == merchant_id)).first() is None:
+            raise not_found("merchant", merchant_id)
     else:
         merchant_id = terminal_id = None
     secret = KEY_PREFIXES[role] + secrets.token_urlsafe(32)

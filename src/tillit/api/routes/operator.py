@@ -141,10 +141,18 @@ def create_key(
         return 201, record
 
     response = idempotent(request, who, key, body.model_dump(), op)
-    # The secret is never stored, not even in the idempotency record: only this first answer has it.
+    if response.status_code != 201:
+        return response
+    # The secret is never stored, not even in the idempotency record: only the first answer has it. A
+    # replay says so (`secret_shown: false`, `Secret-Withheld: replay`), so a client that lost the first
+    # answer knows to revoke this key and create another. The answer is rebuilt, so none of the stored
+    # answer's headers (its Content-Length above all) may be copied: only the replay marker is kept.
     payload = json.loads(bytes(response.body))
-    payload["secret"] = secrets[0] if secrets else None
-    return JSONResponse(payload, status_code=response.status_code, headers=dict(response.headers) | {})
+    shown = bool(secrets)
+    payload["secret"] = secrets[0] if shown else None
+    payload["secret_shown"] = shown
+    headers = {} if shown else {"Idempotent-Replayed": "true", "Secret-Withheld": "replay"}
+    return JSONResponse(payload, status_code=201, headers=headers)
 
 
 @router.get("/api-keys", summary="List API keys (no secrets)")
