@@ -119,3 +119,99 @@ def test_key_with_unknown_or_mismatched_scope_is_refused_and_writes_nothing(
         r = http.post("/v1/api-keys", json=body, headers=_admin(admin_key))
         assert_error_shape(r, status, code)
         assert row_counts(container) == before, body
+
+
+# --------------------------------------------------------------------------- 3. shift reports
+
+
+def _report(tenant: Tenant) -> dict[str, Any]:
+    totals = ShiftTotals(opening_float=10000)
+    totals.sales_count = 2
+    totals.add_tender("cash", 4300)
+    totals.add_tender("wechat", 2800)
+    totals.add_refund("cash", 300)
+    totals.add_cancel("customer_cancelled")
+    return totals.report(
+        number=1,
+        terminal_id=tenant.terminal_id,
+        opened_at="2026-01-31T08:00:00+00:00",
+        closed_at="2026-01-31T18:00:00+00:00",
+        counted_cash=14000,
+    )
+
+
+def _without(report: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in report.items() if k != key}
+
+
+def _with(report: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    changed = copy.deepcopy(report)
+    changed.update(changes)
+    return changed
+
+
+BAD_REPORTS = [
+    ("no opened_at", lambda r: _without(r, "opened_at")),
+    ("no closed_at", lambda r: _without(r, "closed_at")),
+    ("no counted_cash", lambda r: _without(r, "counted_cash")),
+    ("opened_at not ISO", lambda r: _with(r, opened_at="yesterday morning")),
+    ("opened_at without offset", lambda r: _with(r, opened_at="2026-01-31T08:00:00")),
+    ("opened_at out of range", lambda r: _with(r, opened_at="0001-01-01T00:00:00+01:00")),
+    ("opened_at a number", lambda r: _with(r, opened_at=1769846400)),
+    ("list for counted_cash", lambda r: _with(r, counted_cash=[1, 2])),
+    ("list for opening_float", lambda r: _with(r, opening_float=[10000])),
+    ("string for expected_cash", lambda r: _with(r, expected_cash="14000")),
+    ("float for counted_cash", lambda r: _with(r, counted_cash=140.5)),
+    ("huge counted_cash", lambda r: _with(r, counted_cash=10**30)),
+    ("negative counted_cash", lambda r: _with(r, counted_cash=-1)),
+    ("nested totals", lambda r: _with(r, sales_by_method={"cash": {"a": 1}})),
+    ("unknown field", lambda r: _with(r, colour="red")),
+    ("report is a list", lambda r: [r]),
+]
+
+
+def _close_body(report: Any, number: int = 1) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4().hex,
+        "number": number,
+        "report": report,
+        "report_hash": chain_hash(GENESIS, report) if isinstance(report, dict) else "a" * 64,
+        "prev_hash": GENESIS,
+    }
+
+
+@pytest.mark.parametrize(("label", "spoil"), BAD_REPORTS, ids=[label for label, _ in BAD_REPORTS])
+def test_hash_consistent_but_malformed_shift_report_is_422_and_writes_nothing(
+    http: httpx.Client, container: Container, tenant: Tenant, label: str, spoil: Any
+) -> None:
+    body = _close_body(spoil(_report(tenant)))
+    before = row_counts(container)
+    r = http.post("/v1/shifts", json=body, headers={**tenant.auth(), "Idempotency-Key": uuid.uuid4().hex})
+    assert_error_shape(r, 422, "validation_error")
+    assert row_counts(container) == before, label
+
+
+def test_well_formed_shift_report_is_stored_as_sent(
+    http: httpx.Client, container: Container, tenant: Tenant
+) -> None:
+    report = _report(tenant)
+    body = _close_body(report)
+    r = http.post("/v1/shifts", json=body, headers={**tenant.auth(), "Idempotency-Key": uuid.uuid4().hex})
+    assert r.status_code == 201, r.text
+    assert r.json()["report"] == report and r.json()["report_hash"] == chain_hash(GENESIS, report)
+    with container.db.read() as conn:
+        assert conn.execute(select(func.count()).where(shifts.c.id == body["id"])).scalar_one() == 1
+
+
+def test_shift_number_beyond_its_bound_is_422(
+    http: httpx.Client, container: Container, tenant: Tenant
+) -> None:
+    report = _with(_report(tenant), number=2**40)
+    before = row_counts(container)
+    r = http.post(
+        "/v1/shifts",
+        json=_close_body(report, number=2**40),
+        headers={**tenant.auth(), "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert_error_shape(r, 422, "validation_error")
+    assert row_counts(container) == before

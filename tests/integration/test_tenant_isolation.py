@@ -19,10 +19,23 @@ from tests.support.api import new_order, pay_cash, post
 from tests.support.world import Tenant
 from tillit.api.routes import catalog, engine, operator, reconciliation, sales, till
 from tillit.bootstrap import Container
-from tillit.domain.shifts import chain_hash
+from tillit.domain.shifts import ShiftTotals, chain_hash
 from tillit.services import exceptions as exc_svc
 
 WECHAT_BILL = (Path(__file__).resolve().parents[1] / "data" / "wechat_all_20261120.csv").read_bytes()
+
+
+def _victim_report(terminal_id: str) -> dict[str, Any]:
+    """A well-formed Z report naming the victim's terminal (so only the terminal mismatch refuses it)."""
+    return ShiftTotals(opening_float=0).report(
+        number=1,
+        terminal_id=terminal_id,
+        opened_at="2026-01-31T08:00:00+00:00",
+        closed_at="2026-01-31T18:00:00+00:00",
+        counted_cash=0,
+    )
+
+
 # (method, path) -> function(victim objects) -> request kwargs. Path params are filled from `objects`.
 Probe = dict[str, Any]
 PROBES: dict[tuple[str, str], Any] = {
@@ -88,8 +101,8 @@ PROBES: dict[tuple[str, str], Any] = {
             "id": uuid.uuid4().hex,
             "number": 1,
             "prev_hash": "0" * 64,
-            "report_hash": chain_hash("0" * 64, {"number": 1, "terminal_id": o["terminal_id"]}),
-            "report": {"number": 1, "terminal_id": o["terminal_id"]},
+            "report_hash": chain_hash("0" * 64, _victim_report(o["terminal_id"])),
+            "report": _victim_report(o["terminal_id"]),
         }
     },
     ("GET", "/v1/shifts"): lambda o: {"params": {"terminal_id": o["terminal_id"]}},

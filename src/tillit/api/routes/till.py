@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 from tillit.api.deps import CASHIER, IDEMPOTENCY_HEADER, STAFF, container, idempotent, ok
 from tillit.api.errors import status_for
 from tillit.api.schemas import ErrorOut, OrderCancel, OrderCreate, PaymentCreate, RefundCreate, Strict
 from tillit.domain.errors import DomainError, ErrorKind
 from tillit.domain.ids import normalise_id
+from tillit.domain.money import MAX_AMOUNT
 from tillit.services import shifts, sync
 from tillit.services.context import Actor
 
@@ -40,10 +42,57 @@ class SyncBatch(Strict):
     entries: Annotated[list[SyncEntry], Field(min_length=1, max_length=MAX_BATCH)]
 
 
+MAX_SHIFT_NUMBER = 10**9
+MAX_REPORT_ENTRIES = 32
+MIN_YEAR, MAX_YEAR = 1970, 9998
+
+
+def _iso_timestamp(value: str) -> str:
+    """An ISO 8601 timestamp with its UTC offset; returned unchanged, because the report is hashed as sent."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 timestamp, e.g. 2026-01-31T18:00:00+00:00") from None
+    if parsed.tzinfo is None:
+        raise ValueError("must carry its UTC offset (e.g. +00:00 or Z)")
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:  # so it converts to UTC and into every database
+        raise ValueError(f"must lie between the years {MIN_YEAR} and {MAX_YEAR}")
+    return value
+
+
+Timestamp = Annotated[str, Field(min_length=10, max_length=40), AfterValidator(_iso_timestamp)]
+Cash = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
+SignedCash = Annotated[int, Field(ge=-2 * MAX_AMOUNT, le=2 * MAX_AMOUNT)]
+Label = Annotated[str, Field(min_length=1, max_length=64)]
+Totals = Annotated[dict[Label, Cash], Field(max_length=MAX_REPORT_ENTRIES)]
+Count = Annotated[int, Field(ge=0, le=MAX_SHIFT_NUMBER)]
+Counts = Annotated[dict[Label, Count], Field(max_length=MAX_REPORT_ENTRIES)]
+
+
+class ShiftReport(Strict):
+    """A till's Z report (domain/shifts.py ``ShiftTotals.report``), every field required and typed.
+
+    It is validated before anything else, yet stored and hashed exactly as sent: the fields are only
+    strings, integers and flat maps of them, so ``model_dump()`` gives back the very same object."""
+
+    number: Annotated[int, Field(ge=1, le=MAX_SHIFT_NUMBER)]
+    terminal_id: Annotated[str, Field(min_length=1, max_length=36)]
+    opened_at: Timestamp
+    closed_at: Timestamp
+    opening_float: Cash
+    sales_count: Count
+    sales_by_method: Totals
+    refunds_by_method: Totals
+    cancels_by_reason: Counts
+    expected_cash: SignedCash
+    counted_cash: Cash
+    difference: SignedCash
+
+
 class ShiftClose(Strict):
     id: Annotated[str, Field(min_length=32, max_length=36)]
-    number: Annotated[int, Field(ge=1)]
-    report: dict[str, Any]
+    number: Annotated[int, Field(ge=1, le=MAX_SHIFT_NUMBER)]
+    report: ShiftReport
     report_hash: Annotated[str, Field(min_length=64, max_length=64)]
     prev_hash: Annotated[str, Field(min_length=64, max_length=64)]
 
