@@ -215,3 +215,33 @@ def test_shift_number_beyond_its_bound_is_422(
     )
     assert_error_shape(r, 422, "validation_error")
     assert row_counts(container) == before
+
+
+# --------------------------------------------------------------------------- 5. bill mapping
+
+
+MAPPING_BASE = {"provider": "wechat", "columns": {"out_trade_no": "a", "amount": "b", "time": "c"}}
+BAD_MAPPINGS = [
+    ("2000 deep arrays", "[" * 2000 + "]" * 2000),
+    ("deep object", '{"provider": "wechat", "columns": ' + '{"a": ' * 500 + "1" + "}" * 500 + "}"),
+    ("list in ignore_columns", json.dumps(MAPPING_BASE | {"ignore_columns": [["x"]]})),
+    ("object in kinds", json.dumps(MAPPING_BASE | {"kinds": {"payment": [{"x": 1}]}})),
+    ("time_format not a string", json.dumps(MAPPING_BASE | {"time_format": ["%Y"]})),
+    ("not JSON", "{nope"),
+]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("label", "mapping"), BAD_MAPPINGS, ids=[label for label, _ in BAD_MAPPINGS])
+def test_bad_bill_mapping_is_a_clear_422(
+    http: httpx.Client, container: Container, tenant: Tenant, label: str, mapping: str
+) -> None:
+    before = row_counts(container)
+    r = http.post(
+        UPLOAD_PATH,
+        params={"provider": "wechat", "format": "csv", "mapping": mapping},
+        content=b"a,b,c\n",
+        headers=tenant.auth("merchant"),
+    )
+    assert_error_shape(r, 422, "bill_mapping_invalid")
+    assert row_counts(container) == before, label

@@ -74,13 +74,11 @@ async def upload_bill(
     name = filename or f"upload.{'zip' if fmt == 'alipay' else 'csv'}"
     parsed_mapping = None
     if fmt == "csv":
-        try:
-            raw_mapping: Any = json.loads(mapping or "")
-        except ValueError:
+        if not mapping:
             raise BillFormatError(
                 "bill_mapping_invalid", "format=csv needs a JSON column mapping in `mapping`", file="mapping"
-            ) from None
-        parsed_mapping = formats.mapping_from_dict(raw_mapping, "mapping")
+            )
+        parsed_mapping = formats.mapping_from_json(mapping, "mapping", MAX_MAPPING_CHARS)
         if parsed_mapping.provider != provider:
             raise BillFormatError(
                 "bill_mapping_invalid", "the mapping's provider differs from `provider`", file="mapping"

@@ -1174,12 +1174,58 @@ class Mapping:
     REQUIRED = ("out_trade_no", "amount", "time")
 
 
+#: A mapping is an object of strings, with lists of strings in [kinds]: three levels at most.
+MAX_MAPPING_DEPTH = 3
+MAX_MAPPING_FILE_CHARS = 64 * 1024
+
+
+def json_depth(text: str) -> int:
+    """How deeply ``text``'s arrays and objects nest, counted without parsing (so without recursion)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def mapping_from_json(text: str, name: str = "mapping", max_chars: int = MAX_MAPPING_FILE_CHARS) -> Mapping:
+    """A mapping from JSON text, refused (``bill_mapping_invalid``) if longer than ``max_chars``, nested
+    deeper than ``MAX_MAPPING_DEPTH`` (checked before parsing: deep nesting would exhaust the parser's
+    recursion) or not JSON."""
+
+    def bad(reason: str) -> BillFormatError:
+        return BillFormatError("bill_mapping_invalid", reason, file=name)
+
+    if len(text) > max_chars:
+        raise bad(f"the mapping is longer than {max_chars} characters")
+    if json_depth(text) > MAX_MAPPING_DEPTH:
+        raise bad(f"the mapping nests deeper than {MAX_MAPPING_DEPTH} levels (an object of strings)")
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        raise bad("the mapping is not valid JSON") from None
+    return mapping_from_dict(raw, name)
+
+
 def load_mapping(path: Path) -> Mapping:
     name = str(path)
     try:
         text = path.read_text(encoding="utf-8")
         if path.suffix.lower() == ".json":
-            raw = json.loads(text)
+            return mapping_from_json(text, name)
         else:
             import tomllib
 
@@ -1227,7 +1273,11 @@ def mapping_from_dict(raw: Any, name: str = "mapping") -> Mapping:
     kinds_raw = raw.get("kinds", {})
     if not isinstance(kinds_raw, dict) or set(kinds_raw) - {"payment", "refund", "revoke"}:
         raise bad("[kinds] maps payment/refund/revoke to lists of values of the kind column")
-    kinds = {k: tuple(str(x) for x in (v if isinstance(v, list) else [v])) for k, v in kinds_raw.items()}
+    kinds_lists = {k: (v if isinstance(v, list) else [v]) for k, v in kinds_raw.items()}
+    values_seen = [x for values in kinds_lists.values() for x in values]
+    if not all(isinstance(x, str | int) and not isinstance(x, bool) for x in values_seen):
+        raise bad("[kinds] values are strings or lists of strings")
+    kinds = {k: tuple(str(x) for x in values) for k, values in kinds_lists.items()}
     if "kind" in columns and not kinds:
         raise bad("a kind column needs [kinds]")
     if "refund" in kinds and "out_refund_no" not in columns:
@@ -1246,8 +1296,10 @@ def mapping_from_dict(raw: Any, name: str = "mapping") -> Mapping:
     if not isinstance(offset, int) or not -12 <= offset <= 14:
         raise bad("utc_offset_hours is a whole number of hours")
     ignore = raw.get("ignore_columns", [])
-    if not isinstance(ignore, list):
+    if not isinstance(ignore, list) or not all(isinstance(x, str) for x in ignore):
         raise bad("ignore_columns is a list of header names")
+    if not isinstance(raw.get("time_format", ""), str):
+        raise bad("time_format is a strftime pattern (a string)")
     return Mapping(
         provider=str(provider),
         columns={str(k): str(v) for k, v in columns.items()},
