@@ -245,3 +245,94 @@ def test_bad_bill_mapping_is_a_clear_422(
     )
     assert_error_shape(r, 422, "bill_mapping_invalid")
     assert row_counts(container) == before, label
+
+
+# --------------------------------------------------------------------------- 6. chunked bodies
+
+
+def _chunks(total: int, size: int = 16 * 1024) -> Iterator[bytes]:
+    sent = 0
+    while sent < total:
+        n = min(size, total - sent)
+        sent += n
+        yield b" " * n
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_chunked_json_body_over_the_limit_is_413(
+    http: httpx.Client, container: Container, tenant: Tenant
+) -> None:
+    limit = container.settings.max_body_bytes
+    before = row_counts(container)
+    r = http.post(
+        "/v1/orders",
+        content=_chunks(limit + 1),
+        headers={
+            **tenant.auth(),
+            "Idempotency-Key": uuid.uuid4().hex,
+            "Content-Type": "application/json",
+        },
+    )
+    assert "content-length" not in r.request.headers and r.request.headers["transfer-encoding"] == "chunked"
+    assert_error_shape(r, 413, "body_too_large")
+    assert r.json()["error"]["details"] == {"max_bytes": limit}
+    assert row_counts(container) == before
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_chunked_body_at_the_limit_is_read(http: httpx.Client, container: Container, tenant: Tenant) -> None:
+    """Exactly ``max_body_bytes`` is allowed: the body is read and parsed (and refused for being blank)."""
+    limit = container.settings.max_body_bytes
+    r = http.post(
+        "/v1/orders",
+        content=_chunks(limit),
+        headers={**tenant.auth(), "Idempotency-Key": uuid.uuid4().hex, "Content-Type": "application/json"},
+    )
+    assert_error_shape(r, 400, "malformed_json")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_raw_chunked_request_over_the_limit_is_413(container: Container, tenant: Tenant) -> None:
+    """The same through a raw socket: no client library deciding how to frame or when to read."""
+    limit = container.settings.max_body_bytes
+    with live_server(container) as base:
+        url = urlsplit(base)
+        with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+            head = (
+                "POST /v1/orders HTTP/1.1\r\n"
+                f"Host: {url.netloc}\r\n"
+                f"Authorization: {tenant.auth()['Authorization']}\r\n"
+                "Idempotency-Key: raw-chunked\r\n"
+                "Content-Type: application/json\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n"
+            )
+            sock.sendall(head.encode())
+            for chunk in _chunks(limit + 4096, 4096):
+                sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            sock.sendall(b"0\r\n\r\n")
+            answer = b""
+            while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+                data = sock.recv(65536)
+                if not data:
+                    break
+                answer += data
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 413"), answer[:300]
+    assert json.loads(rest.partition(b"\r\n\r\n")[2])["error"]["code"] == "body_too_large"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_chunked_bill_upload_over_its_own_limit_is_413(
+    http: httpx.Client, container: Container, tenant: Tenant
+) -> None:
+    before = row_counts(container)
+    r = http.post(
+        UPLOAD_PATH,
+        params={"provider": "wechat"},
+        content=_chunks(UPLOAD_MAX_BYTES + 1, 1024 * 1024),
+        headers=tenant.auth("merchant"),
+    )
+    assert "content-length" not in r.request.headers
+    assert_error_shape(r, 413, "body_too_large")
+    assert r.json()["error"]["details"] == {"max_bytes": UPLOAD_MAX_BYTES}
+    assert row_counts(container) == before
