@@ -31,3 +31,25 @@ def test_largest_receipt_number_is_accepted(container: Container, tenant: Tenant
     with live_server(container) as base, httpx.Client(base_url=base, timeout=30) as http:
         r = http.get("/v1/orders", params={"number": str(2**63 - 1)}, headers=tenant.auth("merchant"))
         assert r.status_code == 200, r.text
+
+
+def test_missing_or_bad_idempotency_key_keeps_its_codes_over_http(
+    container: Container, tenant: Tenant
+) -> None:
+    body = {"lines": [{"sku": "LATTE", "quantity": 1}]}
+    with live_server(container) as base, httpx.Client(base_url=base, timeout=30) as http:
+        cases = [
+            (None, "idempotency_key_missing"),
+            ("", "idempotency_key_missing"),
+            ("x" * 256, "idempotency_key_invalid"),
+            ("tab\tkey", "idempotency_key_invalid"),
+        ]
+        for key, code in cases:
+            headers = tenant.auth()
+            if key is not None:
+                headers["Idempotency-Key"] = key
+            r = http.post("/v1/orders", json=body, headers=headers)
+            assert r.status_code == 400, (key, r.text)
+            assert set(r.json()) == {"error"} and r.json()["error"]["code"] == code, r.text
+        r = http.post("/v1/orders", json={"lines": []}, headers=tenant.auth())
+        assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error", r.text

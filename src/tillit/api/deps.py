@@ -70,10 +70,17 @@ OVERSEER = Depends(role("admin", "merchant"))
 CASHIER = Depends(role("terminal"))
 ANY = Depends(actor)
 
+# Required in the OpenAPI document with the limits services/idempotency.check_key enforces (1-255
+# printable ASCII). A missing or bad header still answers 400 idempotency_key_missing/_invalid: the
+# validation handler in api/errors.py maps FastAPI's header errors back to those codes.
 IDEMPOTENCY_HEADER = Header(
-    default=None,
+    ...,
     alias="Idempotency-Key",
-    description="Required. Same key and body replays the first response; see docs/api.md.",
+    min_length=1,
+    max_length=idempotency.MAX_KEY_LENGTH,
+    pattern="^[\x20-\x7e]+$",
+    description="Required: 1-255 printable ASCII characters. Same key and body replays the first response; "
+    "see docs/api.md.",
 )
 
 

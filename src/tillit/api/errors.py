@@ -64,6 +64,22 @@ def install(app: FastAPI) -> None:
             return error_response(
                 400, "malformed_json", "The request body is not valid JSON.", _clean_validation(errors)
             )
+        key_errors = [e for e in errors if tuple(e.get("loc", ()))[:2] == ("header", "Idempotency-Key")]
+        if key_errors and len(key_errors) == len(errors):
+            # Only the header is wrong: keep the stable codes the service gave before the header was
+            # declared required (docs/errors.md), rather than a generic validation_error.
+            if any(e.get("type") == "missing" or e.get("input") in ("", None) for e in key_errors):
+                return error_response(
+                    400,
+                    "idempotency_key_missing",
+                    "This request moves money or creates something: send an Idempotency-Key header.",
+                )
+            return error_response(
+                400,
+                "idempotency_key_invalid",
+                "Idempotency-Key must be 1-255 printable ASCII characters.",
+                _clean_validation(errors),
+            )
         return error_response(
             422,
             "validation_error",
