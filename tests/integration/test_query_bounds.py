@@ -53,3 +53,14 @@ def test_missing_or_bad_idempotency_key_keeps_its_codes_over_http(
             assert set(r.json()) == {"error"} and r.json()["error"]["code"] == code, r.text
         r = http.post("/v1/orders", json={"lines": []}, headers=tenant.auth())
         assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error", r.text
+
+
+def test_malformed_path_id_keeps_invalid_id_over_http(container: Container, tenant: Tenant) -> None:
+    with live_server(container) as base, httpx.Client(base_url=base, timeout=30) as http:
+        for bad in ["not-a-uuid", "0" * 31, "0" * 33]:
+            r = http.get(f"/v1/orders/{bad}", headers=tenant.auth())
+            assert r.status_code == 422, r.text
+            assert r.json()["error"]["code"] == "invalid_id", r.text
+        for good in ["0" * 32, "{" + "00000000-0000-0000-0000-000000000000" + "}"]:
+            r = http.get(f"/v1/orders/{good}", headers=tenant.auth())
+            assert r.status_code == 404, r.text

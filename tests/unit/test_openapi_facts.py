@@ -53,3 +53,14 @@ def test_every_integer_query_param_has_both_bounds(spec: dict[str, Any]) -> None
                     assert "minimum" in branch and "maximum" in branch, (path, param["name"])
                     assert -(2**63) <= branch["minimum"] <= branch["maximum"] <= 2**63 - 1, (path, param)
     assert seen >= 5
+
+
+def test_every_id_path_param_has_the_uuid_pattern(spec: dict[str, Any]) -> None:
+    seen = 0
+    for _m, path, op in operations(spec):
+        for param in op.get("parameters", []):
+            if param["in"] == "path" and param["name"].endswith("_id"):
+                seen += 1
+                assert param["required"] and param["schema"].get("pattern"), (path, param["name"])
+                assert "[0-9a-fA-F]{8}" in param["schema"]["pattern"], (path, param["name"])
+    assert seen >= 15

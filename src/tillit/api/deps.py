@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Path, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
@@ -82,6 +82,15 @@ IDEMPOTENCY_HEADER = Header(
     description="Required: 1-255 printable ASCII characters. Same key and body replays the first response; "
     "see docs/api.md.",
 )
+
+
+# The UUID forms domain/ids.normalise_id accepts (32 hex digits, optionally hyphenated, braced or
+# urn:uuid:-prefixed), declared so the OpenAPI document says what the server takes. A mismatch still
+# answers 422 invalid_id (api/errors.py maps the path error back to it).
+UUID_PATTERN = (
+    r"^(urn:uuid:)?\{?[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}\}?$"
+)
+IdPath = Annotated[str, Path(pattern=UUID_PATTERN, max_length=45, description="A UUID")]
 
 
 def idempotent(

@@ -64,6 +64,16 @@ def install(app: FastAPI) -> None:
             return error_response(
                 400, "malformed_json", "The request body is not valid JSON.", _clean_validation(errors)
             )
+        path_ids = [e for e in errors if len(e.get("loc", ())) == 2 and e["loc"][0] == "path"]
+        if path_ids and len(path_ids) == len(errors):
+            # A malformed id in the path keeps the code domain/ids.normalise_id gives (docs/errors.md).
+            field = str(path_ids[0]["loc"][1])
+            return error_response(
+                422,
+                "invalid_id",
+                f"{field} must be a UUID.",
+                {"field": field, "value": str(path_ids[0].get("input", ""))[:64]},
+            )
         key_errors = [e for e in errors if tuple(e.get("loc", ()))[:2] == ("header", "Idempotency-Key")]
         if key_errors and len(key_errors) == len(errors):
             # Only the header is wrong: keep the stable codes the service gave before the header was

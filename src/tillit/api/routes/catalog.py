@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 
 from tillit.adapters.db.schema import merchants
-from tillit.api.deps import IDEMPOTENCY_HEADER, MANAGER, STAFF, container, idempotent, ok
+from tillit.api.deps import IDEMPOTENCY_HEADER, MANAGER, STAFF, IdPath, container, idempotent, ok
 from tillit.api.schemas import ErrorOut, ProductCreate, ProductOut, ProductUpdate
 from tillit.domain.ids import normalise_id
 from tillit.services import catalog
@@ -59,7 +59,7 @@ def list_products(
 
 
 @router.get("/products/{product_id}", summary="Read a product", responses={200: {"model": ProductOut}})
-def get_product(product_id: str, request: Request, who: Actor = STAFF) -> JSONResponse:
+def get_product(product_id: IdPath, request: Request, who: Actor = STAFF) -> JSONResponse:
     with container(request).db.read() as conn:
         return ok(catalog.get_product(conn, who.merchant(), normalise_id(product_id)))
 
@@ -68,7 +68,7 @@ def get_product(product_id: str, request: Request, who: Actor = STAFF) -> JSONRe
     "/products/{product_id}", summary="Change a product (manager)", responses={200: {"model": ProductOut}}
 )
 def update_product(
-    product_id: str, body: ProductUpdate, request: Request, who: Actor = MANAGER
+    product_id: IdPath, body: ProductUpdate, request: Request, who: Actor = MANAGER
 ) -> JSONResponse:
     c = container(request)
     with c.db.transaction() as conn:

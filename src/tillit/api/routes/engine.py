@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import Field
 
-from tillit.api.deps import ADMIN, ANY, MANAGER, OVERSEER, container, ok
+from tillit.api.deps import ADMIN, ANY, MANAGER, OVERSEER, IdPath, container, ok
 from tillit.api.schemas import ErrorOut, Strict
 from tillit.domain.errors import invalid, not_found
 from tillit.domain.ids import normalise_id
@@ -31,7 +31,7 @@ class ExceptionResolve(Strict):
 
 @router.put("/merchants/{merchant_id}/providers/{provider}", summary="Set a merchant's WeChat/Alipay account")
 def set_provider_account(
-    merchant_id: str,
+    merchant_id: IdPath,
     provider: str,
     request: Request,
     config: Annotated[dict[str, Any], Body(description="Account settings; secrets are never returned")],
@@ -45,7 +45,7 @@ def set_provider_account(
 
 
 @router.get("/merchants/{merchant_id}/providers", summary="A merchant's provider accounts (no secrets)")
-def list_provider_accounts(merchant_id: str, request: Request, who: Actor = ANY) -> JSONResponse:
+def list_provider_accounts(merchant_id: IdPath, request: Request, who: Actor = ANY) -> JSONResponse:
     mid = normalise_id(merchant_id)
     if who.role != "admin" and who.merchant_id != mid:
         raise not_found("merchant", mid)
@@ -65,14 +65,14 @@ def list_exceptions(
 
 
 @router.get("/exceptions/{exception_id}", summary="Read an exception")
-def get_exception(exception_id: str, request: Request, who: Actor = OVERSEER) -> JSONResponse:
+def get_exception(exception_id: IdPath, request: Request, who: Actor = OVERSEER) -> JSONResponse:
     with container(request).db.read() as conn:
         return ok(exc_svc.view(exc_svc.get_exception(conn, who.merchant_id, normalise_id(exception_id))))
 
 
 @router.post("/exceptions/{exception_id}/resolve", summary="Resolve an exception (audited)")
 def resolve_exception(
-    exception_id: str, body: ExceptionResolve, request: Request, who: Actor = MANAGER
+    exception_id: IdPath, body: ExceptionResolve, request: Request, who: Actor = MANAGER
 ) -> JSONResponse:
     c = container(request)
     with c.db.transaction() as conn:

@@ -7,7 +7,7 @@ import json
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from tillit.api.deps import ADMIN, ANY, IDEMPOTENCY_HEADER, container, idempotent, key_cache, ok
+from tillit.api.deps import ADMIN, ANY, IDEMPOTENCY_HEADER, IdPath, container, idempotent, key_cache, ok
 from tillit.api.schemas import ErrorOut, KeyCreate, MerchantCreate, StoreCreate, TerminalCreate
 from tillit.domain.ids import normalise_id
 from tillit.services import keys, merchants
@@ -56,7 +56,7 @@ def list_merchants(
 
 
 @router.get("/merchants/{merchant_id}", summary="Read a merchant (operator, or the merchant itself)")
-def get_merchant(merchant_id: str, request: Request, who: Actor = ANY) -> JSONResponse:
+def get_merchant(merchant_id: IdPath, request: Request, who: Actor = ANY) -> JSONResponse:
     with container(request).db.read() as conn:
         return ok(merchants.get_merchant(conn, who, normalise_id(merchant_id)))
 
@@ -86,7 +86,7 @@ def list_stores(
 
 
 @router.get("/stores/{store_id}", summary="Read a store")
-def get_store(store_id: str, request: Request, who: Actor = ANY) -> JSONResponse:
+def get_store(store_id: IdPath, request: Request, who: Actor = ANY) -> JSONResponse:
     with container(request).db.read() as conn:
         return ok(merchants.get_store(conn, who, normalise_id(store_id)))
 
@@ -116,7 +116,7 @@ def list_terminals(
 
 
 @router.get("/terminals/{terminal_id}", summary="Read a terminal")
-def get_terminal(terminal_id: str, request: Request, who: Actor = ANY) -> JSONResponse:
+def get_terminal(terminal_id: IdPath, request: Request, who: Actor = ANY) -> JSONResponse:
     with container(request).db.read() as conn:
         return ok(merchants.get_terminal(conn, who, normalise_id(terminal_id)))
 
@@ -164,7 +164,7 @@ def list_keys(
 
 
 @router.post("/api-keys/{key_id}/revoke", summary="Revoke an API key")
-def revoke_key(key_id: str, request: Request, who: Actor = ADMIN) -> JSONResponse:
+def revoke_key(key_id: IdPath, request: Request, who: Actor = ADMIN) -> JSONResponse:
     c = container(request)
     with c.db.transaction() as conn:
         revoked = keys.revoke_key(conn, c.deps, normalise_id(key_id))

@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from tillit.api.deps import MANAGER, OVERSEER, container, ok
+from tillit.api.deps import MANAGER, OVERSEER, IdPath, container, ok
 from tillit.api.schemas import ErrorOut, Strict
 from tillit.domain.errors import not_found
 from tillit.domain.ids import normalise_id
@@ -124,7 +124,7 @@ def _import(
 
 
 @router.get("/bills/{bill_id}", summary="An imported bill and its run")
-def get_bill(bill_id: str, request: Request, who: Actor = OVERSEER) -> JSONResponse:
+def get_bill(bill_id: IdPath, request: Request, who: Actor = OVERSEER) -> JSONResponse:
     with container(request).db.read() as conn:
         return ok(service.get_bill(conn, who.merchant_id, normalise_id(bill_id)))
 
@@ -143,14 +143,14 @@ def list_runs(
 
 
 @router.get("/runs/{run_id}", summary="A run: counts and amounts by class")
-def get_run(run_id: str, request: Request, who: Actor = OVERSEER) -> JSONResponse:
+def get_run(run_id: IdPath, request: Request, who: Actor = OVERSEER) -> JSONResponse:
     with container(request).db.read() as conn:
         return ok(service.run_view(conn, service.get_run(conn, who.merchant_id, normalise_id(run_id))))
 
 
 @router.get("/runs/{run_id}/discrepancies", summary="A run's discrepancies")
 def run_discrepancies(
-    run_id: str,
+    run_id: IdPath,
     request: Request,
     who: Actor = OVERSEER,
     status: Annotated[str | None, Query(pattern="^(open|resolved)$")] = None,
@@ -168,7 +168,7 @@ def run_discrepancies(
 
 @router.get("/runs/{run_id}/export", summary="Export a run's discrepancies as CSV or JSON")
 def export_run(
-    run_id: str,
+    run_id: IdPath,
     request: Request,
     who: Actor = OVERSEER,
     export_format: Annotated[str, Query(alias="format", pattern="^(csv|json)$")] = "csv",
@@ -205,7 +205,7 @@ def list_discrepancies(
 
 
 @router.get("/discrepancies/{discrepancy_id}", summary="Read a discrepancy")
-def get_discrepancy(discrepancy_id: str, request: Request, who: Actor = OVERSEER) -> JSONResponse:
+def get_discrepancy(discrepancy_id: IdPath, request: Request, who: Actor = OVERSEER) -> JSONResponse:
     with container(request).db.read() as conn:
         row = service.get_discrepancy(conn, who.merchant_id, normalise_id(discrepancy_id))
         return ok(service.discrepancy_view(row))
@@ -213,7 +213,7 @@ def get_discrepancy(discrepancy_id: str, request: Request, who: Actor = OVERSEER
 
 @router.post("/discrepancies/{discrepancy_id}/resolve", summary="Resolve a discrepancy (audited)")
 def resolve_discrepancy(
-    discrepancy_id: str, body: DiscrepancyResolve, request: Request, who: Actor = MANAGER
+    discrepancy_id: IdPath, body: DiscrepancyResolve, request: Request, who: Actor = MANAGER
 ) -> JSONResponse:
     c = container(request)
     with c.db.transaction() as conn:

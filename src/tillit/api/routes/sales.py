@@ -7,7 +7,7 @@ from datetime import datetime
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from tillit.api.deps import IDEMPOTENCY_HEADER, STAFF, container, idempotent, ok, phased
+from tillit.api.deps import IDEMPOTENCY_HEADER, STAFF, IdPath, container, idempotent, ok, phased
 from tillit.api.schemas import (
     ErrorOut,
     EventOut,
@@ -80,7 +80,7 @@ def list_orders(
     summary="Read an order with lines, payments and refunds",
     responses={200: {"model": OrderOut}},
 )
-def get_order(order_id: str, request: Request, who: Actor = STAFF) -> JSONResponse:
+def get_order(order_id: IdPath, request: Request, who: Actor = STAFF) -> JSONResponse:
     with container(request).db.read() as conn:
         return ok(orders.get_order(conn, who.merchant(), normalise_id(order_id)))
 
@@ -90,7 +90,7 @@ def get_order(order_id: str, request: Request, who: Actor = STAFF) -> JSONRespon
     summary="The order's event timeline",
     responses={200: {"model": list[EventOut]}},
 )
-def order_events(order_id: str, request: Request, who: Actor = STAFF) -> JSONResponse:
+def order_events(order_id: IdPath, request: Request, who: Actor = STAFF) -> JSONResponse:
     with container(request).db.read() as conn:
         return ok({"data": orders.timeline(conn, who.merchant(), normalise_id(order_id))})
 
@@ -101,7 +101,7 @@ def order_events(order_id: str, request: Request, who: Actor = STAFF) -> JSONRes
     responses={200: {"model": OrderOut}},
 )
 def cancel_order(
-    order_id: str,
+    order_id: IdPath,
     body: OrderCancel,
     request: Request,
     who: Actor = STAFF,
@@ -145,7 +145,7 @@ def create_payment(
 @router.get(
     "/payments/{payment_id}", summary="Read a payment attempt", responses={200: {"model": PaymentOut}}
 )
-def get_payment(payment_id: str, request: Request, who: Actor = STAFF) -> JSONResponse:
+def get_payment(payment_id: IdPath, request: Request, who: Actor = STAFF) -> JSONResponse:
     with container(request).db.read() as conn:
         return ok(payments.get_payment(conn, who.merchant(), normalise_id(payment_id)))
 
@@ -175,6 +175,6 @@ def create_refund(
 
 
 @router.get("/refunds/{refund_id}", summary="Read a refund", responses={200: {"model": RefundOut}})
-def get_refund(refund_id: str, request: Request, who: Actor = STAFF) -> JSONResponse:
+def get_refund(refund_id: IdPath, request: Request, who: Actor = STAFF) -> JSONResponse:
     with container(request).db.read() as conn:
         return ok(refunds.get_refund(conn, who.merchant(), normalise_id(refund_id)))
