@@ -1118,11 +1118,14 @@ def export_csv(rows: list[dict[str, Any]]) -> str:
     import csv
     import io
 
+    from tillit.domain.csvsafe import safe_cell
+
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(EXPORT_FIELDS), lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: ("" if r.get(k) is None else r[k]) for k in EXPORT_FIELDS})
+        # every cell through the one formula-injection rule (domain/csvsafe.py): bill fields are provider text
+        writer.writerow({k: safe_cell(r.get(k)) for k in EXPORT_FIELDS})
     return out.getvalue()
 
 
