@@ -22,7 +22,9 @@ class ManualClock:
     """A clock that only moves when told to; for tests and simulations."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self._now = start or datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+        if start is not None and start.utcoffset() is None:
+            raise ValueError("ManualClock start must be timezone-aware")
+        self._now = start.astimezone(UTC) if start is not None else datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
         self._lock = threading.Lock()
 
     def now(self) -> datetime:
@@ -48,7 +50,11 @@ class ScaledClock:
         self._time = time.time
         self.speed = speed
         self.origin = origin
-        self.start = start or datetime.fromtimestamp(origin, UTC)
+        # A start carrying an offset (``+08:00``, as ``tillit chaos`` passes the sandbox's time) is converted
+        # to UTC here: every Clock returns aware UTC, and a naive start is refused rather than guessed.
+        if start is not None and start.utcoffset() is None:
+            raise ValueError("ScaledClock start must be timezone-aware")
+        self.start = start.astimezone(UTC) if start is not None else datetime.fromtimestamp(origin, UTC)
 
     def now(self) -> datetime:
         return self.start + timedelta(seconds=(self._time() - self.origin) * self.speed)
