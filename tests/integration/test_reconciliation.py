@@ -47,7 +47,11 @@ def container(
             if backend == "postgresql"
             else f"sqlite:///{tmp_path_factory.mktemp('recon') / 'recon.sqlite'}"
         )
-    home = tmp_path_factory.mktemp("recon-home")
+    # One home per database: the keyring that sealed the provider secrets stored in it must stay with it.
+    home_key = f"{backend}-home"
+    if home_key not in recon_urls:
+        recon_urls[home_key] = str(tmp_path_factory.mktemp("recon-home"))
+    home = Path(recon_urls[home_key])
     c = build(Settings(home=home, database_url=recon_urls[backend]))
     migrate.upgrade(c.db)
     yield c
