@@ -128,7 +128,7 @@ def generate(workdir: Path, lines: int, plant: int, threads: int) -> dict[str, i
 def reconcile(workdir: Path, threads: int, memory_limit: str, repeat: int) -> dict[str, object]:
     import duckdb
 
-    from tillit.services.reconciliation import formats, match
+    from tillit.reconciliation import formats, match
 
     con = duckdb.connect(
         str(workdir / "local.duckdb"), config={"threads": threads, "memory_limit": memory_limit}

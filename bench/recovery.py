@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
-from tillit import chaos
+from tillit.tools import chaos
 
 WINDOW = {"wechat": 45.0, "alipay": 60.0}
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,9 +14,9 @@ from tillit.config import Settings
 from tillit.domain.clock import Clock, ScaledClock, SystemClock
 from tillit.domain.ids import IdGenerator
 from tillit.domain.provider import PaymentProvider
-from tillit.services.context import Deps
-from tillit.services.engine import EngineConfig
-from tillit.services.provider_accounts import ProviderDirectory, ProviderFactory
+from tillit.kernel.context import Deps
+from tillit.payments.accounts import ProviderDirectory, ProviderFactory
+from tillit.payments.engine import EngineConfig
 
 
 @dataclass

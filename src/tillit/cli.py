@@ -13,13 +13,13 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
+from tillit.access import idempotency, keys
 from tillit.adapters.db import migrate as migrations
 from tillit.adapters.db.schema import api_keys
 from tillit.bootstrap import build
+from tillit.kernel import check as checks
 from tillit.sandbox.cli import app as sandbox_app
-from tillit.services import check as checks
-from tillit.services import demo as demo_seed
-from tillit.services import idempotency, keys
+from tillit.tools import demo_seed
 
 app = typer.Typer(
     help="Tillit: a point of sale that never loses, leaves unknown or double-charges a sale.",
@@ -53,7 +53,7 @@ def migrate(
 def _seal_legacy(c: Any) -> None:
     """Seal provider secrets stored in plain text by a version before encryption (docs/security.md)."""
     from tillit.domain.errors import DomainError
-    from tillit.services import provider_accounts
+    from tillit.payments import accounts as provider_accounts
 
     assert c.deps.secrets is not None
     try:
@@ -183,7 +183,7 @@ def worker_cmd() -> None:
     """Run the payment resolver (recovery jobs) until interrupted; any number may run on PostgreSQL."""
     import signal
 
-    from tillit.services.worker import Worker
+    from tillit.worker import Worker
 
     c = build()
     assert c.engine is not None
@@ -201,7 +201,7 @@ def exceptions_cmd(
     output: Annotated[str, typer.Option("--format", help="table or json")] = "table",
 ) -> None:
     """List what needs attention: payments the engine could not settle, with the recommended action."""
-    from tillit.services import exceptions as exc_svc
+    from tillit.exceptions import cases as exc_svc
 
     c = build()
     with c.db.read() as conn:
@@ -274,7 +274,7 @@ def chaos(
     """Checkouts against a faulty sandbox while servers and workers are killed; prove nothing was lost."""
     from rich.progress import Progress
 
-    from tillit import chaos as chaos_run
+    from tillit.tools import chaos as chaos_run
 
     drop = None
     url = None
@@ -353,7 +353,7 @@ def providers_connect_sandbox(
     import tomllib
 
     from tillit.domain.errors import DomainError
-    from tillit.services import provider_accounts
+    from tillit.payments import accounts as provider_accounts
 
     raw = tomllib.loads(Path(config).read_text(encoding="utf-8"))
     wechat, alipay = raw["wechat"][0], raw["alipay"][0]
@@ -409,7 +409,7 @@ def demo_cmd(
     till_port: int = 8600,
 ) -> None:
     """Server, payment sandbox and one till on embedded SQLite with demo data; prints the URLs."""
-    from tillit.demo import run_demo
+    from tillit.tools.demo import run_demo
 
     run_demo(api_port=api_port, sandbox_port=sandbox_port, till_port=till_port, console=console)
 
@@ -475,7 +475,7 @@ def keys_revoke(key_id: str) -> None:
 def secrets_rotate() -> None:
     """Make a new current key, re-encrypt every stored secret under it, retire keys no longer used."""
     from tillit.domain.errors import DomainError
-    from tillit.services import provider_accounts
+    from tillit.payments import accounts as provider_accounts
 
     c = build()
     box = c.deps.secrets

@@ -66,7 +66,7 @@ def run_reconcile(
     from tillit.adapters.db import migrate as migrations
     from tillit.bootstrap import build
     from tillit.domain.ids import normalise_id
-    from tillit.services.reconciliation import formats, service
+    from tillit.reconciliation import formats, service
 
     if output not in ("table", "json", "csv"):
         err.print("[red]--format is table, json or csv[/red]")
@@ -168,7 +168,7 @@ def run_reconcile(
 
 
 def _print_table(outcome: Any, file: Path) -> None:
-    from tillit.services.reconciliation.match import CLASSES
+    from tillit.reconciliation.match import CLASSES
 
     out = Console(width=None if sys.stdout.isatty() else 140)
     bill, run = outcome.bill, outcome.run

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.live import free_port
-from tillit.demo import DemoPlan, prepare
+from tillit.tools.demo import DemoPlan, prepare
 
 HEALTH = {"sandbox": "/sandbox/health", "server": "/healthz", "till": "/healthz"}
 

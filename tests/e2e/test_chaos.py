@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support import pg
-from tillit import chaos
+from tillit.tools import chaos
 
 CHECKOUTS = 2000
 

@@ -22,9 +22,9 @@ from tillit.adapters.db import migrate
 from tillit.bootstrap import Container, build
 from tillit.config import Settings
 from tillit.domain.clock import ManualClock
-from tillit.services import provider_accounts
-from tillit.services.check import run_checks
-from tillit.services.worker import drain
+from tillit.kernel.check import run_checks
+from tillit.payments import accounts as provider_accounts
+from tillit.worker import drain
 
 
 @dataclass
@@ -331,7 +331,7 @@ def test_payment_taken_after_giving_up_is_refunded_automatically(world: World) -
     from sqlalchemy import insert
 
     from tillit.adapters.db.schema import payments
-    from tillit.services import engine
+    from tillit.payments import engine
 
     assert world.c.engine is not None
     wallet = world.sbx.wallet("wechat")
@@ -384,7 +384,7 @@ def test_attempt_first_seen_after_its_window_is_reversed(world: World) -> None:
     from sqlalchemy import insert
 
     from tillit.adapters.db.schema import payments
-    from tillit.services import jobs
+    from tillit.kernel import jobs
 
     order = world.order()
     attempt = uuid.uuid4().hex

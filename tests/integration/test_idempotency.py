@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 from tests.support.api import new_order, post
 from tests.support.live import live_server
 from tests.support.world import Tenant
+from tillit.access import idempotency
 from tillit.adapters.db.schema import idempotency_keys, ledger_postings, orders, payments
 from tillit.bootstrap import Container
-from tillit.services import idempotency
 
 LINES = {"lines": [{"sku": "LATTE", "quantity": 1}]}
 

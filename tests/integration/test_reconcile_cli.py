@@ -17,8 +17,9 @@ from tillit.adapters.db.schema import payments, refunds
 from tillit.bootstrap import build
 from tillit.cli import app
 from tillit.config import Settings
-from tillit.services import orders, provider_accounts
-from tillit.services.context import Actor
+from tillit.kernel.context import Actor
+from tillit.payments import accounts as provider_accounts
+from tillit.sales import orders
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 WECHAT, ALIPAY = DATA / "wechat_all_20261120.csv", DATA / "alipay_trade_20261120.csv.zip"

@@ -22,7 +22,7 @@ from tillit.adapters.db import migrate
 from tillit.adapters.db.schema import exceptions, jobs, payments, recon_discrepancies, refunds
 from tillit.bootstrap import Container, build
 from tillit.config import Settings
-from tillit.services import provider_accounts
+from tillit.payments import accounts as provider_accounts
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

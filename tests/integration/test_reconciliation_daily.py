@@ -12,9 +12,9 @@ from sqlalchemy import select
 
 from tests.integration.test_engine import World, world  # noqa: F401  (the fixture)
 from tillit.adapters.db.schema import jobs
-from tillit.services import provider_accounts
-from tillit.services.reconciliation import service
-from tillit.services.reconciliation.daily import KIND, next_due
+from tillit.payments import accounts as provider_accounts
+from tillit.reconciliation import service
+from tillit.reconciliation.daily import KIND, next_due
 
 
 def _rules(world: World, **extra: object) -> None:  # noqa: F811

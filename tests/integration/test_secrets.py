@@ -32,7 +32,7 @@ from tillit.adapters.secrets import KEY_FILE, AesGcmSecretBox, FileKeyring
 from tillit.bootstrap import Container, build
 from tillit.config import Settings
 from tillit.domain.errors import DomainError
-from tillit.services import provider_accounts
+from tillit.payments import accounts as provider_accounts
 
 
 @pytest.fixture

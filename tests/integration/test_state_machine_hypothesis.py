@@ -21,7 +21,7 @@ from tillit.adapters.db.schema import ledger_postings, orders
 from tillit.api.app import create_app
 from tillit.bootstrap import Container
 from tillit.domain.states import ORDER, PAYMENT
-from tillit.services.check import run_checks
+from tillit.kernel.check import run_checks
 
 
 def make_machine(container: Container) -> type[RuleBasedStateMachine]:

@@ -20,7 +20,7 @@ from tests.support.world import Tenant
 from tillit.api.routes import catalog, engine, operator, reconciliation, sales, till
 from tillit.bootstrap import Container
 from tillit.domain.shifts import ShiftTotals, chain_hash
-from tillit.services import exceptions as exc_svc
+from tillit.exceptions import cases as exc_svc
 
 WECHAT_BILL = (Path(__file__).resolve().parents[1] / "data" / "wechat_all_20261120.csv").read_bytes()
 

@@ -18,7 +18,7 @@ from tests.support.sandbox import provider_accounts as account_settings
 from tests.support.world import Tenant
 from tillit.adapters.db.schema import orders
 from tillit.bootstrap import Container
-from tillit.services import provider_accounts
+from tillit.payments import accounts as provider_accounts
 from tillit.till.client import LinkDown, ServerClient
 from tillit.till.journal import Journal
 from tillit.till.service import Till, TillError

@@ -13,13 +13,13 @@ from sqlalchemy import select, text, update
 
 from tests.support.api import new_order, pay_cash, post
 from tests.support.world import Tenant, make_admin_key
+from tillit.access import keys
+from tillit.access.keys import KEY_CACHE_TTL_S, KeyCache
 from tillit.adapters.db.schema import api_keys, products
 from tillit.api.app import create_app
 from tillit.bootstrap import Container, build
 from tillit.domain.clock import ManualClock
-from tillit.services import keys
-from tillit.services.context import Actor
-from tillit.services.keys import KEY_CACHE_TTL_S, KeyCache
+from tillit.kernel.context import Actor
 
 
 class FakeMonotonic:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tillit.access import keys, merchants
 from tillit.bootstrap import Container
-from tillit.services import catalog, keys, merchants
+from tillit.sales import catalog
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The CSV formula-injection rule and its use by the reconciliation export."""
 
 from tillit.domain.csvsafe import safe_cell
-from tillit.services.reconciliation.service import EXPORT_FIELDS, export_csv
+from tillit.reconciliation.service import EXPORT_FIELDS, export_csv
 
 
 def test_dangerous_text_is_prefixed() -> None:

@@ -13,9 +13,9 @@ import duckdb
 import pytest
 
 from tests.support import recon
+from tillit.reconciliation import formats
+from tillit.reconciliation.errors import BillFormatError
 from tillit.sandbox import bills as sandbox_bills
-from tillit.services.reconciliation import formats
-from tillit.services.reconciliation.errors import BillFormatError
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 WECHAT_SAMPLE = DATA / "wechat_all_20261120.csv"

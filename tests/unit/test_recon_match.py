@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from tests.support import recon
-from tillit.services.reconciliation import formats, match, service
+from tillit.reconciliation import formats, match, service
 
 
 def _reconcile(
@@ -218,7 +218,7 @@ def test_an_in_flight_attempt_closed_at_the_provider_is_settled_by_the_engine(tm
 
 
 def match_action(row: dict) -> str:
-    from tillit.services.reconciliation import actions
+    from tillit.reconciliation import actions
 
     return actions.action_for(row["class"], row["reason"]).kind
 

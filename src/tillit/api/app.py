@@ -9,12 +9,12 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from tillit import __version__
+from tillit.access.keys import KeyCache
 from tillit.api import errors
 from tillit.api.limits import BodyLimit
 from tillit.api.routes import catalog, engine, operator, reconciliation, sales, till
 from tillit.bootstrap import Container
-from tillit.services.keys import KeyCache
-from tillit.services.worker import Worker
+from tillit.worker import Worker
 
 DESCRIPTION = """Tillit's REST API. Amounts are integers of minor units (fen for CNY). Every POST that creates
 something or moves money needs an `Idempotency-Key` header. Errors have one shape:
@@ -26,7 +26,7 @@ def create_app(
 ) -> FastAPI:
     """The API app. With ``run_worker`` the resolver loop runs in a thread for the app's lifetime.
 
-    ``key_cache`` remembers accepted API keys for a few seconds (services/keys.py); tests may pass one
+    ``key_cache`` remembers accepted API keys for a few seconds (access/keys.py); tests may pass one
     with their own clock."""
 
     @asynccontextmanager

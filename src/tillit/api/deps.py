@@ -10,11 +10,11 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
+from tillit.access import idempotency
+from tillit.access.keys import KeyCache, authenticate_hash, hash_key
 from tillit.bootstrap import Container
 from tillit.domain.errors import DomainError, ErrorKind
-from tillit.services import idempotency
-from tillit.services.context import Actor
-from tillit.services.keys import KeyCache, authenticate_hash, hash_key
+from tillit.kernel.context import Actor
 
 
 def container(request: Request) -> Container:
@@ -31,7 +31,7 @@ async def actor(
 ) -> Actor:
     """The caller, from the app's key cache or, on a miss, one database read in the threadpool.
 
-    A coroutine, so that a cache hit costs no threadpool hand-off (see services/keys.py for how long a
+    A coroutine, so that a cache hit costs no threadpool hand-off (see access/keys.py for how long a
     revoked key may stay accepted).
     """
     if not authorization or not authorization.startswith("Bearer "):

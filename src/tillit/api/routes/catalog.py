@@ -10,8 +10,8 @@ from tillit.adapters.db.schema import merchants
 from tillit.api.deps import IDEMPOTENCY_HEADER, MANAGER, STAFF, IdPath, container, idempotent, ok
 from tillit.api.schemas import ErrorOut, ProductCreate, ProductOut, ProductUpdate
 from tillit.domain.ids import normalise_id
-from tillit.services import catalog
-from tillit.services.context import Actor
+from tillit.kernel.context import Actor
+from tillit.sales import catalog
 
 router = APIRouter(prefix="/v1", tags=["catalogue"], responses={"4XX": {"model": ErrorOut}})
 

@@ -13,9 +13,10 @@ from tillit.api.deps import ADMIN, ANY, MANAGER, OVERSEER, IdPath, container, ok
 from tillit.api.schemas import ErrorOut, Strict
 from tillit.domain.errors import invalid, not_found
 from tillit.domain.ids import normalise_id
-from tillit.services import exceptions as exc_svc
-from tillit.services import notifications, provider_accounts
-from tillit.services.context import Actor
+from tillit.exceptions import cases as exc_svc
+from tillit.kernel.context import Actor
+from tillit.payments import accounts as provider_accounts
+from tillit.payments import notifications
 
 router = APIRouter(prefix="/v1", tags=["integrity"], responses={"4XX": {"model": ErrorOut}})
 notify_router = APIRouter(prefix="/v1", tags=["provider callbacks"])

@@ -7,11 +7,11 @@ import json
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from tillit.access import keys, merchants
 from tillit.api.deps import ADMIN, ANY, IDEMPOTENCY_HEADER, IdPath, container, idempotent, key_cache, ok
 from tillit.api.schemas import ErrorOut, KeyCreate, MerchantCreate, StoreCreate, TerminalCreate
 from tillit.domain.ids import normalise_id
-from tillit.services import keys, merchants
-from tillit.services.context import Actor
+from tillit.kernel.context import Actor
 
 router = APIRouter(prefix="/v1", tags=["operator"], responses={"4XX": {"model": ErrorOut}})
 

@@ -18,9 +18,9 @@ from tillit.api.deps import MANAGER, OVERSEER, IdPath, container, ok
 from tillit.api.schemas import ErrorOut, Strict
 from tillit.domain.errors import not_found
 from tillit.domain.ids import normalise_id
-from tillit.services.context import Actor
-from tillit.services.reconciliation import formats, match, report, service
-from tillit.services.reconciliation.errors import BillFormatError
+from tillit.kernel.context import Actor
+from tillit.reconciliation import formats, match, report, service
+from tillit.reconciliation.errors import BillFormatError
 
 router = APIRouter(
     prefix="/v1/reconciliation", tags=["reconciliation"], responses={"4XX": {"model": ErrorOut}}
@@ -250,6 +250,6 @@ def report_page(
 
 
 def formats_china() -> Any:
-    from tillit.services.reconciliation.daily import CHINA_TZ
+    from tillit.reconciliation.daily import CHINA_TZ
 
     return CHINA_TZ

@@ -20,8 +20,8 @@ from tillit.api.schemas import (
     RefundOut,
 )
 from tillit.domain.ids import normalise_id
-from tillit.services import orders, payments, refunds
-from tillit.services.context import Actor
+from tillit.kernel.context import Actor
+from tillit.sales import orders, payments, refunds
 
 router = APIRouter(prefix="/v1", tags=["sales"], responses={"4XX": {"model": ErrorOut}})
 

@@ -15,8 +15,8 @@ from tillit.api.schemas import ErrorOut, OrderCancel, OrderCreate, PaymentCreate
 from tillit.domain.errors import DomainError, ErrorKind
 from tillit.domain.ids import normalise_id
 from tillit.domain.money import MAX_AMOUNT
-from tillit.services import shifts, sync
-from tillit.services.context import Actor
+from tillit.kernel.context import Actor
+from tillit.sales import shifts, sync
 
 router = APIRouter(prefix="/v1", tags=["till"], responses={"4XX": {"model": ErrorOut}})
 

@@ -20,10 +20,10 @@ from tillit.adapters.db.engine import Database
 from tillit.adapters.db.schema import jobs as jobs_table
 from tillit.adapters.db.schema import payments, provider_accounts, recon_runs
 from tillit.domain.errors import DomainError
-from tillit.services import exceptions as exc_svc
-from tillit.services import jobs
-from tillit.services.context import Deps
-from tillit.services.reconciliation import formats, service
+from tillit.exceptions import cases as exc_svc
+from tillit.kernel import jobs
+from tillit.kernel.context import Deps
+from tillit.reconciliation import formats, service
 
 log = structlog.get_logger("tillit.reconciliation.daily")
 

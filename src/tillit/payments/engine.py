@@ -40,19 +40,20 @@ from tillit.domain.provider import (
     detect_method,
     mask_code,
 )
-from tillit.services import exceptions as exc_svc
-from tillit.services import jobs, ledger
-from tillit.services.context import Actor, Deps
-from tillit.services.orders import (
+from tillit.exceptions import cases as exc_svc
+from tillit.kernel import jobs
+from tillit.kernel.context import Actor, Deps
+from tillit.kernel.transitions import record_created, transition
+from tillit.payments.accounts import ProviderDirectory
+from tillit.sales import ledger
+from tillit.sales.orders import (
     in_flight_payment,
     lock_order,
     payment_in_progress,
     payment_view,
     refund_view,
 )
-from tillit.services.payments import credit_order
-from tillit.services.provider_accounts import ProviderDirectory
-from tillit.services.transitions import record_created, transition
+from tillit.sales.payments import credit_order
 
 log = structlog.get_logger("tillit.engine")
 
@@ -810,7 +811,7 @@ def succeed_refund(
         payment_id=pay.id,
         refund_id=ref.id,
     )
-    from tillit.services.refunds import add_refunded
+    from tillit.sales.refunds import add_refunded
 
     add_refunded(conn, order, pay, ref.amount, actor, ref.reason, now)
     jobs.finish_for(conn, deps, kind="confirm_refund", payment_id=pay.id, refund_id=ref.id)
@@ -848,8 +849,8 @@ def confirm_refund(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) -
 
 
 def _reconcile_daily(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) -> None:
-    """Fetch and reconcile yesterday's bills (services/reconciliation/daily.py)."""
-    from tillit.services.reconciliation.daily import run_daily
+    """Fetch and reconcile yesterday's bills (reconciliation/daily.py)."""
+    from tillit.reconciliation.daily import run_daily
 
     run_daily(db, deps, cfg, job)
 

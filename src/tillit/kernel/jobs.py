@@ -15,7 +15,7 @@ from sqlalchemy import Connection, and_, insert, or_, select, update
 
 from tillit.adapters.db.engine import Database
 from tillit.adapters.db.schema import jobs
-from tillit.services.context import Deps
+from tillit.kernel.context import Deps
 
 LEASE = timedelta(seconds=120)
 MAX_ERROR = 500

@@ -6,10 +6,11 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
+from tillit.access import keys
+from tillit.access import merchants as merchant_svc
 from tillit.adapters.db.schema import api_keys, merchants, products, stores, terminals
-from tillit.services import catalog, keys
-from tillit.services import merchants as merchant_svc
-from tillit.services.context import Deps
+from tillit.kernel.context import Deps
+from tillit.sales import catalog
 
 DEMO_MERCHANT = "Tillit Demo Café"
 DEMO_PRODUCTS = [

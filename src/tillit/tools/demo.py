@@ -21,9 +21,9 @@ from rich.console import Console
 
 from tillit.adapters.db import migrate
 from tillit.bootstrap import build
+from tillit.payments import accounts as provider_accounts
 from tillit.sandbox.config import example_config_text
-from tillit.services import demo as demo_data
-from tillit.services import provider_accounts
+from tillit.tools import demo_seed as demo_data
 
 # A third wallet that always asks for the password: the walk-through's "customer cancels" step.
 EXTRA_WALLET = """

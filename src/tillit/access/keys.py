@@ -22,7 +22,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 
 from tillit.adapters.db.schema import api_keys, merchants, terminals
 from tillit.domain.errors import DomainError, ErrorKind, invalid, not_found
-from tillit.services.context import ROLES, Actor, Deps, iso
+from tillit.kernel.context import ROLES, Actor, Deps, iso
 
 KEY_PREFIXES = {"admin": "tk_adm_", "merchant": "tk_mer_", "terminal": "tk_ter_"}
 # How long a server may go on accepting a key after it was revoked by another process.

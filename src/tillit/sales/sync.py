@@ -14,11 +14,12 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from tillit.access import idempotency
 from tillit.adapters.db.engine import Database
 from tillit.domain.errors import DomainError, invalid
 from tillit.domain.ids import normalise_id
-from tillit.services import idempotency, orders, payments, refunds
-from tillit.services.context import Actor, Deps
+from tillit.kernel.context import Actor, Deps
+from tillit.sales import orders, payments, refunds
 
 PATHS = {
     "order": "/v1/orders",

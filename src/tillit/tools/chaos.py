@@ -36,14 +36,16 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, func, select, text
 
+from tillit.access import keys, merchants
 from tillit.adapters.db import migrate
 from tillit.adapters.db.engine import normalise_url
 from tillit.adapters.db.schema import exceptions, payments, refunds
 from tillit.bootstrap import build
 from tillit.config import Settings
+from tillit.kernel.check import run_checks
+from tillit.payments import accounts as provider_accounts
+from tillit.sales import catalog
 from tillit.sandbox.config import generate_rsa_pair
-from tillit.services import catalog, keys, merchants, provider_accounts
-from tillit.services.check import run_checks
 
 IN_FLIGHT = ("pending", "unknown", "reversing")
 

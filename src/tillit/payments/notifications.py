@@ -16,9 +16,9 @@ from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from tillit.adapters.db.schema import notifications, payments
-from tillit.services import engine
-from tillit.services import exceptions as exc_svc
-from tillit.services.context import Deps
+from tillit.exceptions import cases as exc_svc
+from tillit.kernel.context import Deps
+from tillit.payments import engine
 
 PAID_STATES = {"TRADE_SUCCESS", "TRADE_FINISHED"}
 

@@ -25,8 +25,8 @@ from tillit.domain.messages import for_payment
 from tillit.domain.money import check_currency
 from tillit.domain.pricing import MAX_LINES, PricedLine, price_order
 from tillit.domain.states import CANCEL_REASONS, PAYMENT_IN_FLIGHT
-from tillit.services.context import Actor, Deps, iso, row_dict
-from tillit.services.transitions import record_created, transition
+from tillit.kernel.context import Actor, Deps, iso, row_dict
+from tillit.kernel.transitions import record_created, transition
 
 MAX_PAGE = 200
 
@@ -486,7 +486,7 @@ def cancel_order(
     flight = in_flight_payment(conn, order_id)
     if flight is not None:
         raise payment_in_progress(flight)
-    from tillit.services.refunds import refund_captured
+    from tillit.sales.refunds import refund_captured
 
     now = deps.clock.now()
     captured = list(
@@ -505,7 +505,7 @@ def cancel_order(
         else:
             # Provider money goes back through the provider: a pending refund that the resolver sends
             # (same refund number on every retry) and confirms by query.
-            from tillit.services.engine import queue_provider_refund
+            from tillit.payments.engine import queue_provider_refund
 
             queue_provider_refund(conn, deps, actor, pay, remaining, f"order cancelled: {reason}")
     transition(

@@ -12,8 +12,9 @@ from datetime import timedelta
 import structlog
 
 from tillit.adapters.db.engine import Database
-from tillit.services import engine, jobs
-from tillit.services.context import Deps
+from tillit.kernel import jobs
+from tillit.kernel.context import Deps
+from tillit.payments import engine
 
 log = structlog.get_logger("tillit.worker")
 BATCH = 20
@@ -51,7 +52,7 @@ class Worker:
     def run_forever(self) -> None:
         log.info("worker_started", worker=self.name)
         try:  # every merchant with a provider account has its daily bill reconciliation scheduled
-            from tillit.services.reconciliation.daily import ensure_all
+            from tillit.reconciliation.daily import ensure_all
 
             ensure_all(self.db, self.deps)
         except Exception as exc:

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from tillit.adapters.db.schema import exceptions
 from tillit.domain.errors import conflict, not_found
-from tillit.services.context import Actor, Deps, iso
+from tillit.kernel.context import Actor, Deps, iso
 
 KINDS = {
     "reverse_failing": "Reverse/cancel keeps failing (单边账 risk): check the trade in the provider's "
@@ -157,7 +157,7 @@ def resolve(
         )
     )
     if row.kind.startswith("bill_"):
-        from tillit.services.reconciliation.service import resolve_for_exception
+        from tillit.reconciliation.service import resolve_for_exception
 
         resolve_for_exception(conn, deps, exception_id, actor.label if actor else "system", resolution)
     return view(get_exception(conn, merchant_id, exception_id))

@@ -7,20 +7,20 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
+from tillit.access.idempotency import Call
 from tillit.adapters.db.engine import Database
 from tillit.adapters.db.schema import orders, payments, refunds
 from tillit.domain.errors import conflict, invalid, not_found
 from tillit.domain.ids import normalise_id
 from tillit.domain.ledger import refund_postings
 from tillit.domain.money import check_amount
-from tillit.services import ledger
-from tillit.services.context import Actor, Deps
-from tillit.services.idempotency import Call
-from tillit.services.orders import lock_order, refund_view
+from tillit.kernel.context import Actor, Deps
+from tillit.sales import ledger
+from tillit.sales.orders import lock_order, refund_view
 
 if TYPE_CHECKING:
-    from tillit.services.engine import EngineConfig
-from tillit.services.transitions import record_created, transition
+    from tillit.payments.engine import EngineConfig
+from tillit.kernel.transitions import record_created, transition
 
 MAX_REASON = 500
 
@@ -200,7 +200,7 @@ def create_refund(
     if payment.method != "cash":
         if engine_cfg is None:
             raise invalid("method_not_enabled", f"{payment.method} refunds need the provider integration.")
-        from tillit.services import engine
+        from tillit.payments import engine
 
         ref, provider = engine.prepare_provider_refund(
             db, conn, deps, engine_cfg, actor, order, payment, amount, reason, refund_id

@@ -9,7 +9,7 @@ from datetime import date, timedelta
 from html import escape
 from typing import Any
 
-from tillit.services.reconciliation.match import CLASSES
+from tillit.reconciliation.match import CLASSES
 
 COLOURS = {
     "missing_at_provider": "#c0392b",

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
+from tillit.access.idempotency import Call
 from tillit.adapters.db.engine import Database
 from tillit.adapters.db.schema import orders, payments
 from tillit.domain.errors import conflict, invalid, not_found
@@ -15,10 +16,9 @@ from tillit.domain.ids import normalise_id
 from tillit.domain.ledger import capture_postings
 from tillit.domain.money import MAX_AMOUNT, check_amount
 from tillit.domain.states import PAYMENT_IN_FLIGHT, PAYMENT_METHODS
-from tillit.services import ledger
-from tillit.services.context import Actor, Deps
-from tillit.services.idempotency import Call
-from tillit.services.orders import (
+from tillit.kernel.context import Actor, Deps
+from tillit.sales import ledger
+from tillit.sales.orders import (
     apply_stock,
     in_flight_payment,
     lock_order,
@@ -27,10 +27,10 @@ from tillit.services.orders import (
 )
 
 if TYPE_CHECKING:
-    from tillit.services.engine import EngineConfig
-from tillit.services.transitions import record_created, transition
+    from tillit.payments.engine import EngineConfig
+from tillit.kernel.transitions import record_created, transition
 
-# Built once (see services/orders.py): the cash payment path runs these on every sale.
+# Built once (see sales/orders.py): the cash payment path runs these on every sale.
 _PAYMENT = select(payments).where(payments.c.id == bindparam("b_id"))
 _INSERT_PAYMENT = insert(payments)
 _ORDER_AMOUNTS = select(orders.c.paid_amount, orders.c.total).where(orders.c.id == bindparam("b_id"))
@@ -196,14 +196,14 @@ def start_payment(
     body: dict[str, Any],
     engine_cfg: EngineConfig | None,
 ) -> tuple[int, dict[str, Any]] | Call:
-    """Cash settles at once; a scanned payment code starts a provider attempt (see services/engine.py)."""
+    """Cash settles at once; a scanned payment code starts a provider attempt (see payments/engine.py)."""
     if not body.get("payment_code"):
         return create_payment(db, conn, deps, actor, body)
     if body.get("method") == "cash":
         raise invalid("payment_code_unexpected", "Cash takes no payment_code.")
     if engine_cfg is None:
         raise invalid("method_not_enabled", "Provider payments are not configured on this server.")
-    from tillit.services import engine
+    from tillit.payments import engine
 
     prepared = engine.prepare_provider_payment(db, conn, deps, engine_cfg, actor, body)
     if isinstance(prepared[0], int):

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from tillit.adapters.db.engine import Database
 from tillit.adapters.db.schema import idempotency_keys
 from tillit.domain.errors import DomainError, ErrorKind, conflict, invalid
-from tillit.services.context import Actor, Deps
+from tillit.kernel.context import Actor, Deps
 
 MAX_KEY_LENGTH = 255
 DEFAULT_RETENTION = timedelta(hours=24)

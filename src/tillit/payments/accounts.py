@@ -17,7 +17,7 @@ from sqlalchemy import Connection, insert, select, update
 from tillit.adapters.db.schema import merchants, provider_accounts
 from tillit.domain.errors import conflict, invalid, not_found
 from tillit.domain.provider import PaymentProvider
-from tillit.services.context import Deps, SecretBox, iso
+from tillit.kernel.context import Deps, SecretBox, iso
 
 REQUIRED = {
     "wechat": ("appid", "mch_id", "api_key", "base_url"),
@@ -128,7 +128,7 @@ def set_account(
                 updated_at=now,
             )
         )
-    from tillit.services.reconciliation.daily import ensure_scheduled
+    from tillit.reconciliation.daily import ensure_scheduled
 
     ensure_scheduled(conn, deps, merchant_id)  # the account's bills are fetched and reconciled daily
     return public_view(provider, config)

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from tillit.adapters.db.schema import products
 from tillit.domain.errors import conflict, invalid, not_found
 from tillit.domain.money import check_amount, check_currency
-from tillit.services.context import Deps, iso, row_dict
+from tillit.kernel.context import Deps, iso, row_dict
 
 
 def product_view(row: Any) -> dict[str, Any]:

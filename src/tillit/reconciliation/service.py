@@ -28,12 +28,12 @@ from tillit.adapters.db.schema import (
     refunds,
 )
 from tillit.domain.errors import conflict, invalid, not_found
-from tillit.services import exceptions as exc_svc
-from tillit.services import jobs
-from tillit.services.context import Actor, Deps, iso
-from tillit.services.reconciliation import formats, match
-from tillit.services.reconciliation.actions import SETTLED_AT_ONCE, action_for
-from tillit.services.reconciliation.formats import Mapping, ParsedBill
+from tillit.exceptions import cases as exc_svc
+from tillit.kernel import jobs
+from tillit.kernel.context import Actor, Deps, iso
+from tillit.reconciliation import formats, match
+from tillit.reconciliation.actions import SETTLED_AT_ONCE, action_for
+from tillit.reconciliation.formats import Mapping, ParsedBill
 
 log = structlog.get_logger("tillit.reconciliation")
 
@@ -550,7 +550,7 @@ def _act(
     rules: AccountRules,
 ) -> None:
     """The safe actions run through the engine; everything a manager must decide is an exception."""
-    from tillit.services import engine
+    from tillit.payments import engine
 
     disc_id = row["id"]
     now = deps.clock.now()

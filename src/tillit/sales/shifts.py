@@ -12,7 +12,7 @@ from tillit.adapters.db.schema import shifts
 from tillit.domain.errors import conflict, invalid
 from tillit.domain.ids import normalise_id
 from tillit.domain.shifts import GENESIS, canonical, chain_hash
-from tillit.services.context import Actor, iso
+from tillit.kernel.context import Actor, iso
 
 
 def view(row: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from tillit.adapters.db.schema import merchants, stores, terminals
 from tillit.domain.errors import conflict, not_found
 from tillit.domain.money import DEFAULT_CURRENCY, check_currency
-from tillit.services.context import Actor, Deps, iso, row_dict
+from tillit.kernel.context import Actor, Deps, iso, row_dict
 
 
 def _view(row: dict[str, Any]) -> dict[str, Any]:
