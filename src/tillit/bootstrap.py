@@ -9,14 +9,30 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tillit.adapters.db.engine import Database, make_engine
+from tillit.adapters.providers.alipay import AlipayAccount, AlipayProvider
+from tillit.adapters.providers.wechat import WeChatAccount, WeChatPayProvider
 from tillit.adapters.secrets import AesGcmSecretBox, FileKeyring
 from tillit.config import Settings
 from tillit.domain.clock import Clock, ScaledClock, SystemClock
 from tillit.domain.ids import IdGenerator
 from tillit.domain.provider import PaymentProvider
+from tillit.exceptions import cases
 from tillit.kernel.context import Deps
+from tillit.payments import accounts, engine
 from tillit.payments.accounts import ProviderDirectory, ProviderFactory
 from tillit.payments.engine import EngineConfig
+from tillit.payments.gateway import EngineGateway
+from tillit.reconciliation import daily
+from tillit.reconciliation.service import resolve_for_exception
+from tillit.sales.gateway import ProviderGateway
+
+
+def wire_areas() -> None:
+    """Let lower areas reach higher ones without importing them (docs/architecture.md): each hook is a
+    handler a higher area registers here. Idempotent: every build() calls it."""
+    cases.on_resolved("bill_", resolve_for_exception)  # a resolved bill exception closes its discrepancy
+    accounts.on_account_connected(daily.ensure_scheduled)  # a connected account's bills are fetched daily
+    engine.register_job_handler("reconcile_daily", daily.run_daily)  # the resolver runs that fetch
 
 
 @dataclass
@@ -25,6 +41,7 @@ class Container:
     db: Database
     deps: Deps
     engine: EngineConfig | None = None
+    gateway: ProviderGateway | None = None  # provider payments and refunds as sales sees them
 
 
 def provider_factory(settings: Settings) -> ProviderFactory:
@@ -32,11 +49,7 @@ def provider_factory(settings: Settings) -> ProviderFactory:
 
     def make(provider: str, config: dict[str, Any]) -> PaymentProvider:
         if provider == "wechat":
-            from tillit.adapters.providers.wechat import WeChatAccount, WeChatPayProvider
-
             return WeChatPayProvider(WeChatAccount(**_known(WeChatAccount, config, settings)))
-        from tillit.adapters.providers.alipay import AlipayAccount, AlipayProvider
-
         return AlipayProvider(AlipayAccount(**_known(AlipayAccount, config, settings)))
 
     return make
@@ -57,10 +70,11 @@ def build(
     rng: random.Random | None = None,
     factory: ProviderFactory | None = None,
 ) -> Container:
+    wire_areas()
     settings = settings or Settings.from_env()
     if settings.is_sqlite:
         settings.home.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(
+    sql_engine = make_engine(
         settings.database_url, sqlite_synchronous=settings.sqlite_synchronous, pool_size=settings.db_pool_size
     )
     if clock is None:
@@ -73,9 +87,11 @@ def build(
     directory = ProviderDirectory(factory or provider_factory(settings), box)
     # The safety-net look at an attempt comes after the adapters' pay timeout has surely passed.
     guard = timedelta(seconds=settings.provider_timeout_s * settings.clock_speed + 15)
+    engine_cfg = EngineConfig(providers=directory, pay_guard=guard)
     return Container(
         settings=settings,
-        db=Database(engine),
+        db=Database(sql_engine),
         deps=Deps(clock=clock, ids=IdGenerator(clock, rng), secrets=box),
-        engine=EngineConfig(providers=directory, pay_guard=guard),
+        engine=engine_cfg,
+        gateway=EngineGateway(engine_cfg),
     )

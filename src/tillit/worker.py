@@ -15,6 +15,7 @@ from tillit.adapters.db.engine import Database
 from tillit.kernel import jobs
 from tillit.kernel.context import Deps
 from tillit.payments import engine
+from tillit.reconciliation.daily import ensure_all
 
 log = structlog.get_logger("tillit.worker")
 BATCH = 20
@@ -52,8 +53,6 @@ class Worker:
     def run_forever(self) -> None:
         log.info("worker_started", worker=self.name)
         try:  # every merchant with a provider account has its daily bill reconciliation scheduled
-            from tillit.reconciliation.daily import ensure_all
-
             ensure_all(self.db, self.deps)
         except Exception as exc:
             log.warning("reconcile_schedule_failed", error=type(exc).__name__)

@@ -4,6 +4,7 @@ action. Resolving one is an audited manager action (who, when, what was done).""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
@@ -11,6 +12,18 @@ from sqlalchemy import Connection, insert, select, update
 from tillit.adapters.db.schema import exceptions
 from tillit.domain.errors import conflict, not_found
 from tillit.kernel.context import Actor, Deps, iso
+
+ResolvedHandler = Callable[[Connection, Deps, str, str, str], None]
+"""Told, in the resolving transaction, that an exception was resolved: (conn, deps, exception id, who,
+resolution). Registered by higher areas at the composition root (reconciliation closes its
+discrepancies), so this area never imports them."""
+
+_RESOLVED_HANDLERS: dict[str, ResolvedHandler] = {}
+
+
+def on_resolved(kind_prefix: str, handler: ResolvedHandler) -> None:
+    """Register ``handler`` for exceptions whose kind starts with ``kind_prefix`` (one per prefix)."""
+    _RESOLVED_HANDLERS[kind_prefix] = handler
 
 KINDS = {
     "reverse_failing": "Reverse/cancel keeps failing (单边账 risk): check the trade in the provider's "
@@ -156,8 +169,7 @@ def resolve(
             resolution=resolution[:500],
         )
     )
-    if row.kind.startswith("bill_"):
-        from tillit.reconciliation.service import resolve_for_exception
-
-        resolve_for_exception(conn, deps, exception_id, actor.label if actor else "system", resolution)
+    for prefix, handler in _RESOLVED_HANDLERS.items():
+        if row.kind.startswith(prefix):
+            handler(conn, deps, exception_id, actor.label if actor else "system", resolution)
     return view(get_exception(conn, merchant_id, exception_id))

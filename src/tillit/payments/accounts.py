@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, insert, select, update
@@ -18,6 +19,18 @@ from tillit.adapters.db.schema import merchants, provider_accounts
 from tillit.domain.errors import conflict, invalid, not_found
 from tillit.domain.provider import PaymentProvider
 from tillit.kernel.context import Deps, SecretBox, iso
+
+AccountConnected = Callable[[Connection, Deps, str], object]
+"""Told, in the same transaction, that a merchant's provider account was stored: (conn, deps, merchant id).
+Registered at the composition root (reconciliation schedules the account's daily bill fetch)."""
+
+_CONNECTED_HANDLERS: list[AccountConnected] = []
+
+
+def on_account_connected(handler: AccountConnected) -> None:
+    """Register ``handler`` once; registering the same handler again changes nothing."""
+    if handler not in _CONNECTED_HANDLERS:
+        _CONNECTED_HANDLERS.append(handler)
 
 REQUIRED = {
     "wechat": ("appid", "mch_id", "api_key", "base_url"),
@@ -128,9 +141,8 @@ def set_account(
                 updated_at=now,
             )
         )
-    from tillit.reconciliation.daily import ensure_scheduled
-
-    ensure_scheduled(conn, deps, merchant_id)  # the account's bills are fetched and reconciled daily
+    for handler in _CONNECTED_HANDLERS:
+        handler(conn, deps, merchant_id)
     return public_view(provider, config)
 
 

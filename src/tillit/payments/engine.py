@@ -16,6 +16,7 @@ Pay is only ever called by the API request that created the attempt, never by a 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,6 +55,7 @@ from tillit.sales.orders import (
     refund_view,
 )
 from tillit.sales.payments import credit_order
+from tillit.sales.refunds import add_refunded
 
 log = structlog.get_logger("tillit.engine")
 
@@ -811,8 +813,6 @@ def succeed_refund(
         payment_id=pay.id,
         refund_id=ref.id,
     )
-    from tillit.sales.refunds import add_refunded
-
     add_refunded(conn, order, pay, ref.amount, actor, ref.reason, now)
     jobs.finish_for(conn, deps, kind="confirm_refund", payment_id=pay.id, refund_id=ref.id)
 
@@ -848,20 +848,24 @@ def confirm_refund(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) -
             jobs.finish(conn, deps, job.id)
 
 
-def _reconcile_daily(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) -> None:
-    """Fetch and reconcile yesterday's bills (reconciliation/daily.py)."""
-    from tillit.reconciliation.daily import run_daily
+JobHandler = Callable[[Database, Deps, "EngineConfig", jobs.Job], None]
 
-    run_daily(db, deps, cfg, job)
-
-
-HANDLERS = {
+HANDLERS: dict[str, JobHandler] = {
     "resolve_payment": resolve_payment,
     "reverse_payment": reverse_payment,
     "confirm_refund": confirm_refund,
     "refund_unattached": refund_unattached,
-    "reconcile_daily": _reconcile_daily,
 }
+"""Job kinds the resolver runs. Higher areas add theirs at the composition root (register_job_handler):
+reconciliation's daily bill fetch is one."""
+
+
+def register_job_handler(kind: str, handler: JobHandler) -> None:
+    """Run jobs of ``kind`` with ``handler``; a kind has exactly one handler."""
+    existing = HANDLERS.get(kind)
+    if existing is not None and existing is not handler:
+        raise ValueError(f"job kind {kind!r} already has a handler")
+    HANDLERS[kind] = handler
 
 
 def trigger_resolution(conn: Connection, deps: Deps, pay: Any) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, func, insert, select
 from tillit.adapters.db.engine import Database
 from tillit.adapters.db.schema import jobs as jobs_table
 from tillit.adapters.db.schema import payments, provider_accounts, recon_runs
+from tillit.adapters.providers.http import BillDownloadError
 from tillit.domain.errors import DomainError
 from tillit.exceptions import cases as exc_svc
 from tillit.kernel import jobs
@@ -151,8 +152,6 @@ def fetch_and_reconcile(
     db: Database, deps: Deps, cfg: Any, merchant_id: str, provider: str, day: date, attempts: int
 ) -> str | None:
     """One account and day. Returns None when done, else why it must be tried again later."""
-    from tillit.adapters.providers.http import BillDownloadError
-
     with db.read() as conn:
         adapter = cfg.providers.get(conn, merchant_id, provider)
     try:

@@ -31,6 +31,7 @@ from typing import Any
 import duckdb
 
 from tillit.reconciliation.errors import BillFormatError
+from tillit.reconciliation.match import find_duplicates
 
 CHUNK = 8 * 1024 * 1024
 TAIL = 64 * 1024
@@ -303,8 +304,6 @@ def _bad_expr(checks: list[tuple[str, str]]) -> str:
 
 def _finish(con: duckdb.DuckDBPyConnection, staged: str, table: str) -> tuple[int, int, int]:
     """The canonical table, and the lines that repeat a key of the bill (table ``<table>_dups``)."""
-    from tillit.reconciliation.match import find_duplicates
-
     cols = ", ".join(CANONICAL_COLUMNS)
     con.execute(f"CREATE TEMP TABLE {table} AS SELECT {cols} FROM {staged}")
     find_duplicates(con, table, f"{table}_dups")

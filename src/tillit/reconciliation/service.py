@@ -3,6 +3,8 @@ safe actions, and read it all back (API, CLI, report, daily job)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -27,10 +29,12 @@ from tillit.adapters.db.schema import (
     recon_runs,
     refunds,
 )
+from tillit.domain.csvsafe import safe_cell
 from tillit.domain.errors import conflict, invalid, not_found
 from tillit.exceptions import cases as exc_svc
 from tillit.kernel import jobs
 from tillit.kernel.context import Actor, Deps, iso
+from tillit.payments import engine
 from tillit.reconciliation import formats, match
 from tillit.reconciliation.actions import SETTLED_AT_ONCE, action_for
 from tillit.reconciliation.formats import Mapping, ParsedBill
@@ -550,8 +554,6 @@ def _act(
     rules: AccountRules,
 ) -> None:
     """The safe actions run through the engine; everything a manager must decide is an exception."""
-    from tillit.payments import engine
-
     disc_id = row["id"]
     now = deps.clock.now()
     if kind in ("attach", "refund_late"):
@@ -1115,11 +1117,6 @@ EXPORT_FIELDS = DISC_FIELDS
 
 
 def export_csv(rows: list[dict[str, Any]]) -> str:
-    import csv
-    import io
-
-    from tillit.domain.csvsafe import safe_cell
-
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(EXPORT_FIELDS), lineterminator="\n", extrasaction="ignore")
     writer.writeheader()

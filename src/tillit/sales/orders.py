@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, text, update
+from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 
 from tillit.adapters.db.engine import Database
 from tillit.adapters.db.schema import (
@@ -24,7 +24,7 @@ from tillit.domain.ids import normalise_id
 from tillit.domain.messages import for_payment
 from tillit.domain.money import check_currency
 from tillit.domain.pricing import MAX_LINES, PricedLine, price_order
-from tillit.domain.states import CANCEL_REASONS, PAYMENT_IN_FLIGHT
+from tillit.domain.states import PAYMENT_IN_FLIGHT
 from tillit.kernel.context import Actor, Deps, iso, row_dict
 from tillit.kernel.transitions import record_created, transition
 
@@ -450,10 +450,8 @@ def timeline(conn: Connection, merchant_id: str, order_id: str) -> list[dict[str
     ]
 
 
-def _reserved(conn: Connection, payment_id: str) -> int:
+def reserved_refunds(conn: Connection, payment_id: str) -> int:
     """Refunds of a payment still on their way (pending/processing): already promised to the customer."""
-    from sqlalchemy import func
-
     return int(
         conn.execute(
             select(func.coalesce(func.sum(refunds.c.amount), 0)).where(
@@ -461,64 +459,3 @@ def _reserved(conn: Connection, payment_id: str) -> int:
             )
         ).scalar_one()
     )
-
-
-def cancel_order(
-    db: Database, conn: Connection, deps: Deps, actor: Actor, order_id: str, reason: str, note: str | None
-) -> dict[str, Any]:
-    """Cancel an open order with a reason code. Cash already taken is handed back at once (refund rows
-    and ledger entries); provider money is refunded through the provider by the resolver. An order with
-    a payment still in progress cannot be cancelled until that payment is settled."""
-    merchant_id = actor.merchant()
-    if reason not in CANCEL_REASONS:
-        raise invalid(
-            "invalid_cancel_reason",
-            f"reason must be one of {', '.join(sorted(CANCEL_REASONS))}.",
-            {"reason": reason, "allowed": sorted(CANCEL_REASONS)},
-        )
-    order = lock_order(db, conn, merchant_id, order_id)
-    if order.status != "open":
-        raise conflict(
-            "order_not_open",
-            f"Only an open order can be cancelled; this one is {order.status}.",
-            {"status": order.status},
-        )
-    flight = in_flight_payment(conn, order_id)
-    if flight is not None:
-        raise payment_in_progress(flight)
-    from tillit.sales.refunds import refund_captured
-
-    now = deps.clock.now()
-    captured = list(
-        conn.execute(
-            select(payments)
-            .where(payments.c.order_id == order_id, payments.c.status == "captured")
-            .order_by(payments.c.id)
-        )
-    )
-    for pay in captured:
-        remaining = pay.amount - pay.refunded_amount - _reserved(conn, pay.id)
-        if remaining <= 0:
-            continue
-        if pay.method == "cash":
-            refund_captured(conn, deps, actor, order, pay, remaining, f"order cancelled: {reason}", now)
-        else:
-            # Provider money goes back through the provider: a pending refund that the resolver sends
-            # (same refund number on every retry) and confirms by query.
-            from tillit.payments.engine import queue_provider_refund
-
-            queue_provider_refund(conn, deps, actor, pay, remaining, f"order cancelled: {reason}")
-    transition(
-        conn,
-        entity="order",
-        entity_id=order_id,
-        current="open",
-        target="cancelled",
-        merchant_id=merchant_id,
-        order_id=order_id,
-        actor=actor.label,
-        now=now,
-        reason=reason if not note else f"{reason}: {note}",
-        values={"cancel_reason": reason},
-    )
-    return get_order(conn, merchant_id, order_id)

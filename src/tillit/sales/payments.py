@@ -4,7 +4,7 @@ the same attempt rows, events and ledger postings."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
@@ -17,7 +17,9 @@ from tillit.domain.ledger import capture_postings
 from tillit.domain.money import MAX_AMOUNT, check_amount
 from tillit.domain.states import PAYMENT_IN_FLIGHT, PAYMENT_METHODS
 from tillit.kernel.context import Actor, Deps
+from tillit.kernel.transitions import record_created, transition
 from tillit.sales import ledger
+from tillit.sales.gateway import ProviderGateway
 from tillit.sales.orders import (
     apply_stock,
     in_flight_payment,
@@ -25,10 +27,6 @@ from tillit.sales.orders import (
     payment_in_progress,
     payment_view,
 )
-
-if TYPE_CHECKING:
-    from tillit.payments.engine import EngineConfig
-from tillit.kernel.transitions import record_created, transition
 
 # Built once (see sales/orders.py): the cash payment path runs these on every sale.
 _PAYMENT = select(payments).where(payments.c.id == bindparam("b_id"))
@@ -194,29 +192,16 @@ def start_payment(
     deps: Deps,
     actor: Actor,
     body: dict[str, Any],
-    engine_cfg: EngineConfig | None,
+    gateway: ProviderGateway | None,
 ) -> tuple[int, dict[str, Any]] | Call:
-    """Cash settles at once; a scanned payment code starts a provider attempt (see payments/engine.py)."""
+    """Cash settles at once; a scanned payment code starts a provider attempt through ``gateway``."""
     if not body.get("payment_code"):
         return create_payment(db, conn, deps, actor, body)
     if body.get("method") == "cash":
         raise invalid("payment_code_unexpected", "Cash takes no payment_code.")
-    if engine_cfg is None:
+    if gateway is None:
         raise invalid("method_not_enabled", "Provider payments are not configured on this server.")
-    from tillit.payments import engine
-
-    prepared = engine.prepare_provider_payment(db, conn, deps, engine_cfg, actor, body)
-    if isinstance(prepared[0], int):
-        return prepared  # type: ignore[return-value]
-    attempt, provider, number = prepared  # type: ignore[misc]
-    code = body["payment_code"]
-    return Call(
-        resource_id=attempt.id,
-        run=lambda: engine.call_pay(provider, attempt, code, number),
-        finish=lambda c, result: payment_finished(
-            engine.apply_pay_result(db, c, deps, attempt.id, result, actor.label)
-        ),
-    )
+    return gateway.start_payment(db, conn, deps, actor, body)
 
 
 def payment_finished(view: dict[str, Any]) -> tuple[int, dict[str, Any]]:

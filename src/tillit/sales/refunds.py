@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
@@ -15,12 +15,10 @@ from tillit.domain.ids import normalise_id
 from tillit.domain.ledger import refund_postings
 from tillit.domain.money import check_amount
 from tillit.kernel.context import Actor, Deps
-from tillit.sales import ledger
-from tillit.sales.orders import lock_order, refund_view
-
-if TYPE_CHECKING:
-    from tillit.payments.engine import EngineConfig
 from tillit.kernel.transitions import record_created, transition
+from tillit.sales import ledger
+from tillit.sales.gateway import ProviderGateway
+from tillit.sales.orders import lock_order, refund_view
 
 MAX_REASON = 500
 
@@ -146,7 +144,7 @@ def create_refund(
     deps: Deps,
     actor: Actor,
     body: dict[str, Any],
-    engine_cfg: EngineConfig | None = None,
+    gateway: ProviderGateway | None = None,
 ) -> tuple[int, dict[str, Any]] | Call:
     """Refund part or all of a captured payment. ``amount`` defaults to what is left to refund."""
     merchant_id = actor.merchant()
@@ -198,31 +196,20 @@ def create_refund(
             {"refundable": remaining, "amount": amount},
         )
     if payment.method != "cash":
-        if engine_cfg is None:
+        if gateway is None:
             raise invalid("method_not_enabled", f"{payment.method} refunds need the provider integration.")
-        from tillit.payments import engine
-
-        ref, provider = engine.prepare_provider_refund(
-            db, conn, deps, engine_cfg, actor, order, payment, amount, reason, refund_id
-        )
-        return Call(
-            resource_id=ref.id,
-            run=lambda: engine.call_refund(provider, ref, payment),
-            finish=lambda c, result: _finished(
-                engine.apply_refund_result(db, c, deps, ref.id, result, actor.label)
-            ),
-        )
+        return gateway.start_refund(db, conn, deps, actor, order, payment, amount, reason, refund_id)
     view = refund_captured(conn, deps, actor, order, payment, amount, reason, deps.clock.now(), refund_id)
     return 201, view
 
 
-def _finished(view: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def refund_finished(view: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """201 once the refund is settled either way; 202 while the provider is still processing it."""
     return (202 if view["status"] in ("pending", "processing") else 201), view
 
 
 def refund_takeover(conn: Connection, merchant_id: str, refund_id: str) -> tuple[int, dict[str, Any]]:
-    return _finished(get_refund(conn, merchant_id, refund_id))
+    return refund_finished(get_refund(conn, merchant_id, refund_id))
 
 
 def get_refund(conn: Connection, merchant_id: str, refund_id: str) -> dict[str, Any]:

@@ -19,7 +19,8 @@ from tillit.adapters.db.engine import Database
 from tillit.domain.errors import DomainError, invalid
 from tillit.domain.ids import normalise_id
 from tillit.kernel.context import Actor, Deps
-from tillit.sales import orders, payments, refunds
+from tillit.sales import cancel, orders, payments, refunds
+from tillit.sales.gateway import ProviderGateway
 
 PATHS = {
     "order": "/v1/orders",
@@ -31,7 +32,13 @@ Operation = Callable[[Connection], tuple[int, Any]]
 
 
 def _operation(
-    db: Database, deps: Deps, actor: Actor, op: str, data: dict[str, Any], order_id: str | None
+    db: Database,
+    deps: Deps,
+    actor: Actor,
+    op: str,
+    data: dict[str, Any],
+    order_id: str | None,
+    gateway: ProviderGateway | None,
 ) -> Operation:
     if op == "order":
         order_data = dict(data)
@@ -64,7 +71,7 @@ def _operation(
     oid = normalise_id(order_id, "order_id")
     return lambda conn: (
         200,
-        orders.cancel_order(db, conn, deps, actor, oid, data["reason"], data.get("note")),
+        cancel.cancel_order(db, conn, deps, actor, oid, data["reason"], data.get("note"), gateway),
     )
 
 
@@ -74,6 +81,7 @@ def apply_batch(
     actor: Actor,
     entries: list[tuple[str, str, dict[str, Any] | None, str | None, DomainError | None]],
     status_of: Callable[[DomainError], int],
+    gateway: ProviderGateway | None = None,
 ) -> list[dict[str, Any]]:
     """Apply ``(op, key, validated body, order_id, validation error)`` entries; one result per entry."""
     results: list[dict[str, Any]] = []
@@ -84,7 +92,7 @@ def apply_batch(
                     raise error
                 assert data is not None
                 path = PATHS[op].format(order_id=order_id)
-                operation = _operation(db, deps, actor, op, data, order_id)
+                operation = _operation(db, deps, actor, op, data, order_id, gateway)
                 with conn.begin_nested():
                     stored = idempotency.run_in(conn, db, deps, actor, key, "POST", path, data, operation)
                 results.append(

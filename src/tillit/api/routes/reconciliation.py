@@ -19,7 +19,7 @@ from tillit.api.schemas import ErrorOut, Strict
 from tillit.domain.errors import not_found
 from tillit.domain.ids import normalise_id
 from tillit.kernel.context import Actor
-from tillit.reconciliation import formats, match, report, service
+from tillit.reconciliation import daily, formats, match, report, service
 from tillit.reconciliation.errors import BillFormatError
 
 router = APIRouter(
@@ -250,6 +250,4 @@ def report_page(
 
 
 def formats_china() -> Any:
-    from tillit.reconciliation.daily import CHINA_TZ
-
-    return CHINA_TZ
+    return daily.CHINA_TZ

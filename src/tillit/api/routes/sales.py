@@ -21,7 +21,7 @@ from tillit.api.schemas import (
 )
 from tillit.domain.ids import normalise_id
 from tillit.kernel.context import Actor
-from tillit.sales import orders, payments, refunds
+from tillit.sales import cancel, orders, payments, refunds
 
 router = APIRouter(prefix="/v1", tags=["sales"], responses={"4XX": {"model": ErrorOut}})
 
@@ -114,7 +114,10 @@ def cancel_order(
         who,
         key,
         body.model_dump(),
-        lambda conn: (200, orders.cancel_order(c.db, conn, c.deps, who, oid, body.reason, body.note)),
+        lambda conn: (
+            200,
+            cancel.cancel_order(c.db, conn, c.deps, who, oid, body.reason, body.note, c.gateway),
+        ),
     )
 
 
@@ -137,7 +140,7 @@ def create_payment(
         who,
         key,
         data,
-        lambda conn: payments.start_payment(c.db, conn, c.deps, who, data, c.engine),
+        lambda conn: payments.start_payment(c.db, conn, c.deps, who, data, c.gateway),
         lambda conn, rid: payments.payment_takeover(conn, who.merchant(), rid),
     )
 
@@ -169,7 +172,7 @@ def create_refund(
         who,
         key,
         data,
-        lambda conn: refunds.create_refund(c.db, conn, c.deps, who, data, c.engine),
+        lambda conn: refunds.create_refund(c.db, conn, c.deps, who, data, c.gateway),
         lambda conn, rid: refunds.refund_takeover(conn, who.merchant(), rid),
     )
 

@@ -115,7 +115,7 @@ def sync_batch(body: SyncBatch, request: Request, who: Actor = STAFF) -> JSONRes
                 [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"]} for e in exc.errors()[:10]],
             )
             entries.append((entry.op, entry.key, None, entry.order_id, problem))
-    results = sync.apply_batch(c.db, c.deps, who, entries, status_for)
+    results = sync.apply_batch(c.db, c.deps, who, entries, status_for, c.gateway)
     return ok({"results": results})
 
 
