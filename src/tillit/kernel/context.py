@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 from tillit.domain.clock import Clock
 from tillit.domain.errors import DomainError, ErrorKind
@@ -76,6 +76,12 @@ class Deps:
     secrets: SecretBox | None = None  # None only where no provider secret is ever stored or read
 
 
+@overload
+def iso(value: datetime) -> str: ...
+@overload
+def iso(value: None) -> None: ...
+@overload
+def iso(value: datetime | None) -> str | None: ...
 def iso(value: datetime | None) -> str | None:
     """Timestamps leave Tillit as ISO 8601 UTC with a Z suffix (SQLite returns them naive)."""
     if value is None:

@@ -56,6 +56,7 @@ from tillit.sales.orders import (
 )
 from tillit.sales.payments import credit_order
 from tillit.sales.refunds import add_refunded
+from tillit.sales.views import PaymentView, RefundView
 
 log = structlog.get_logger("tillit.engine")
 
@@ -110,7 +111,7 @@ def _aware(value: datetime, like: datetime) -> datetime:
 
 def prepare_provider_payment(
     db: Database, conn: Connection, deps: Deps, cfg: EngineConfig, actor: Actor, body: dict[str, Any]
-) -> tuple[Any, PaymentProvider, int] | tuple[int, dict[str, Any]]:
+) -> tuple[Any, PaymentProvider, int] | tuple[int, PaymentView]:
     """Phase 1, inside the caller's transaction: validate, lock the order, insert the pending attempt
     and its safety-net job. Returns (attempt row, provider), or (status, view) for an existing id."""
     merchant_id = actor.merchant()
@@ -214,7 +215,7 @@ def call_pay(provider: PaymentProvider, attempt: Any, payment_code: str, order_n
 
 def apply_pay_result(
     db: Database, conn: Connection, deps: Deps, attempt_id: str, result: PayResult, actor: str
-) -> dict[str, Any]:
+) -> PaymentView:
     """Phase 3: record what the pay call said. Only moves an attempt that is still pending/unknown."""
     pay = conn.execute(select(payments).where(payments.c.id == attempt_id)).one()
     order = lock_order(db, conn, pay.merchant_id, pay.order_id)
@@ -718,7 +719,7 @@ def call_refund(provider: PaymentProvider, refund: Any, pay: Any) -> RefundResul
 
 def apply_refund_result(
     db: Database, conn: Connection, deps: Deps, refund_id: str, result: RefundResult, actor: str
-) -> dict[str, Any]:
+) -> RefundView:
     ref = conn.execute(select(refunds).where(refunds.c.id == refund_id)).one()
     order = lock_order(db, conn, ref.merchant_id, ref.order_id)
     pay = _lock_payment(db, conn, ref.payment_id)

@@ -13,6 +13,7 @@ from tillit.kernel.context import Actor, Deps
 from tillit.payments import engine
 from tillit.sales.payments import payment_finished
 from tillit.sales.refunds import refund_finished
+from tillit.sales.views import PaymentView
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,11 +24,11 @@ class EngineGateway:
 
     def start_payment(
         self, db: Database, conn: Connection, deps: Deps, actor: Actor, body: dict[str, Any]
-    ) -> tuple[int, dict[str, Any]] | Call:
+    ) -> tuple[int, PaymentView] | Call:
         prepared = engine.prepare_provider_payment(db, conn, deps, self.config, actor, body)
-        if isinstance(prepared[0], int):
-            return prepared  # type: ignore[return-value]
-        attempt, provider, number = prepared  # type: ignore[misc]
+        if len(prepared) == 2:  # (status, view): an existing attempt, nothing to send
+            return prepared
+        attempt, provider, number = prepared
         code = body["payment_code"]
         return Call(
             resource_id=attempt.id,

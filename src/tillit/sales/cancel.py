@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import Connection, select
 
 from tillit.adapters.db.engine import Database
@@ -21,6 +19,7 @@ from tillit.sales.orders import (
     reserved_refunds,
 )
 from tillit.sales.refunds import refund_captured
+from tillit.sales.views import OrderView
 
 
 def cancel_order(
@@ -32,7 +31,7 @@ def cancel_order(
     reason: str,
     note: str | None,
     gateway: ProviderGateway | None,
-) -> dict[str, Any]:
+) -> OrderView:
     """Cancel an open order with a reason code. Cash already taken is handed back at once (refund rows
     and ledger entries); provider money is refunded through the provider by the resolver. An order with
     a payment still in progress cannot be cancelled until that payment is settled."""

@@ -11,9 +11,10 @@ from tillit.adapters.db.schema import products
 from tillit.domain.errors import conflict, invalid, not_found
 from tillit.domain.money import check_amount, check_currency
 from tillit.kernel.context import Deps, iso, row_dict
+from tillit.sales.views import ProductView
 
 
-def product_view(row: Any) -> dict[str, Any]:
+def product_view(row: Any) -> ProductView:
     data = row if isinstance(row, dict) else row_dict(row)
     return {
         "id": data["id"],
@@ -49,7 +50,7 @@ def create_product(
     barcode: str | None = None,
     currency: str | None = None,
     stock: int | None = None,
-) -> dict[str, Any]:
+) -> ProductView:
     currency = check_currency(currency or merchant_currency)
     if currency != merchant_currency:
         raise invalid(
@@ -79,7 +80,7 @@ def create_product(
     return product_view(record)
 
 
-def get_product(conn: Connection, merchant_id: str, product_id: str) -> dict[str, Any]:
+def get_product(conn: Connection, merchant_id: str, product_id: str) -> ProductView:
     row = conn.execute(
         select(products).where(products.c.id == product_id, products.c.merchant_id == merchant_id)
     ).first()
@@ -90,7 +91,7 @@ def get_product(conn: Connection, merchant_id: str, product_id: str) -> dict[str
 
 def list_products(
     conn: Connection, merchant_id: str, *, q: str | None, limit: int, after: str | None
-) -> list[dict[str, Any]]:
+) -> list[ProductView]:
     """Search by exact barcode or sku, or by a substring of the name; keyset-paginated by id."""
     query = select(products).where(products.c.merchant_id == merchant_id).order_by(products.c.id).limit(limit)
     if q:
@@ -105,7 +106,7 @@ def list_products(
 
 def update_product(
     conn: Connection, deps: Deps, merchant_id: str, product_id: str, changes: dict[str, Any]
-) -> dict[str, Any]:
+) -> ProductView:
     current = get_product(conn, merchant_id, product_id)
     if "price" in changes:
         check_amount(changes["price"], "price", allow_zero=True)

@@ -14,12 +14,13 @@ from sqlalchemy import Connection
 from tillit.access.idempotency import Call
 from tillit.adapters.db.engine import Database
 from tillit.kernel.context import Actor, Deps
+from tillit.sales.views import PaymentView
 
 
 class ProviderGateway(Protocol):
     def start_payment(
         self, db: Database, conn: Connection, deps: Deps, actor: Actor, body: dict[str, Any]
-    ) -> tuple[int, dict[str, Any]] | Call:
+    ) -> tuple[int, PaymentView] | Call:
         """Record a provider attempt for a scanned payment code (phase 1) and return the call that sends it,
         or the finished answer when nothing needs sending (e.g. a replayed attempt)."""
         ...

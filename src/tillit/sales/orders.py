@@ -27,6 +27,7 @@ from tillit.domain.pricing import MAX_LINES, PricedLine, price_order
 from tillit.domain.states import PAYMENT_IN_FLIGHT
 from tillit.kernel.context import Actor, Deps, iso, row_dict
 from tillit.kernel.transitions import record_created, transition
+from tillit.sales.views import CashierMessageView, EventView, LineView, OrderView, PaymentView, RefundView
 
 MAX_PAGE = 200
 
@@ -163,7 +164,7 @@ def _resolve_lines(
 
 def create_order(
     conn: Connection, deps: Deps, actor: Actor, body: dict[str, Any]
-) -> tuple[int, dict[str, Any]]:
+) -> tuple[int, OrderView]:
     """Create an order. A client-generated ``id`` that already exists returns that order (200).
 
     Every read and check comes first; the receipt number is allocated last, just before the rows are
@@ -289,7 +290,7 @@ def apply_stock(conn: Connection, order_id: str, lines: Iterable[tuple[str, int]
         conn.execute(_TAKE_STOCK, [{"b_product": p, "b_quantity": q} for p, q in sorted(sold.items())])
 
 
-def order_view(order: Any, lines: list[Any], pays: list[Any], refs: list[Any]) -> dict[str, Any]:
+def order_view(order: Any, lines: list[Any], pays: list[Any], refs: list[Any]) -> OrderView:
     """The API's order: ``order`` and ``lines`` are rows or the dicts that were written."""
     o = order if isinstance(order, dict) else row_dict(order)
     return {
@@ -316,7 +317,7 @@ def order_view(order: Any, lines: list[Any], pays: list[Any], refs: list[Any]) -
     }
 
 
-def _line_view(ln: Any) -> dict[str, Any]:
+def _line_view(ln: Any) -> LineView:
     return {
         "line_no": ln["line_no"],
         "product_id": ln["product_id"],
@@ -329,7 +330,7 @@ def _line_view(ln: Any) -> dict[str, Any]:
     }
 
 
-def payment_view(row: Any) -> dict[str, Any]:
+def payment_view(row: Any) -> PaymentView:
     p = row if isinstance(row, dict) else row_dict(row)
     return {
         "id": p["id"],
@@ -352,14 +353,15 @@ def payment_view(row: Any) -> dict[str, Any]:
     }
 
 
-def _cashier_message(p: dict[str, Any]) -> dict[str, str] | None:
+def _cashier_message(p: dict[str, Any]) -> CashierMessageView | None:
     if p["method"] == "cash":
         return None
     msg = for_payment(p["status"], p["failure_code"], user_paying=p["failure_code"] == "USERPAYING")
-    return msg.as_dict() if msg else None
+    # the same keys, in the same order, as CashierMessage.as_dict()
+    return {"reason": msg.reason, "en": msg.en, "zh-CN": msg.zh} if msg else None
 
 
-def refund_view(row: Any) -> dict[str, Any]:
+def refund_view(row: Any) -> RefundView:
     r = row if isinstance(row, dict) else row_dict(row)
     return {
         "id": r["id"],
@@ -375,7 +377,7 @@ def refund_view(row: Any) -> dict[str, Any]:
     }
 
 
-def get_order(conn: Connection, merchant_id: str, order_id: str) -> dict[str, Any]:
+def get_order(conn: Connection, merchant_id: str, order_id: str) -> OrderView:
     order = conn.execute(_ORDER, {"b_id": order_id, "b_merchant": merchant_id}).first()
     if order is None:
         raise not_found("order", order_id)
@@ -395,7 +397,7 @@ def list_orders(
     number: int | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-) -> list[dict[str, Any]]:
+) -> list[OrderView]:
     """Newest first, keyset-paginated: pass the last id seen as ``before`` for the next page."""
     query = (
         select(orders).where(orders.c.merchant_id == merchant_id).order_by(orders.c.id.desc()).limit(limit)
@@ -428,7 +430,7 @@ def list_orders(
     return [order_view(r, lines[r.id], pays[r.id], refs[r.id]) for r in rows]
 
 
-def timeline(conn: Connection, merchant_id: str, order_id: str) -> list[dict[str, Any]]:
+def timeline(conn: Connection, merchant_id: str, order_id: str) -> list[EventView]:
     exists = conn.execute(
         select(orders.c.id).where(orders.c.id == order_id, orders.c.merchant_id == merchant_id)
     ).first()

@@ -27,6 +27,7 @@ from tillit.sales.orders import (
     payment_in_progress,
     payment_view,
 )
+from tillit.sales.views import PaymentView
 
 # Built once (see sales/orders.py): the cash payment path runs these on every sale.
 _PAYMENT = select(payments).where(payments.c.id == bindparam("b_id"))
@@ -45,7 +46,7 @@ _ADD_PAID = (
 
 def create_payment(
     db: Database, conn: Connection, deps: Deps, actor: Actor, body: dict[str, Any]
-) -> tuple[int, dict[str, Any]]:
+) -> tuple[int, PaymentView]:
     """Take a payment for an open order.
 
     ``amount`` defaults to the balance due and may not exceed it; for cash, ``tendered`` (>= amount)
@@ -193,7 +194,7 @@ def start_payment(
     actor: Actor,
     body: dict[str, Any],
     gateway: ProviderGateway | None,
-) -> tuple[int, dict[str, Any]] | Call:
+) -> tuple[int, PaymentView] | Call:
     """Cash settles at once; a scanned payment code starts a provider attempt through ``gateway``."""
     if not body.get("payment_code"):
         return create_payment(db, conn, deps, actor, body)
@@ -204,16 +205,16 @@ def start_payment(
     return gateway.start_payment(db, conn, deps, actor, body)
 
 
-def payment_finished(view: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def payment_finished(view: PaymentView) -> tuple[int, PaymentView]:
     """201 once the attempt is settled (captured or failed); 202 while its outcome is still being resolved."""
     return (202 if view["status"] in PAYMENT_IN_FLIGHT else 201), view
 
 
-def payment_takeover(conn: Connection, merchant_id: str, payment_id: str) -> tuple[int, dict[str, Any]]:
+def payment_takeover(conn: Connection, merchant_id: str, payment_id: str) -> tuple[int, PaymentView]:
     return payment_finished(get_payment(conn, merchant_id, payment_id))
 
 
-def get_payment(conn: Connection, merchant_id: str, payment_id: str) -> dict[str, Any]:
+def get_payment(conn: Connection, merchant_id: str, payment_id: str) -> PaymentView:
     row = conn.execute(_PAYMENT, {"b_id": payment_id}).first()
     if row is None or row.merchant_id != merchant_id:
         raise not_found("payment", payment_id)

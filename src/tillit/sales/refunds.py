@@ -19,6 +19,7 @@ from tillit.kernel.transitions import record_created, transition
 from tillit.sales import ledger
 from tillit.sales.gateway import ProviderGateway
 from tillit.sales.orders import lock_order, refund_view
+from tillit.sales.views import RefundView
 
 MAX_REASON = 500
 
@@ -33,7 +34,7 @@ def refund_captured(
     reason: str | None,
     now: datetime,
     refund_id: str | None = None,
-) -> dict[str, Any]:
+) -> RefundView:
     """Return ``amount`` of a captured cash payment. The caller holds the order lock.
 
     Updates the payment's and the order's refunded totals with relative updates (several refunds can
@@ -145,7 +146,7 @@ def create_refund(
     actor: Actor,
     body: dict[str, Any],
     gateway: ProviderGateway | None = None,
-) -> tuple[int, dict[str, Any]] | Call:
+) -> tuple[int, RefundView] | Call:
     """Refund part or all of a captured payment. ``amount`` defaults to what is left to refund."""
     merchant_id = actor.merchant()
     payment_id = normalise_id(body["payment_id"], "payment_id")
@@ -203,16 +204,16 @@ def create_refund(
     return 201, view
 
 
-def refund_finished(view: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def refund_finished(view: RefundView) -> tuple[int, RefundView]:
     """201 once the refund is settled either way; 202 while the provider is still processing it."""
     return (202 if view["status"] in ("pending", "processing") else 201), view
 
 
-def refund_takeover(conn: Connection, merchant_id: str, refund_id: str) -> tuple[int, dict[str, Any]]:
+def refund_takeover(conn: Connection, merchant_id: str, refund_id: str) -> tuple[int, RefundView]:
     return refund_finished(get_refund(conn, merchant_id, refund_id))
 
 
-def get_refund(conn: Connection, merchant_id: str, refund_id: str) -> dict[str, Any]:
+def get_refund(conn: Connection, merchant_id: str, refund_id: str) -> RefundView:
     row = conn.execute(
         select(refunds).where(refunds.c.id == refund_id, refunds.c.merchant_id == merchant_id)
     ).first()

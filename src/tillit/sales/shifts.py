@@ -13,9 +13,10 @@ from tillit.domain.errors import conflict, invalid
 from tillit.domain.ids import normalise_id
 from tillit.domain.shifts import GENESIS, canonical, chain_hash
 from tillit.kernel.context import Actor, iso
+from tillit.sales.views import ShiftView
 
 
-def view(row: Any) -> dict[str, Any]:
+def view(row: Any) -> ShiftView:
     return {
         "id": row.id,
         "terminal_id": row.terminal_id,
@@ -32,7 +33,7 @@ def view(row: Any) -> dict[str, Any]:
     }
 
 
-def record_close(conn: Connection, actor: Actor, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def record_close(conn: Connection, actor: Actor, body: dict[str, Any]) -> tuple[int, ShiftView]:
     """Store a till's Z report. Its number must follow the terminal's last one and its ``prev_hash`` be
     that report's hash; the hash must be ``sha256(prev_hash + report)``. The same report again is 200."""
     actor.require("terminal")
@@ -85,7 +86,7 @@ def record_close(conn: Connection, actor: Actor, body: dict[str, Any]) -> tuple[
 
 def list_shifts(
     conn: Connection, merchant_id: str, terminal_id: str | None, limit: int
-) -> list[dict[str, Any]]:
+) -> list[ShiftView]:
     query = (
         select(shifts)
         .where(shifts.c.merchant_id == merchant_id)

@@ -21,6 +21,7 @@ from tillit.domain.ids import normalise_id
 from tillit.kernel.context import Actor, Deps
 from tillit.sales import cancel, orders, payments, refunds
 from tillit.sales.gateway import ProviderGateway
+from tillit.sales.views import BatchResult
 
 PATHS = {
     "order": "/v1/orders",
@@ -82,9 +83,9 @@ def apply_batch(
     entries: list[tuple[str, str, dict[str, Any] | None, str | None, DomainError | None]],
     status_of: Callable[[DomainError], int],
     gateway: ProviderGateway | None = None,
-) -> list[dict[str, Any]]:
+) -> list[BatchResult]:
     """Apply ``(op, key, validated body, order_id, validation error)`` entries; one result per entry."""
-    results: list[dict[str, Any]] = []
+    results: list[BatchResult] = []
     with db.transaction() as conn:
         for op, key, data, order_id, error in entries:
             try:

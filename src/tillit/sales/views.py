@@ -1,0 +1,146 @@
+"""What sales hands other areas and the entry points: views of its records, named for what they are.
+
+They are TypedDicts, so at run time they are the same plain dicts the API has always serialised: key order
+is the order the producing function writes them in (orders.py, catalog.py, shifts.py, sync.py), and the JSON
+answers stay byte-identical. api/schemas.py holds the pydantic models that document the same shapes in
+OpenAPI; a field added here is added there too.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NotRequired, TypedDict
+
+# "zh-CN" is not an identifier, hence the functional form.
+CashierMessageView = TypedDict("CashierMessageView", {"reason": str, "en": str, "zh-CN": str})
+"""The cashier's next step for a provider payment, in both languages (domain/messages.py)."""
+
+
+class LineView(TypedDict):
+    line_no: int
+    product_id: str
+    sku: str
+    name: str
+    unit_price: int
+    quantity: int
+    discount: int
+    amount: int
+
+
+class PaymentView(TypedDict):
+    """A payment attempt, cash or provider. ``message`` is None for cash."""
+
+    id: str
+    order_id: str
+    method: str
+    provider: str | None
+    amount: int
+    currency: str
+    status: str
+    tendered: int | None
+    change_due: int | None
+    refunded_amount: int
+    provider_ref: str | None
+    payment_code_masked: str | None
+    failure_code: str | None
+    failure_message: str | None
+    message: CashierMessageView | None
+    created_at: str
+    updated_at: str
+
+
+class RefundView(TypedDict):
+    id: str
+    order_id: str
+    payment_id: str
+    amount: int
+    currency: str
+    status: str
+    reason: str | None
+    provider_ref: str | None
+    created_at: str
+    updated_at: str
+
+
+class OrderView(TypedDict):
+    """An order with its lines, payments and refunds; ``balance_due`` is 0 unless the order is open."""
+
+    id: str
+    number: int
+    store_id: str
+    terminal_id: str | None
+    status: str
+    currency: str
+    subtotal: int
+    discount_total: int
+    total: int
+    paid_amount: int
+    refunded_amount: int
+    balance_due: int
+    cancel_reason: str | None
+    note: str | None
+    version: int
+    created_at: str
+    updated_at: str
+    lines: list[LineView]
+    payments: list[PaymentView]
+    refunds: list[RefundView]
+
+
+class EventView(TypedDict):
+    """One state change on an order's timeline."""
+
+    id: int
+    entity: str
+    entity_id: str
+    from_status: str | None
+    to_status: str
+    actor: str
+    reason: str | None
+    provider_ref: str | None
+    at: str
+
+
+class ProductView(TypedDict):
+    id: str
+    sku: str
+    barcode: str | None
+    name: str
+    price: int
+    currency: str
+    stock: int | None
+    active: bool
+    created_at: str
+    updated_at: str
+
+
+class ShiftView(TypedDict):
+    """A till shift; ``report`` is the closing report the till sent (its JSON, decoded), None while open."""
+
+    id: str
+    terminal_id: str
+    number: int
+    status: str
+    opened_at: str
+    closed_at: str | None
+    opening_float: int
+    counted_cash: int | None
+    expected_cash: int | None
+    report: Any
+    report_hash: str | None
+    prev_hash: str | None
+
+
+class BatchError(TypedDict):
+    code: str
+    message: str
+    details: Any
+
+
+class BatchResult(TypedDict):
+    """One entry of a till sync batch: ``replayed`` and ``body`` when it was applied, ``error`` when not."""
+
+    key: str
+    status: int
+    replayed: NotRequired[bool]
+    body: NotRequired[Any]
+    error: NotRequired[BatchError]
