@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
+from tillit.access.views import KeyView
 from tillit.adapters.db.schema import api_keys, merchants, terminals
 from tillit.domain.errors import DomainError, ErrorKind, invalid, not_found
 from tillit.kernel.context import ROLES, Actor, Deps, iso
@@ -42,7 +43,7 @@ def create_key(
     name: str,
     merchant_id: str | None = None,
     terminal_id: str | None = None,
-) -> tuple[dict[str, Any], str]:
+) -> tuple[KeyView, str]:
     """Create a key; returns (its public record, the secret). The secret is never stored or logged.
 
     Scope rules: an admin key takes neither ``merchant_id`` nor ``terminal_id``; a merchant key takes an
@@ -87,7 +88,7 @@ def create_key(
     return key_view(record), secret
 
 
-def key_view(row: Any) -> dict[str, Any]:
+def key_view(row: Any) -> KeyView:
     data = dict(row) if isinstance(row, dict) else dict(row._mapping)
     return {
         "id": data["id"],
@@ -189,14 +190,14 @@ class KeyCache:
             self._entries.clear()
 
 
-def list_keys(conn: Connection, merchant_id: str | None = None) -> list[dict[str, Any]]:
+def list_keys(conn: Connection, merchant_id: str | None = None) -> list[KeyView]:
     query = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)
     if merchant_id is not None:
         query = query.where(api_keys.c.merchant_id == merchant_id)
     return [key_view(row) for row in conn.execute(query)]
 
 
-def revoke_key(conn: Connection, deps: Deps, key_id: str) -> dict[str, Any]:
+def revoke_key(conn: Connection, deps: Deps, key_id: str) -> KeyView:
     row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).first()
     if row is None:
         raise not_found("api_key", key_id)

@@ -2,24 +2,52 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from tillit.access.views import MerchantView, StoreView, TerminalView
 from tillit.adapters.db.schema import merchants, stores, terminals
 from tillit.domain.errors import conflict, not_found
 from tillit.domain.money import DEFAULT_CURRENCY, check_currency
-from tillit.kernel.context import Actor, Deps, iso, row_dict
+from tillit.kernel.context import Actor, Deps, iso
 
 
-def _view(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (iso(v) if k.endswith("_at") else v) for k, v in row.items()}
+# Keys in the tables' column order, as the API has always answered them.
+def _merchant(row: Mapping[Any, Any]) -> MerchantView:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "currency": row["currency"],
+        "status": row["status"],
+        "created_at": iso(row["created_at"]),
+    }
+
+
+def _store(row: Mapping[Any, Any]) -> StoreView:
+    return {
+        "id": row["id"],
+        "merchant_id": row["merchant_id"],
+        "name": row["name"],
+        "created_at": iso(row["created_at"]),
+    }
+
+
+def _terminal(row: Mapping[Any, Any]) -> TerminalView:
+    return {
+        "id": row["id"],
+        "merchant_id": row["merchant_id"],
+        "store_id": row["store_id"],
+        "name": row["name"],
+        "created_at": iso(row["created_at"]),
+    }
 
 
 def create_merchant(
     conn: Connection, deps: Deps, *, name: str, currency: str = DEFAULT_CURRENCY
-) -> dict[str, Any]:
+) -> MerchantView:
     record = {
         "id": deps.ids.new(),
         "name": name,
@@ -28,26 +56,26 @@ def create_merchant(
         "created_at": deps.clock.now(),
     }
     conn.execute(insert(merchants).values(**record))
-    return _view(record)
+    return _merchant(record)
 
 
-def get_merchant(conn: Connection, actor: Actor, merchant_id: str) -> dict[str, Any]:
+def get_merchant(conn: Connection, actor: Actor, merchant_id: str) -> MerchantView:
     if actor.role != "admin" and actor.merchant_id != merchant_id:
         raise not_found("merchant", merchant_id)
     row = conn.execute(select(merchants).where(merchants.c.id == merchant_id)).first()
     if row is None:
         raise not_found("merchant", merchant_id)
-    return _view(row_dict(row))
+    return _merchant(row._mapping)
 
 
-def list_merchants(conn: Connection, *, limit: int, after: str | None) -> list[dict[str, Any]]:
+def list_merchants(conn: Connection, *, limit: int, after: str | None) -> list[MerchantView]:
     query = select(merchants).order_by(merchants.c.id).limit(limit)
     if after:
         query = query.where(merchants.c.id > after)
-    return [_view(row_dict(r)) for r in conn.execute(query)]
+    return [_merchant(r._mapping) for r in conn.execute(query)]
 
 
-def create_store(conn: Connection, deps: Deps, *, merchant_id: str, name: str) -> dict[str, Any]:
+def create_store(conn: Connection, deps: Deps, *, merchant_id: str, name: str) -> StoreView:
     if conn.execute(select(merchants.c.id).where(merchants.c.id == merchant_id)).first() is None:
         raise not_found("merchant", merchant_id)
     record = {"id": deps.ids.new(), "merchant_id": merchant_id, "name": name, "created_at": deps.clock.now()}
@@ -56,25 +84,25 @@ def create_store(conn: Connection, deps: Deps, *, merchant_id: str, name: str) -
             conn.execute(insert(stores).values(**record))
     except IntegrityError:
         raise conflict("store_exists", f"The merchant already has a store named {name!r}.") from None
-    return _view(record)
+    return _store(record)
 
 
-def get_store(conn: Connection, actor: Actor, store_id: str) -> dict[str, Any]:
+def get_store(conn: Connection, actor: Actor, store_id: str) -> StoreView:
     row = conn.execute(select(stores).where(stores.c.id == store_id)).first()
     if row is None or (actor.role != "admin" and row.merchant_id != actor.merchant_id):
         raise not_found("store", store_id)
-    return _view(row_dict(row))
+    return _store(row._mapping)
 
 
-def list_stores(conn: Connection, actor: Actor, merchant_id: str | None = None) -> list[dict[str, Any]]:
+def list_stores(conn: Connection, actor: Actor, merchant_id: str | None = None) -> list[StoreView]:
     query = select(stores).order_by(stores.c.id)
     scope = actor.merchant_id if actor.role != "admin" else merchant_id
     if scope is not None:
         query = query.where(stores.c.merchant_id == scope)
-    return [_view(row_dict(r)) for r in conn.execute(query.limit(1000))]
+    return [_store(r._mapping) for r in conn.execute(query.limit(1000))]
 
 
-def create_terminal(conn: Connection, deps: Deps, *, store_id: str, name: str) -> dict[str, Any]:
+def create_terminal(conn: Connection, deps: Deps, *, store_id: str, name: str) -> TerminalView:
     store = conn.execute(select(stores).where(stores.c.id == store_id)).first()
     if store is None:
         raise not_found("store", store_id)
@@ -90,19 +118,19 @@ def create_terminal(conn: Connection, deps: Deps, *, store_id: str, name: str) -
             conn.execute(insert(terminals).values(**record))
     except IntegrityError:
         raise conflict("terminal_exists", f"The store already has a terminal named {name!r}.") from None
-    return _view(record)
+    return _terminal(record)
 
 
-def get_terminal(conn: Connection, actor: Actor, terminal_id: str) -> dict[str, Any]:
+def get_terminal(conn: Connection, actor: Actor, terminal_id: str) -> TerminalView:
     row = conn.execute(select(terminals).where(terminals.c.id == terminal_id)).first()
     if row is None or (actor.role != "admin" and row.merchant_id != actor.merchant_id):
         raise not_found("terminal", terminal_id)
-    return _view(row_dict(row))
+    return _terminal(row._mapping)
 
 
-def list_terminals(conn: Connection, actor: Actor, merchant_id: str | None = None) -> list[dict[str, Any]]:
+def list_terminals(conn: Connection, actor: Actor, merchant_id: str | None = None) -> list[TerminalView]:
     query = select(terminals).order_by(terminals.c.id)
     scope = actor.merchant_id if actor.role != "admin" else merchant_id
     if scope is not None:
         query = query.where(terminals.c.merchant_id == scope)
-    return [_view(row_dict(r)) for r in conn.execute(query.limit(1000))]
+    return [_terminal(r._mapping) for r in conn.execute(query.limit(1000))]
