@@ -11,6 +11,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from tillit.adapters.db.schema import exceptions
 from tillit.domain.errors import conflict, not_found
+from tillit.exceptions.views import ExceptionView
 from tillit.kernel.context import Actor, Deps, iso
 
 ResolvedHandler = Callable[[Connection, Deps, str, str, str], None]
@@ -107,7 +108,7 @@ def open_exception(
     return exc_id
 
 
-def view(row: Any) -> dict[str, Any]:
+def view(row: Any) -> ExceptionView:
     return {
         "id": row.id,
         "kind": row.kind,
@@ -129,7 +130,7 @@ def view(row: Any) -> dict[str, Any]:
 
 def list_exceptions(
     conn: Connection, merchant_id: str | None, status: str | None, limit: int
-) -> list[dict[str, Any]]:
+) -> list[ExceptionView]:
     query = select(exceptions).order_by(exceptions.c.id.desc()).limit(limit)
     if merchant_id is not None:
         query = query.where(exceptions.c.merchant_id == merchant_id)
@@ -152,7 +153,7 @@ def resolve(
     exception_id: str,
     resolution: str,
     merchant_id: str | None,
-) -> dict[str, Any]:
+) -> ExceptionView:
     """Close an exception, recording who did it and why. ``actor`` None means the engine itself."""
     row = get_exception(conn, merchant_id, exception_id)
     if row.status != "open":

@@ -19,6 +19,7 @@ from tillit.adapters.db.schema import merchants, provider_accounts
 from tillit.domain.errors import conflict, invalid, not_found
 from tillit.domain.provider import PaymentProvider
 from tillit.kernel.context import Deps, SecretBox, iso
+from tillit.payments.views import ProviderAccountView
 
 AccountConnected = Callable[[Connection, Deps, str], object]
 """Told, in the same transaction, that a merchant's provider account was stored: (conn, deps, merchant id).
@@ -87,7 +88,7 @@ def _ensure_key(conn: Connection, box: SecretBox) -> None:
     box.create_key()
 
 
-def public_view(provider: str, config: dict[str, Any], row: Any = None) -> dict[str, Any]:
+def public_view(provider: str, config: dict[str, Any], row: Any = None) -> ProviderAccountView:
     shown = {k: v for k, v in config.items() if k not in SECRET_FIELDS}
     return {
         "provider": provider,
@@ -99,7 +100,7 @@ def public_view(provider: str, config: dict[str, Any], row: Any = None) -> dict[
 
 def set_account(
     conn: Connection, deps: Deps, merchant_id: str, provider: str, config: dict[str, Any]
-) -> dict[str, Any]:
+) -> ProviderAccountView:
     if provider not in REQUIRED:
         raise invalid("invalid_provider", "provider must be wechat or alipay.", {"provider": provider})
     missing = [k for k in REQUIRED[provider] if not config.get(k)]
@@ -146,7 +147,7 @@ def set_account(
     return public_view(provider, config)
 
 
-def list_accounts(conn: Connection, merchant_id: str) -> list[dict[str, Any]]:
+def list_accounts(conn: Connection, merchant_id: str) -> list[ProviderAccountView]:
     rows = conn.execute(select(provider_accounts).where(provider_accounts.c.merchant_id == merchant_id))
     return [public_view(r.provider, json.loads(r.config), r) for r in rows]
 
