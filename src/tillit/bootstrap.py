@@ -15,8 +15,9 @@ from tillit.domain.clock import Clock, ScaledClock, SystemClock
 from tillit.domain.ids import IdGenerator
 from tillit.domain.provider import PaymentProvider
 from tillit.services.context import Deps
-from tillit.services.engine import EngineConfig
+from tillit.services.engine import EngineConfig, trigger_resolution
 from tillit.services.provider_accounts import ProviderDirectory, ProviderFactory
+from tillit.services.reconciliation.outcomes import late_payment_handler
 
 
 @dataclass
@@ -73,9 +74,14 @@ def build(
     directory = ProviderDirectory(factory or provider_factory(settings), box)
     # The safety-net look at an attempt comes after the adapters' pay timeout has surely passed.
     guard = timedelta(seconds=settings.provider_timeout_s * settings.clock_speed + 15)
+    # Reconciliation asks the engine to look at an attempt through deps, and hears how it ended through
+    # the engine's outcome hook: neither imports the other.
+    deps = Deps(clock=clock, ids=IdGenerator(clock, rng), secrets=box, resolve_attempt=trigger_resolution)
     return Container(
         settings=settings,
         db=Database(engine),
-        deps=Deps(clock=clock, ids=IdGenerator(clock, rng), secrets=box),
-        engine=EngineConfig(providers=directory, pay_guard=guard),
+        deps=deps,
+        engine=EngineConfig(
+            providers=directory, pay_guard=guard, on_late_payment_outcome=[late_payment_handler(deps)]
+        ),
     )

@@ -549,19 +549,21 @@ def _act(
     kind: str,
     rules: AccountRules,
 ) -> None:
-    """The safe actions run through the engine; everything a manager must decide is an exception."""
-    from tillit.services import engine
+    """The safe actions run through the engine; everything a manager must decide is an exception.
 
+    ``attach`` / ``refund_late`` stay open: the engine tells the outcome (outcomes.py), which resolves
+    the discrepancy or turns it into an exception."""
     disc_id = row["id"]
     now = deps.clock.now()
     if kind in ("attach", "refund_late"):
         pay = conn.execute(select(payments).where(payments.c.id == row["payment_id"])).first()
-        if pay is not None:
-            engine.trigger_resolution(conn, deps, pay)
-            what = "attach it to its order" if kind == "attach" else "refund it (late payment)"
-            _settle(conn, deps, disc_id, SYSTEM, f"the engine queries the provider to {what}")
+        if pay is not None and deps.resolve_attempt is not None:
+            deps.resolve_attempt(conn, deps, pay)
             return
         kind, exception_kind = "manager", "bill_status_mismatch"
+        conn.execute(
+            update(recon_discrepancies).where(recon_discrepancies.c.id == disc_id).values(action=kind)
+        )
     if kind == "none":
         why = (
             "informational: billed on another day"
