@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import insert
 
 from tests.support import pg, recon
 from tests.support.live import live_server
@@ -27,6 +28,7 @@ from tests.support.sandbox import START, Accounts, SandboxControl, running_sandb
 from tests.support.sandbox import provider_accounts as account_settings
 from tests.support.world import Tenant, make_tenant
 from tillit.adapters.db import migrate
+from tillit.adapters.db.schema import payments
 from tillit.bootstrap import Container, build
 from tillit.config import Settings
 from tillit.domain.clock import ManualClock
@@ -373,3 +375,76 @@ def test_refund_differences(world: World, provider: str, bill_type: str) -> None
     for data, planted in cases:
         got = world.upload(provider, data)
         assert keys(got["found"]) == planted, (planted, got["found"])
+
+
+# --------------------------------------------------------------------------- the engine's actions
+
+
+def test_engine_actions_resolve_with_their_outcome(world: World) -> None:
+    """Issue #9, defect 17: a bill's ``attach`` (an attempt still unknown here, paid at the provider) and
+    ``refund_late`` (given up here, paid there) stay open at import and resolve when the engine has
+    really captured / refunded them through the sandbox. Runs on the next bill day, after the others."""
+    day = DAY + timedelta(days=1)
+    assert world.c.engine is not None
+    # attach: the pay answer is lost; the attempt stays unknown because nothing drains the jobs yet.
+    wallet = world.sbx.wallet("wechat")
+    order = world.post("/v1/orders", {"lines": [{"sku": "LATTE", "quantity": 1}]}).json()
+    world.sbx.faults({"wechat.micropay": {"answer_lost": 1.0}})
+    lost = world.post("/v1/payments", {"order_id": order["id"], "payment_code": world.sbx.code(wallet)})
+    world.sbx.faults({})
+    assert lost.status_code == 202 and lost.json()["status"] == "unknown", lost.text
+    # refund_late: the provider took money for an attempt Tillit records as failed.
+    late_wallet = world.sbx.wallet("wechat")
+    other = world.post("/v1/orders", {"lines": [{"sku": "LATTE", "quantity": 1}]}).json()
+    attempt = uuid.uuid4().hex
+    with world.c.db.read() as conn:
+        adapter = world.c.engine.providers.get(conn, world.tenant.merchant_id, "wechat")
+    paid = adapter.pay(
+        out_trade_no=attempt,
+        auth_code=world.sbx.code(late_wallet),
+        amount=other["total"],
+        currency="CNY",
+        description="late",
+    )
+    assert paid.outcome.value == "success"
+    now = world.clock.now()
+    with world.c.db.transaction() as conn:
+        conn.execute(
+            insert(payments).values(
+                id=attempt,
+                merchant_id=world.tenant.merchant_id,
+                order_id=other["id"],
+                method="wechat",
+                provider="wechat",
+                amount=other["total"],
+                currency="CNY",
+                status="failed",
+                failure_code="TIMEOUT",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    # The next day's bill is ready; provider time moves without the resolver running.
+    world.clock.advance(24 * 3600)
+    world.sbx.advance(24 * 3600)
+    with world.c.db.read() as conn:
+        adapter = world.c.engine.providers.get(conn, world.tenant.merchant_id, "wechat")
+    data = adapter.download_bill(day)
+    assert data
+    got = world.upload("wechat", bytes(data))
+    by_reason = {d["reason"]: d for d in got["found"]}
+    assert set(by_reason) == {"in_flight_paid", "failed_paid"}, got["found"]
+    attach, refund_late = by_reason["in_flight_paid"], by_reason["failed_paid"]
+    assert attach["action"] == "attach" and refund_late["action"] == "refund_late"
+    assert attach["status"] == refund_late["status"] == "open"  # nothing confirmed yet
+    assert got["body"]["run"]["open"] == 2
+    for _ in range(3):  # the resolver queries, captures / refunds, confirms the refund
+        world.advance(61)
+    for d, result in ((attach, "captured"), (refund_late, "refunded")):
+        now_d = world.http.get(
+            f"/v1/reconciliation/discrepancies/{d['id']}", headers=world.tenant.auth("merchant")
+        ).json()
+        assert now_d["status"] == "resolved" and now_d["resolved_by"] == "system:reconciliation", now_d
+        assert result in now_d["resolution"]
+    assert world.http.get(f"/v1/payments/{lost.json()['id']}").json()["status"] == "captured"
+    assert world.sbx.net_debited(late_wallet) == 0
