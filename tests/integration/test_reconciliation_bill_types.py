@@ -339,6 +339,28 @@ def test_payment_differences(world: World, provider: str, bill_type: str) -> Non
         assert keys(got["found"]) == planted, (planted, got["found"])
 
 
+def test_an_empty_bill_is_never_all_matched(world: World) -> None:
+    """Issue #9, defect 16, through the API: a bill with no rows (it names no account) is matched against
+    the key's merchant, so every sale and refund of the day is missing at the provider."""
+    clean = download(world, "wechat").decode("utf-8").split("\r\n")
+    empty = "\r\n".join([clean[0], clean[-3], "`0,`0.00,`0.00,`0.00,`0.00000,`0.00,`0.00", ""])
+    r = world.http.post(
+        "/v1/reconciliation/bills",
+        params={"provider": "wechat", "bill_date": DAY.isoformat()},
+        content=empty.encode("utf-8"),
+        headers={**world.tenant.auth("merchant"), "Content-Type": "application/octet-stream"},
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["run"]["counts"]["missing_at_provider"] == 4 + 2  # four sales, two refunds
+    no_date = world.http.post(
+        "/v1/reconciliation/bills",
+        params={"provider": "wechat"},
+        content=empty.encode("utf-8"),
+        headers={**world.tenant.auth("merchant"), "Content-Type": "application/octet-stream"},
+    )
+    assert no_date.status_code == 422 and no_date.json()["error"]["code"] == "bill_date_required"
+
+
 # --------------------------------------------------------------------------- refunds
 
 
