@@ -1123,7 +1123,9 @@ def export_csv(rows: list[dict[str, Any]]) -> str:
     from tillit.domain.csvsafe import safe_cell
 
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(EXPORT_FIELDS), lineterminator="\n", extrasaction="ignore")
+    # CRLF (RFC 4180) rows: the csv module quotes a cell holding any line-terminator character, so a bare
+    # CR in provider or merchant text stays inside its quoted cell instead of starting a new row there.
+    writer = csv.DictWriter(out, fieldnames=list(EXPORT_FIELDS), lineterminator="\r\n", extrasaction="ignore")
     writer.writeheader()
     for r in rows:
         # every cell through the one formula-injection rule (domain/csvsafe.py): bill fields are provider text
