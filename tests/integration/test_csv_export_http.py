@@ -161,13 +161,15 @@ def check_csv(text: str, raw: list[dict[str, Any]], planted: dict[str, str]) -> 
     assert len(rows) == len(raw) and rows
     seen: set[str] = set()
     for row in rows:
-        src = next(
+        same = [
             d
             for d in raw
             if expected_cell(d["out_trade_no"]) == row["out_trade_no"]
             and expected_cell(d["out_refund_no"]) == row["out_refund_no"]
             and d["reason"] == row["reason"]
-        )
+        ]
+        assert len(same) == 1, f"CSV row {row} is not one discrepancy of the JSON export (unquoted cell?)"
+        src = same[0]
         assert set(row) == set(src)
         for column, cell in row.items():
             assert cell == expected_cell(src[column]), (column, cell, src[column])
