@@ -20,9 +20,10 @@ from tillit.exceptions import cases
 from tillit.kernel.context import Deps
 from tillit.payments import accounts, engine
 from tillit.payments.accounts import ProviderDirectory, ProviderFactory
-from tillit.payments.engine import EngineConfig
+from tillit.payments.engine import EngineConfig, trigger_resolution
 from tillit.payments.gateway import EngineGateway
 from tillit.reconciliation import daily
+from tillit.reconciliation.outcomes import late_payment_handler
 from tillit.reconciliation.service import resolve_for_exception
 from tillit.sales.gateway import ProviderGateway
 
@@ -87,11 +88,16 @@ def build(
     directory = ProviderDirectory(factory or provider_factory(settings), box)
     # The safety-net look at an attempt comes after the adapters' pay timeout has surely passed.
     guard = timedelta(seconds=settings.provider_timeout_s * settings.clock_speed + 15)
-    engine_cfg = EngineConfig(providers=directory, pay_guard=guard)
+    # Reconciliation asks the engine to look at an attempt through deps, and hears how a late payment
+    # ended through the engine's outcome hook (reconciliation/outcomes.py).
+    deps = Deps(clock=clock, ids=IdGenerator(clock, rng), secrets=box, resolve_attempt=trigger_resolution)
+    engine_cfg = EngineConfig(
+        providers=directory, pay_guard=guard, on_late_payment_outcome=[late_payment_handler(deps)]
+    )
     return Container(
         settings=settings,
         db=Database(sql_engine),
-        deps=Deps(clock=clock, ids=IdGenerator(clock, rng), secrets=box),
+        deps=deps,
         engine=engine_cfg,
         gateway=EngineGateway(engine_cfg),
     )

@@ -142,3 +142,65 @@ def test_everything_matched_exits_0_and_is_stored_once(home: Path) -> None:
     assert "Everything matched" in out and "run " in out
     code, out, _ = run(str(WECHAT), "--provider", "wechat")
     assert code == 0 and "already imported" in out
+
+
+def _empty_wechat_bill(home: Path) -> Path:
+    lines = WECHAT.read_text(encoding="utf-8").splitlines()
+    empty = home / "wechat_empty_20261120.csv"
+    empty.write_text(
+        "\r\n".join([lines[0], lines[-2], "`0,`0.00,`0.00,`0.00,`0.00000,`0.00,`0.00"]) + "\r\n",
+        encoding="utf-8",
+    )
+    return empty
+
+
+def test_empty_bill_needs_the_merchant(home: Path) -> None:
+    """Issue #9, defect 16: a bill that names no account is never "all matched" against nobody."""
+    empty = _empty_wechat_bill(home)
+    for extra in ([], ["--dry-run"]):
+        code, out, err = run(
+            str(empty), "--provider", "wechat", "--date", "2026-11-20", "--format", "json", *extra
+        )
+        assert code == 2, out + err
+        assert json.loads(out)["error"]["code"] == "bill_merchant_required"
+        assert len(err.strip().splitlines()) == 1 and "--merchant" in err
+    c = build(Settings.from_env())
+    migrate.upgrade(c.db)
+    tenant = make_tenant(c, "Empty day shop")
+    with c.db.transaction() as conn:
+        actor = Actor("k", "merchant", tenant.merchant_id)
+        _, order = orders.create_order(
+            conn, c.deps, actor, {"store_id": tenant.store_id, "lines": [{"sku": "LATTE", "quantity": 1}]}
+        )
+        for n in range(3):
+            paid = datetime(2026, 11, 20, 3, n, tzinfo=UTC)
+            conn.execute(
+                insert(payments).values(
+                    id=f"TLWEMPTY{n}",
+                    merchant_id=tenant.merchant_id,
+                    order_id=order["id"],
+                    method="wechat",
+                    provider="wechat",
+                    amount=100 + n,
+                    currency="CNY",
+                    status="captured",
+                    created_at=paid,
+                    updated_at=paid,
+                )
+            )
+    c.db.dispose()
+    code, out, err = run(
+        str(empty),
+        "--provider",
+        "wechat",
+        "--date",
+        "2026-11-20",
+        "--format",
+        "json",
+        "--merchant",
+        tenant.merchant_id,
+    )
+    assert code == 3, out + err
+    doc = json.loads(out)
+    assert doc["summary"]["by_class"]["missing_at_provider"] == {"count": 3, "amount": 303}
+    assert {d["out_trade_no"] for d in doc["discrepancies"]} == {"TLWEMPTY0", "TLWEMPTY1", "TLWEMPTY2"}

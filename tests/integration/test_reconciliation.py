@@ -23,6 +23,7 @@ from tillit.adapters.db.schema import exceptions, jobs, payments, recon_discrepa
 from tillit.bootstrap import Container, build
 from tillit.config import Settings
 from tillit.payments import accounts as provider_accounts
+from tillit.payments.engine import LatePaymentOutcome
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -180,11 +181,13 @@ def test_planted_corpus_through_the_api(
     found = listed.json()["data"]
     assert {recon.key(d) for d in found} == corpus.planted
     by_reason = {d["reason"]: d for d in found}
-    # Safe actions: the in-flight attempt is queried (and attached) by the engine; timing across days is
-    # informational; both settled at once. The unrecognised payment waits for the merchant's rule.
+    # Safe actions: the in-flight attempt is queried (and attached) by the engine and stays open until
+    # the engine tells the outcome; timing across days is informational and settled at once. The
+    # unrecognised payment waits for the merchant's rule.
     assert (
-        by_reason["in_flight_paid"]["status"] == "resolved"
+        by_reason["in_flight_paid"]["status"] == "open"
         and by_reason["in_flight_paid"]["action"] == "attach"
+        and by_reason["in_flight_paid"]["exception_id"] is None
     )
     assert by_reason["billed_other_day"]["status"] == "resolved"
     assert (
@@ -207,6 +210,18 @@ def test_planted_corpus_through_the_api(
             exc.kind == "bill_unrecognised_payment"
             and json.loads(exc.details)["out_trade_no"] == orphan["out_trade_no"]
         )
+    # The engine's outcome, through the handler the composition root registered (issue #9, defect 17).
+    assert container.engine is not None
+    attach = by_reason["in_flight_paid"]
+    told = LatePaymentOutcome(tenant.merchant_id, attach["payment_id"], "captured", "query: SUCCESS")
+    with container.db.transaction() as conn:
+        for handler in container.engine.on_late_payment_outcome:
+            handler(conn, told)
+    now = client.get(
+        f"/v1/reconciliation/discrepancies/{attach['id']}", headers=tenant.auth("merchant")
+    ).json()
+    assert now["status"] == "resolved" and now["resolved_by"] == "system:reconciliation"
+    assert "captured" in now["resolution"]
     kinds = {e["kind"] for e in client.get("/v1/exceptions", headers=tenant.auth("merchant")).json()["data"]}
     assert kinds == {
         "bill_missing_at_provider",
@@ -375,3 +390,31 @@ def test_merchants_see_only_their_own(
         == 404
     )
     assert uuid.UUID(mine["id"])
+
+
+def test_engine_outcome_against_the_bill_becomes_an_exception(
+    container: Container, client: TestClient, tenant: Tenant
+) -> None:
+    """Issue #9, defect 17: an attach the engine could not confirm (the provider now says not paid) is an
+    exception on the discrepancy, not a silent "resolved"."""
+    corpus = recon.build("wechat", matched=3, accounts=recon.fresh_accounts())
+    connect_accounts(container, tenant, corpus)
+    plant_locals(container, client, tenant, corpus)
+    r = upload(client, tenant, "wechat", corpus.bill_bytes())
+    assert r.status_code == 201, r.text
+    found = client.get(
+        f"/v1/reconciliation/runs/{r.json()['run']['id']}/discrepancies", headers=tenant.auth("merchant")
+    ).json()["data"]
+    attach = next(d for d in found if d["reason"] == "in_flight_paid")
+    assert attach["status"] == "open" and r.json()["summary"]["open"] >= 1
+    assert container.engine is not None
+    told = LatePaymentOutcome(tenant.merchant_id, attach["payment_id"], "not_paid", "query: CLOSED")
+    with container.db.transaction() as conn:
+        for handler in container.engine.on_late_payment_outcome:
+            handler(conn, told)
+    now = client.get(
+        f"/v1/reconciliation/discrepancies/{attach['id']}", headers=tenant.auth("merchant")
+    ).json()
+    assert now["status"] == "open" and now["action"] == "manager" and now["exception_id"]
+    exc = client.get(f"/v1/exceptions/{now['exception_id']}", headers=tenant.auth("merchant")).json()
+    assert exc["kind"] == "bill_status_mismatch" and exc["status"] == "open"

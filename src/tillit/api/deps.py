@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
@@ -70,7 +70,7 @@ OVERSEER = Depends(role("admin", "merchant"))
 CASHIER = Depends(role("terminal"))
 ANY = Depends(actor)
 
-# Required in the OpenAPI document with the limits services/idempotency.check_key enforces (1-255
+# Required in the OpenAPI document with the limits access/idempotency.check_key enforces (1-255
 # printable ASCII). A missing or bad header still answers 400 idempotency_key_missing/_invalid: the
 # validation handler in api/errors.py maps FastAPI's header errors back to those codes.
 IDEMPOTENCY_HEADER = Header(
@@ -91,6 +91,7 @@ UUID_PATTERN = (
     r"^(urn:uuid:)?\{?[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}\}?$"
 )
 IdPath = Annotated[str, Path(pattern=UUID_PATTERN, max_length=45, description="A UUID")]
+IdQuery = Annotated[str | None, Query(pattern=UUID_PATTERN, max_length=45, description="A UUID")]
 
 
 def idempotent(

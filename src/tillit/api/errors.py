@@ -64,9 +64,15 @@ def install(app: FastAPI) -> None:
             return error_response(
                 400, "malformed_json", "The request body is not valid JSON.", _clean_validation(errors)
             )
-        path_ids = [e for e in errors if len(e.get("loc", ())) == 2 and e["loc"][0] == "path"]
+        path_ids = [
+            e
+            for e in errors
+            if len(e.get("loc", ())) == 2
+            and (e["loc"][0] == "path" or (e["loc"][0] == "query" and str(e["loc"][1]).endswith("_id")))
+            and e.get("type") in ("string_pattern_mismatch", "string_too_long")
+        ]
         if path_ids and len(path_ids) == len(errors):
-            # A malformed id in the path keeps the code domain/ids.normalise_id gives (docs/errors.md).
+            # A malformed id (path, or an *_id query) keeps normalise_id's code (docs/errors.md).
             field = str(path_ids[0]["loc"][1])
             return error_response(
                 422,

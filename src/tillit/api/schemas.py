@@ -8,7 +8,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tillit.domain.money import MAX_AMOUNT
 
-UUIDStr = Annotated[str, Field(min_length=32, max_length=36, pattern=r"^[0-9a-fA-F-]{32,36}$")]
+# 32 hex digits, hyphenated 8-4-4-4-12 or not: every string this matches domain/ids.normalise_id accepts.
+UUIDStr = Annotated[
+    str,
+    Field(
+        min_length=32,
+        max_length=36,
+        pattern=r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$",
+    ),
+]
 Amount = Annotated[int, Field(ge=1, le=MAX_AMOUNT, description="Integer minor units (fen for CNY).")]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Currency = Annotated[str, Field(min_length=3, max_length=3, description="ISO 4217 code, e.g. CNY.")]
@@ -59,6 +67,17 @@ class ProductUpdate(Strict):
 
 
 class OrderLineIn(Strict):
+    # The document says what _one_reference enforces: exactly one of the two references, non-null.
+    model_config = {
+        **Strict.model_config,
+        "json_schema_extra": {
+            "oneOf": [
+                {"required": ["product_id"], "properties": {"product_id": {"type": "string"}}},
+                {"required": ["sku"], "properties": {"sku": {"type": "string"}}},
+            ]
+        },
+    }
+
     product_id: UUIDStr | None = None
     sku: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     quantity: Annotated[int, Field(ge=1, le=9999)]

@@ -105,6 +105,14 @@ def run_reconcile(
             bill = service.parse_bill(con, file, fmt, mapping=parsed_mapping, progress=advance)
             if progress is not None:
                 progress.update(task, description="matching", completed=size)
+            if bill.account is None and not merchant_id:
+                # A bill that names no account (an empty WeChat bill has no rows to name it) cannot be
+                # told apart from "this merchant sold nothing": matched against no local payments it
+                # would report everything matched, so the merchant must be named (issue #9, defect 16).
+                raise DomainError(
+                    "bill_merchant_required",
+                    "The bill names no account: give --merchant to reconcile it against that merchant.",
+                )
             day = day or bill.bill_date
             if day is None:
                 raise DomainError("bill_date_required", "The bill has no rows to tell its date: give --date.")
@@ -151,7 +159,7 @@ def run_reconcile(
                     default=str,
                 )
             )
-        err.print(f"[red]{exc.code}[/red]: {exc.message}")
+        err.print(f"[red]{exc.code}[/red]: {exc.message}", soft_wrap=True)
         return EXIT_BAD_FILE
     finally:
         con.close()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, overload
+from typing import TYPE_CHECKING, Any, Protocol, overload
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 from tillit.domain.clock import Clock
 from tillit.domain.errors import DomainError, ErrorKind
@@ -74,6 +78,9 @@ class Deps:
     clock: Clock
     ids: IdGenerator
     secrets: SecretBox | None = None  # None only where no provider secret is ever stored or read
+    #: The engine's "look at this attempt now" (engine.trigger_resolution), given at the composition
+    #: root so use cases outside the engine (reconciliation) need not import it. None: nobody can ask.
+    resolve_attempt: Callable[[Connection, Deps, Any], None] | None = None
 
 
 @overload

@@ -17,7 +17,7 @@ Pay is only ever called by the API request that created the attempt, never by a 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -87,12 +87,50 @@ SCHEDULES = {
 }
 
 
+@dataclass(frozen=True)
+class LatePaymentOutcome:
+    """What the engine finally did with an attempt someone asked it to look at (``trigger_resolution``).
+
+    ``result``: ``captured`` (paid: attached to its order), ``not_paid`` (the provider has no money for
+    it: closed, reversed or never paid), ``refunded`` (a late payment refunded in full),
+    ``refund_failed`` (that refund was refused), ``refund_skipped`` (a manager resolved the late payment
+    first: no refund). ``detail`` is a short human reason, never a secret.
+    """
+
+    merchant_id: str
+    payment_id: str
+    result: str
+    detail: str
+
+
+#: Told in the engine's own transaction, after the outcome is written; must not call the provider.
+LatePaymentHandler = Callable[[Connection, LatePaymentOutcome], None]
+
+
 @dataclass
 class EngineConfig:
     providers: ProviderDirectory
     # How long (provider clock) before the safety-net job looks at an attempt whose API request may
     # have died mid-call; must exceed the adapters' pay timeout as seen on the provider clock.
     pay_guard: timedelta = timedelta(seconds=30)
+    #: Who wants to know how a looked-at attempt ended (reconciliation's attach/refund_late); filled at
+    #: the composition root so the engine imports none of them.
+    on_late_payment_outcome: list[LatePaymentHandler] = field(default_factory=list)
+
+
+def _tell(conn: Connection, cfg: EngineConfig, pay: Any, result: str, detail: str) -> None:
+    outcome = LatePaymentOutcome(str(pay.merchant_id), str(pay.id), result, detail[:200])
+    for handler in cfg.on_late_payment_outcome:
+        handler(conn, outcome)
+
+
+def _settled_result(status: str) -> str | None:
+    """The outcome an attempt already in a final state stands for (None: not final)."""
+    if status in ("captured", "refunded"):
+        return "captured"
+    if status in ("failed", "reversed"):
+        return "not_paid"
+    return None
 
 
 def _backoff(steps: tuple[float, ...], attempt: int) -> timedelta:
@@ -384,6 +422,9 @@ def resolve_payment(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) 
     pay = _load(db, job.payment_id)
     if pay.status not in ("pending", "unknown", "failed"):
         with db.transaction() as conn:
+            settled = _settled_result(pay.status)
+            if settled is not None:
+                _tell(conn, cfg, pay, settled, f"already {pay.status}")
             jobs.finish(conn, deps, job.id)
         return
     provider = _provider(db, cfg, pay.merchant_id, pay.method)
@@ -396,17 +437,24 @@ def resolve_payment(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) 
         if pay.status == "failed":
             # Only reached for a notification about a payment already given up: was it paid after all?
             if answer.state is TradeState.PAID:
-                _late_payment(conn, deps, pay, answer.provider_ref)
+                _late_payment(conn, deps, pay, answer.provider_ref)  # the refund job tells the outcome
+            else:
+                _tell(conn, cfg, pay, "not_paid", f"query: {answer.raw_state or answer.state.value}")
             jobs.finish(conn, deps, job.id)
             return
         if pay.status not in ("pending", "unknown"):
+            settled = _settled_result(pay.status)
+            if settled is not None:
+                _tell(conn, cfg, pay, settled, f"already {pay.status}")
             jobs.finish(conn, deps, job.id)
             return
         state = answer.state
         if state is TradeState.PAID:
             _capture(conn, deps, order, pay, answer.provider_ref, SYSTEM, f"query: {answer.raw_state}")
+            _tell(conn, cfg, pay, "captured", f"query: {answer.raw_state}")
         elif state is TradeState.CLOSED:
             _fail(conn, deps, pay, answer.raw_state or "CLOSED", "closed at the provider", SYSTEM)
+            _tell(conn, cfg, pay, "not_paid", f"query: {answer.raw_state or 'CLOSED'}")
         elif state is TradeState.REFUNDED:
             exc_svc.open_exception(
                 conn,
@@ -487,6 +535,7 @@ def reverse_payment(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) 
                 SYSTEM,
                 target="reversed",
             )
+            _tell(conn, cfg, pay, "not_paid", f"reversed ({result.action or 'closed'})")
             return
         if answer is not None:
             if answer.state is TradeState.PAID:
@@ -501,12 +550,14 @@ def reverse_payment(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) 
                     SYSTEM,
                     f"paid; reverse refused ({result.code})",
                 )
+                _tell(conn, cfg, pay, "captured", f"paid; reverse refused ({result.code})")
                 return
             if answer.state in (TradeState.CLOSED, TradeState.NOT_FOUND):
                 target = "reversed" if answer.state is TradeState.CLOSED else "failed"
                 _fail(
                     conn, deps, pay, answer.raw_state or result.code, "no money taken", SYSTEM, target=target
                 )
+                _tell(conn, cfg, pay, "not_paid", f"query: {answer.raw_state or answer.state.value}")
                 return
         if job.attempts >= sched.reverse_alert_after:
             exc_svc.open_exception(
@@ -577,6 +628,8 @@ def refund_unattached(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job
     pay = _load(db, job.payment_id) if job.payment_id else _unattached(exc)
     if exc.status != "open":
         with db.transaction() as conn:
+            if job.payment_id:
+                _tell(conn, cfg, pay, "refund_skipped", "the late payment was resolved before the refund")
             jobs.finish(conn, deps, job.id)
         return
     refund_no = json.loads(exc.details)["out_refund_no"]
@@ -593,6 +646,8 @@ def refund_unattached(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job
     with db.transaction() as conn:
         if result.state is RefundState.SUCCESS:
             exc_svc.resolve(conn, deps, None, exc.id, f"refunded automatically ({refund_no})", None)
+            if job.payment_id:
+                _tell(conn, cfg, pay, "refunded", f"refunded automatically ({refund_no})")
             jobs.finish(conn, deps, job.id)
         elif result.state in (RefundState.FAILED, RefundState.ABNORMAL):
             exc_svc.open_exception(
@@ -606,6 +661,8 @@ def refund_unattached(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job
                 amount=pay.amount,
                 details={"code": result.code},
             )
+            if job.payment_id:
+                _tell(conn, cfg, pay, "refund_failed", f"refund refused ({result.code})")
             jobs.finish(conn, deps, job.id)
         else:
             jobs.retry_later(

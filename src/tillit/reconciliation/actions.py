@@ -134,8 +134,9 @@ ACTIONS: dict[tuple[str, str], Action] = {
     ),
 }
 
-#: Actions that settle the discrepancy when the run records it (the engine owns the rest).
-SETTLED_AT_ONCE = {"attach", "refund_late", "none"}
+#: Actions that settle the discrepancy when the run records it; attach/refund_late resolve when the
+#: engine tells their outcome (outcomes.py), the rest when a manager or a later bill does.
+SETTLED_AT_ONCE = {"none"}
 
 
 def action_for(cls: str, reason: str) -> Action:

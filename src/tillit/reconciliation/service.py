@@ -34,7 +34,6 @@ from tillit.domain.errors import conflict, invalid, not_found
 from tillit.exceptions import cases as exc_svc
 from tillit.kernel import jobs
 from tillit.kernel.context import Actor, Deps, iso
-from tillit.payments import engine
 from tillit.reconciliation import formats, match
 from tillit.reconciliation.actions import SETTLED_AT_ONCE, action_for
 from tillit.reconciliation.formats import Mapping, ParsedBill
@@ -553,17 +552,21 @@ def _act(
     kind: str,
     rules: AccountRules,
 ) -> None:
-    """The safe actions run through the engine; everything a manager must decide is an exception."""
+    """The safe actions run through the engine; everything a manager must decide is an exception.
+
+    ``attach`` / ``refund_late`` stay open: the engine tells the outcome (outcomes.py), which resolves
+    the discrepancy or turns it into an exception."""
     disc_id = row["id"]
     now = deps.clock.now()
     if kind in ("attach", "refund_late"):
         pay = conn.execute(select(payments).where(payments.c.id == row["payment_id"])).first()
-        if pay is not None:
-            engine.trigger_resolution(conn, deps, pay)
-            what = "attach it to its order" if kind == "attach" else "refund it (late payment)"
-            _settle(conn, deps, disc_id, SYSTEM, f"the engine queries the provider to {what}")
+        if pay is not None and deps.resolve_attempt is not None:
+            deps.resolve_attempt(conn, deps, pay)
             return
         kind, exception_kind = "manager", "bill_status_mismatch"
+        conn.execute(
+            update(recon_discrepancies).where(recon_discrepancies.c.id == disc_id).values(action=kind)
+        )
     if kind == "none":
         why = (
             "informational: billed on another day"
@@ -1118,7 +1121,9 @@ EXPORT_FIELDS = DISC_FIELDS
 
 def export_csv(rows: list[dict[str, Any]]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(EXPORT_FIELDS), lineterminator="\n", extrasaction="ignore")
+    # CRLF (RFC 4180) rows: the csv module quotes a cell holding any line-terminator character, so a bare
+    # CR in provider or merchant text stays inside its quoted cell instead of starting a new row there.
+    writer = csv.DictWriter(out, fieldnames=list(EXPORT_FIELDS), lineterminator="\r\n", extrasaction="ignore")
     writer.writeheader()
     for r in rows:
         # every cell through the one formula-injection rule (domain/csvsafe.py): bill fields are provider text

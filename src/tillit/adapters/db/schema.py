@@ -6,6 +6,8 @@ module must match the head revision (``tests/integration/test_migrations.py`` ch
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -22,6 +24,8 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -33,7 +37,36 @@ NAMING = {
 metadata = MetaData(naming_convention=NAMING)
 
 ID = String(32)
-TS = DateTime(timezone=True)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC and read back aware UTC, on SQLite (which keeps no zone) and PostgreSQL.
+
+    Contract: an aware value is converted to UTC before it is bound; a naive value is refused with
+    ``ValueError`` (which zone it meant cannot be known); a value read back with no zone (SQLite) is UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise ValueError(f"timestamp must be a datetime, got {type(value).__name__}")
+        if value.utcoffset() is None:
+            raise ValueError("naive datetime refused: timestamps must be timezone-aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.utcoffset() is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+TS = UtcDateTime()
 MONEY = BigInteger
 
 merchants = Table(

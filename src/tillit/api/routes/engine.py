@@ -86,6 +86,10 @@ def resolve_exception(
     "/providers/alipay/notify",
     summary="Alipay asynchronous notification (authenticated by Alipay's signature, not an API key)",
     response_class=PlainTextResponse,
+    responses={
+        400: {"description": "`fail`: bad signature, unknown account", "content": {"text/plain": {}}},
+        413: {"description": "`fail`: over the notification size limit", "content": {"text/plain": {}}},
+    },
 )
 async def alipay_notify(request: Request) -> PlainTextResponse:
     raw = await request.body()

@@ -8,7 +8,17 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from tillit.access import keys, merchants
-from tillit.api.deps import ADMIN, ANY, IDEMPOTENCY_HEADER, IdPath, container, idempotent, key_cache, ok
+from tillit.api.deps import (
+    ADMIN,
+    ANY,
+    IDEMPOTENCY_HEADER,
+    IdPath,
+    IdQuery,
+    container,
+    idempotent,
+    key_cache,
+    ok,
+)
 from tillit.api.schemas import ErrorOut, KeyCreate, MerchantCreate, StoreCreate, TerminalCreate
 from tillit.domain.ids import normalise_id
 from tillit.kernel.context import Actor
@@ -78,7 +88,7 @@ def create_store(
 
 @router.get("/stores", summary="List stores (a merchant's own; operators may filter by merchant_id)")
 def list_stores(
-    request: Request, who: Actor = ANY, merchant_id: str | None = Query(None, max_length=36)
+    request: Request, who: Actor = ANY, merchant_id: IdQuery = None
 ) -> JSONResponse:
     with container(request).db.read() as conn:
         scope = normalise_id(merchant_id, "merchant_id") if merchant_id else None
@@ -108,7 +118,7 @@ def create_terminal(
 
 @router.get("/terminals", summary="List terminals")
 def list_terminals(
-    request: Request, who: Actor = ANY, merchant_id: str | None = Query(None, max_length=36)
+    request: Request, who: Actor = ANY, merchant_id: IdQuery = None
 ) -> JSONResponse:
     with container(request).db.read() as conn:
         scope = normalise_id(merchant_id, "merchant_id") if merchant_id else None
@@ -157,7 +167,7 @@ def create_key(
 
 @router.get("/api-keys", summary="List API keys (no secrets)")
 def list_keys(
-    request: Request, who: Actor = ADMIN, merchant_id: str | None = Query(None, max_length=36)
+    request: Request, who: Actor = ADMIN, merchant_id: IdQuery = None
 ) -> JSONResponse:
     with container(request).db.read() as conn:
         return ok({"data": keys.list_keys(conn, normalise_id(merchant_id) if merchant_id else None)})

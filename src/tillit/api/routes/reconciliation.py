@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from tillit.api.deps import MANAGER, OVERSEER, IdPath, container, ok
+from tillit.api.deps import MANAGER, OVERSEER, IdPath, IdQuery, container, ok
 from tillit.api.schemas import ErrorOut, Strict
 from tillit.domain.errors import not_found
 from tillit.domain.ids import normalise_id
@@ -133,7 +133,7 @@ def get_bill(bill_id: IdPath, request: Request, who: Actor = OVERSEER) -> JSONRe
 def list_runs(
     request: Request,
     who: Actor = OVERSEER,
-    merchant_id: Annotated[str | None, Query(max_length=36)] = None,
+    merchant_id: IdQuery = None,
     provider: Annotated[str | None, Query(pattern="^(wechat|alipay)$")] = None,
     limit: int = Query(50, ge=1, le=200),
 ) -> JSONResponse:
@@ -194,7 +194,7 @@ def export_run(
 def list_discrepancies(
     request: Request,
     who: Actor = OVERSEER,
-    merchant_id: Annotated[str | None, Query(max_length=36)] = None,
+    merchant_id: IdQuery = None,
     status: Annotated[str | None, Query(pattern="^(open|resolved)$")] = "open",
     cls: Annotated[str | None, Query(alias="class", pattern=CLASS_PATTERN)] = None,
     limit: int = Query(200, ge=1, le=1000),
@@ -230,7 +230,7 @@ def resolve_discrepancy(
 def report_page(
     request: Request,
     who: Actor = OVERSEER,
-    merchant_id: Annotated[str | None, Query(max_length=36)] = None,
+    merchant_id: IdQuery = None,
     days: int = Query(30, ge=1, le=90),
 ) -> HTMLResponse:
     c = container(request)

@@ -60,7 +60,13 @@ def _iso_timestamp(value: str) -> str:
     return value
 
 
-Timestamp = Annotated[str, Field(min_length=10, max_length=40), AfterValidator(_iso_timestamp)]
+# The document states what _iso_timestamp accepts: an RFC 3339 date-time within MIN_YEAR..MAX_YEAR.
+YEARS_PATTERN = r"^(19[7-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-"
+Timestamp = Annotated[
+    str,
+    Field(min_length=10, max_length=40, pattern=YEARS_PATTERN, json_schema_extra={"format": "date-time"}),
+    AfterValidator(_iso_timestamp),
+]
 Cash = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
 SignedCash = Annotated[int, Field(ge=-2 * MAX_AMOUNT, le=2 * MAX_AMOUNT)]
 Label = Annotated[str, Field(min_length=1, max_length=64)]
