@@ -243,7 +243,7 @@ def reconcile(
 ) -> None:
     """Reconcile a provider bill: exit 0 when everything matched, 3 when discrepancies remain, 2 on a
     bad file. See docs/reconciliation.md."""
-    from tillit.cli_reconcile import run_reconcile
+    from tillit.cli.reconciliation import run_reconcile
 
     code = run_reconcile(
         file=file,
