@@ -221,7 +221,12 @@ def load_local(
             refunds.c.created_at,
             refunds.c.provider_ref,
         )
-        .select_from(refunds.join(payments, payments.c.id == refunds.c.payment_id))
+        .select_from(
+            refunds.join(
+                payments,
+                (payments.c.merchant_id == refunds.c.merchant_id) & (payments.c.id == refunds.c.payment_id),
+            )
+        )
         .where(refunds.c.merchant_id == merchant_id, payments.c.provider == provider)
     )
     if with_refunds:
@@ -558,7 +563,9 @@ def _act(
     disc_id = row["id"]
     now = deps.clock.now()
     if kind in ("attach", "refund_late"):
-        pay = conn.execute(select(payments).where(payments.c.id == row["payment_id"])).first()
+        pay = conn.execute(
+            select(payments).where(payments.c.merchant_id == merchant_id, payments.c.id == row["payment_id"])
+        ).first()
         if pay is not None:
             engine.trigger_resolution(conn, deps, pay)
             what = "attach it to its order" if kind == "attach" else "refund it (late payment)"
