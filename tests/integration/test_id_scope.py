@@ -143,6 +143,11 @@ def test_order_id_of_another_merchant_is_unused(pair: Pair) -> None:
     assert pair.a.get(f"/v1/orders/{taken_id}") == mine
     assert pair.b.get(f"/v1/orders/{taken_id}") == theirs
     assert [e["entity_id"] for e in pair.b.get(f"/v1/orders/{taken_id}/events")["data"]] == [taken_id]
+    # Both pay: each order, payments and ledger stay its merchant's (the fixture's integrity checks).
+    assert pair.a.cash(taken_id).status_code == 201 and pair.b.cash(taken_id).status_code == 201
+    assert pair.a.get(f"/v1/orders/{taken_id}")["paid_amount"] == mine["total"]
+    assert pair.b.get(f"/v1/orders/{taken_id}")["paid_amount"] == theirs["total"]
+    mine = pair.a.get(f"/v1/orders/{taken_id}")
     # A's own id still replays (200, the same order), as before.
     again = pair.a.post("/v1/orders", {"id": taken_id, "lines": [{"sku": "LATTE", "quantity": 1}]})
     assert again.status_code == 200 and again.json() == mine
