@@ -80,6 +80,10 @@ def open_exception(
     """Open an exception unless an open one of this kind already exists for the same object."""
     assert kind in KINDS
     cond = [exceptions.c.kind == kind, exceptions.c.status == "open"]
+    # Object ids are unique per merchant only: the same id of another merchant is another object.
+    cond.append(
+        exceptions.c.merchant_id == merchant_id if merchant_id else exceptions.c.merchant_id.is_(None)
+    )
     for col, value in ((exceptions.c.payment_id, payment_id), (exceptions.c.refund_id, refund_id)):
         cond.append(col == value if value else col.is_(None))
     if payment_id is None and refund_id is None:

@@ -37,10 +37,11 @@ CHECKS: list[tuple[str, str, str, str]] = [
         "order paid - refunded = ledger balance",
         "SELECT COUNT(*) FROM orders",
         """
-        SELECT o.id AS order_id, o.paid_amount - o.refunded_amount AS expected,
+        SELECT o.merchant_id, o.id AS order_id, o.paid_amount - o.refunded_amount AS expected,
                COALESCE(-SUM(l.amount), 0) AS ledger
-        FROM orders o LEFT JOIN ledger_postings l ON l.order_id = o.id AND l.account = 'order:' || o.id
-        GROUP BY o.id, o.paid_amount, o.refunded_amount
+        FROM orders o LEFT JOIN ledger_postings l ON l.merchant_id = o.merchant_id AND l.order_id = o.id
+             AND l.account = 'order:' || o.id
+        GROUP BY o.merchant_id, o.id, o.paid_amount, o.refunded_amount
         HAVING o.paid_amount - o.refunded_amount <> COALESCE(-SUM(l.amount), 0)
         """,
     ),
@@ -49,9 +50,11 @@ CHECKS: list[tuple[str, str, str, str]] = [
         "order paid_amount = sum of captured payments",
         "SELECT COUNT(*) FROM orders",
         """
-        SELECT o.id AS order_id, o.paid_amount AS expected, COALESCE(SUM(p.amount), 0) AS payments
-        FROM orders o LEFT JOIN payments p ON p.order_id = o.id AND p.status IN ('captured', 'refunded')
-        GROUP BY o.id, o.paid_amount
+        SELECT o.merchant_id, o.id AS order_id, o.paid_amount AS expected,
+               COALESCE(SUM(p.amount), 0) AS payments
+        FROM orders o LEFT JOIN payments p ON p.merchant_id = o.merchant_id AND p.order_id = o.id
+             AND p.status IN ('captured', 'refunded')
+        GROUP BY o.merchant_id, o.id, o.paid_amount
         HAVING o.paid_amount <> COALESCE(SUM(p.amount), 0)
         """,
     ),
@@ -60,10 +63,11 @@ CHECKS: list[tuple[str, str, str, str]] = [
         "refunds <= captured amount, refunded_amount = succeeded refunds",
         "SELECT COUNT(*) FROM payments",
         """
-        SELECT p.id AS payment_id, p.amount AS captured, p.refunded_amount AS recorded,
+        SELECT p.merchant_id, p.id AS payment_id, p.amount AS captured, p.refunded_amount AS recorded,
                COALESCE(SUM(r.amount), 0) AS refunds
-        FROM payments p LEFT JOIN refunds r ON r.payment_id = p.id AND r.status = 'succeeded'
-        GROUP BY p.id, p.amount, p.refunded_amount
+        FROM payments p LEFT JOIN refunds r ON r.merchant_id = p.merchant_id AND r.payment_id = p.id
+             AND r.status = 'succeeded'
+        GROUP BY p.merchant_id, p.id, p.amount, p.refunded_amount
         HAVING COALESCE(SUM(r.amount), 0) > p.amount OR COALESCE(SUM(r.amount), 0) <> p.refunded_amount
         """,
     ),
@@ -81,12 +85,12 @@ CHECKS: list[tuple[str, str, str, str]] = [
         "paid orders are fully paid with nothing in flight",
         "SELECT COUNT(*) FROM orders WHERE status IN ('paid', 'refunded')",
         """
-        SELECT o.id AS order_id, o.status, o.total, o.paid_amount,
-               (SELECT COUNT(*) FROM payments p WHERE p.order_id = o.id
+        SELECT o.merchant_id, o.id AS order_id, o.status, o.total, o.paid_amount,
+               (SELECT COUNT(*) FROM payments p WHERE p.merchant_id = o.merchant_id AND p.order_id = o.id
                 AND p.status IN ('pending', 'unknown', 'reversing')) AS in_flight
         FROM orders o
         WHERE o.status IN ('paid', 'refunded') AND (o.paid_amount <> o.total OR EXISTS (
-            SELECT 1 FROM payments p WHERE p.order_id = o.id
+            SELECT 1 FROM payments p WHERE p.merchant_id = o.merchant_id AND p.order_id = o.id
             AND p.status IN ('pending', 'unknown', 'reversing')))
         """,
     ),

@@ -50,6 +50,7 @@ def schedule(
         select(jobs.c.id, jobs.c.due_at).where(
             jobs.c.kind == kind,
             jobs.c.state == "pending",
+            jobs.c.merchant_id == merchant_id,
             jobs.c.payment_id == payment_id if payment_id else jobs.c.payment_id.is_(None),
             jobs.c.refund_id == refund_id if refund_id else jobs.c.refund_id.is_(None),
             jobs.c.exception_id == exception_id if exception_id else jobs.c.exception_id.is_(None),
@@ -131,10 +132,17 @@ def finish(conn: Connection, deps: Deps, job_id: str) -> None:
 
 
 def finish_for(
-    conn: Connection, deps: Deps, *, kind: str, payment_id: str | None = None, refund_id: str | None = None
+    conn: Connection,
+    deps: Deps,
+    *,
+    kind: str,
+    merchant_id: str,
+    payment_id: str | None = None,
+    refund_id: str | None = None,
 ) -> None:
-    """Close the pending job of ``kind`` for an object settled by another path (API, notification)."""
-    cond = [jobs.c.kind == kind, jobs.c.state == "pending"]
+    """Close the pending job of ``kind`` for ``merchant_id``'s object settled by another path (API,
+    notification)."""
+    cond = [jobs.c.kind == kind, jobs.c.state == "pending", jobs.c.merchant_id == merchant_id]
     cond.append(jobs.c.payment_id == payment_id if payment_id else jobs.c.payment_id.is_(None))
     if refund_id:
         cond.append(jobs.c.refund_id == refund_id)

@@ -73,7 +73,9 @@ def transition(
         changes["version"] = table.c.version + 1
     changes.update(values or {})
     result = conn.execute(
-        update(table).where(table.c.id == entity_id, table.c.status == current).values(**changes)
+        update(table)
+        .where(table.c.merchant_id == merchant_id, table.c.id == entity_id, table.c.status == current)
+        .values(**changes)
     )
     if result.rowcount != 1:
         raise conflict(

@@ -165,9 +165,12 @@ def prepare_provider_payment(
     payment_id = normalise_id(body["id"]) if body.get("id") else deps.ids.new()
     order = lock_order(db, conn, merchant_id, order_id)
     if body.get("id"):
-        existing = conn.execute(select(payments).where(payments.c.id == payment_id)).first()
+        # Only this merchant's payments: another merchant's id is an unused id here.
+        existing = conn.execute(
+            select(payments).where(payments.c.merchant_id == merchant_id, payments.c.id == payment_id)
+        ).first()
         if existing is not None:
-            if existing.merchant_id != merchant_id or existing.order_id != order_id:
+            if existing.order_id != order_id:
                 raise conflict("id_conflict", "This id is already in use; generate a new one.")
             return 200, payment_view(existing)
     if order.status != "open":
@@ -176,11 +179,12 @@ def prepare_provider_payment(
             f"The order is {order.status}; it takes no more payments.",
             {"status": order.status},
         )
-    flight = in_flight_payment(conn, order_id)
+    flight = in_flight_payment(conn, order_id, merchant_id=merchant_id)
     if flight is not None:
         raise payment_in_progress(flight)
     same_code = conn.execute(
         select(payments.c.id, payments.c.status).where(
+            payments.c.merchant_id == merchant_id,
             payments.c.order_id == order_id,
             payments.c.payment_code_masked == mask_code(code),
             payments.c.status == "captured",
@@ -238,7 +242,8 @@ def prepare_provider_payment(
         payment_id=payment_id,
         due_at=now + cfg.pay_guard,
     )
-    return conn.execute(select(payments).where(payments.c.id == payment_id)).one(), provider, order.number
+    attempt = _lock_payment(db, conn, payment_id, merchant_id=merchant_id)
+    return attempt, provider, order.number
 
 
 def call_pay(provider: PaymentProvider, attempt: Any, payment_code: str, order_number: int) -> PayResult:
@@ -252,12 +257,21 @@ def call_pay(provider: PaymentProvider, attempt: Any, payment_code: str, order_n
 
 
 def apply_pay_result(
-    db: Database, conn: Connection, deps: Deps, attempt_id: str, result: PayResult, actor: str
+    db: Database,
+    conn: Connection,
+    deps: Deps,
+    attempt_id: str,
+    result: PayResult,
+    actor: str,
+    *,
+    merchant_id: str,
 ) -> PaymentView:
-    """Phase 3: record what the pay call said. Only moves an attempt that is still pending/unknown."""
-    pay = conn.execute(select(payments).where(payments.c.id == attempt_id)).one()
+    """Phase 3: record what the pay call said. Only moves an attempt that is still pending/unknown.
+    The attempt is ``merchant_id``'s: ids (out_trade_no) are unique per merchant only."""
+    mine = select(payments).where(payments.c.merchant_id == merchant_id, payments.c.id == attempt_id)
+    pay = conn.execute(mine).one()
     order = lock_order(db, conn, pay.merchant_id, pay.order_id)
-    pay = _lock_payment(db, conn, attempt_id)
+    pay = _lock_payment(db, conn, attempt_id, merchant_id=merchant_id)
     now = deps.clock.now()
     sched = SCHEDULES[pay.method]
     if pay.status not in ("pending", "unknown"):
@@ -289,14 +303,14 @@ def apply_pay_result(
             payment_id=pay.id,
             due_at=now + timedelta(seconds=sched.first_query),
         )
-    return payment_view(conn.execute(select(payments).where(payments.c.id == attempt_id)).one())
+    return payment_view(conn.execute(mine).one())
 
 
 # --- state changes ----------------------------------------------------------------------------------
 
 
-def _lock_payment(db: Database, conn: Connection, payment_id: str) -> Any:
-    query = select(payments).where(payments.c.id == payment_id)
+def _lock_payment(db: Database, conn: Connection, payment_id: str, *, merchant_id: str) -> Any:
+    query = select(payments).where(payments.c.merchant_id == merchant_id, payments.c.id == payment_id)
     if db.is_postgres:
         query = query.with_for_update()
     return conn.execute(query).one()
@@ -337,8 +351,8 @@ def _capture(
         payment_id=pay.id,
     )
     credit_order(conn, order, pay.amount, actor, now)
-    jobs.finish_for(conn, deps, kind="resolve_payment", payment_id=pay.id)
-    jobs.finish_for(conn, deps, kind="reverse_payment", payment_id=pay.id)
+    jobs.finish_for(conn, deps, kind="resolve_payment", merchant_id=pay.merchant_id, payment_id=pay.id)
+    jobs.finish_for(conn, deps, kind="reverse_payment", merchant_id=pay.merchant_id, payment_id=pay.id)
 
 
 def _fail(
@@ -364,8 +378,8 @@ def _fail(
         reason=code,
         values={"failure_code": code, "failure_message": (message or "")[:500] or None, "resolved_at": now},
     )
-    jobs.finish_for(conn, deps, kind="resolve_payment", payment_id=pay.id)
-    jobs.finish_for(conn, deps, kind="reverse_payment", payment_id=pay.id)
+    jobs.finish_for(conn, deps, kind="resolve_payment", merchant_id=pay.merchant_id, payment_id=pay.id)
+    jobs.finish_for(conn, deps, kind="reverse_payment", merchant_id=pay.merchant_id, payment_id=pay.id)
 
 
 def _start_reverse(conn: Connection, deps: Deps, pay: Any, reason: str, code: str) -> None:
@@ -386,7 +400,7 @@ def _start_reverse(conn: Connection, deps: Deps, pay: Any, reason: str, code: st
         reason=reason,
         values={"failure_code": code},
     )
-    jobs.finish_for(conn, deps, kind="resolve_payment", payment_id=pay.id)
+    jobs.finish_for(conn, deps, kind="resolve_payment", merchant_id=pay.merchant_id, payment_id=pay.id)
     not_before = _aware(pay.created_at, now) + timedelta(seconds=sched.reverse_not_before)
     jobs.schedule(
         conn,
@@ -406,9 +420,11 @@ def run_job(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) -> None:
     handler(db, deps, cfg, job)
 
 
-def _load(db: Database, payment_id: str) -> Any:
+def _load(db: Database, payment_id: str, *, merchant_id: str) -> Any:
     with db.read() as conn:
-        return conn.execute(select(payments).where(payments.c.id == payment_id)).one()
+        return conn.execute(
+            select(payments).where(payments.c.merchant_id == merchant_id, payments.c.id == payment_id)
+        ).one()
 
 
 def _provider(db: Database, cfg: EngineConfig, merchant_id: str, method: str) -> PaymentProvider:
@@ -419,7 +435,7 @@ def _provider(db: Database, cfg: EngineConfig, merchant_id: str, method: str) ->
 def resolve_payment(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) -> None:
     """Query an attempt whose outcome is unknown and act on the answer (providers.md §1.2, §2.2)."""
     assert job.payment_id is not None
-    pay = _load(db, job.payment_id)
+    pay = _load(db, job.payment_id, merchant_id=job.merchant_id)
     if pay.status not in ("pending", "unknown", "failed"):
         with db.transaction() as conn:
             settled = _settled_result(pay.status)
@@ -432,7 +448,7 @@ def resolve_payment(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) 
     sched = SCHEDULES[pay.method]
     with db.transaction() as conn:
         order = lock_order(db, conn, pay.merchant_id, pay.order_id)
-        pay = _lock_payment(db, conn, pay.id)
+        pay = _lock_payment(db, conn, pay.id, merchant_id=pay.merchant_id)
         now = deps.clock.now()
         if pay.status == "failed":
             # Only reached for a notification about a payment already given up: was it paid after all?
@@ -487,13 +503,15 @@ def resolve_payment(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) 
                     reason=f"query: {answer.raw_state or state.value}",
                 )
                 # Re-read: the next step compares-and-sets against the status it is given.
-                pay = _lock_payment(db, conn, pay.id)
+                pay = _lock_payment(db, conn, pay.id, merchant_id=pay.merchant_id)
             if now >= deadline:
                 _start_reverse(conn, deps, pay, f"not paid within {int(sched.window)} s", "TIMEOUT")
             else:
                 if answer.raw_state in ("USERPAYING", "WAIT_BUYER_PAY"):
                     conn.execute(
-                        update(payments).where(payments.c.id == pay.id).values(failure_code="USERPAYING")
+                        update(payments)
+                        .where(payments.c.merchant_id == pay.merchant_id, payments.c.id == pay.id)
+                        .values(failure_code="USERPAYING")
                     )
                 jobs.retry_later(
                     conn,
@@ -507,7 +525,7 @@ def resolve_payment(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) 
 def reverse_payment(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) -> None:
     """Reverse (WeChat) / cancel (Alipay) an attempt that was not paid in time, while the provider asks."""
     assert job.payment_id is not None
-    pay = _load(db, job.payment_id)
+    pay = _load(db, job.payment_id, merchant_id=job.merchant_id)
     if pay.status != "reversing":
         with db.transaction() as conn:
             jobs.finish(conn, deps, job.id)
@@ -520,7 +538,7 @@ def reverse_payment(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) 
     sched = SCHEDULES[pay.method]
     with db.transaction() as conn:
         order = lock_order(db, conn, pay.merchant_id, pay.order_id)
-        pay = _lock_payment(db, conn, pay.id)
+        pay = _lock_payment(db, conn, pay.id, merchant_id=pay.merchant_id)
         if pay.status != "reversing":
             jobs.finish(conn, deps, job.id)
             return
@@ -625,7 +643,7 @@ def refund_unattached(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job
     assert job.exception_id is not None
     with db.read() as conn:
         exc = conn.execute(select(exceptions).where(exceptions.c.id == job.exception_id)).one()
-    pay = _load(db, job.payment_id) if job.payment_id else _unattached(exc)
+    pay = _load(db, job.payment_id, merchant_id=job.merchant_id) if job.payment_id else _unattached(exc)
     if exc.status != "open":
         with db.transaction() as conn:
             if job.payment_id:
@@ -694,7 +712,9 @@ def prepare_provider_refund(
     provider = cfg.providers.get(conn, pay.merchant_id, pay.method)
     reserved = conn.execute(
         select(func.coalesce(func.sum(refunds.c.amount), 0)).where(
-            refunds.c.payment_id == pay.id, refunds.c.status.in_(("pending", "processing"))
+            refunds.c.merchant_id == pay.merchant_id,
+            refunds.c.payment_id == pay.id,
+            refunds.c.status.in_(("pending", "processing")),
         )
     ).scalar_one()
     refundable = pay.amount - pay.refunded_amount - int(reserved)
@@ -707,7 +727,12 @@ def prepare_provider_refund(
     refund_id = queue_provider_refund(
         conn, deps, actor, pay, amount, reason, refund_id=refund_id, look_after=cfg.pay_guard
     )
-    return conn.execute(select(refunds).where(refunds.c.id == refund_id)).one(), provider
+    return (
+        conn.execute(
+            select(refunds).where(refunds.c.merchant_id == pay.merchant_id, refunds.c.id == refund_id)
+        ).one(),
+        provider,
+    )
 
 
 def queue_provider_refund(
@@ -775,12 +800,21 @@ def call_refund(provider: PaymentProvider, refund: Any, pay: Any) -> RefundResul
 
 
 def apply_refund_result(
-    db: Database, conn: Connection, deps: Deps, refund_id: str, result: RefundResult, actor: str
+    db: Database,
+    conn: Connection,
+    deps: Deps,
+    refund_id: str,
+    result: RefundResult,
+    actor: str,
+    *,
+    merchant_id: str,
 ) -> RefundView:
-    ref = conn.execute(select(refunds).where(refunds.c.id == refund_id)).one()
+    """Record what a refund call said about ``merchant_id``'s refund ``refund_id``."""
+    mine = select(refunds).where(refunds.c.merchant_id == merchant_id, refunds.c.id == refund_id)
+    ref = conn.execute(mine).one()
     order = lock_order(db, conn, ref.merchant_id, ref.order_id)
-    pay = _lock_payment(db, conn, ref.payment_id)
-    ref = conn.execute(select(refunds).where(refunds.c.id == refund_id)).one()
+    pay = _lock_payment(db, conn, ref.payment_id, merchant_id=merchant_id)
+    ref = conn.execute(mine).one()
     now = deps.clock.now()
     sched = SCHEDULES[pay.method]
     if ref.status not in ("pending", "processing"):
@@ -800,7 +834,14 @@ def apply_refund_result(
             now=now,
             reason=result.code,
         )
-        jobs.finish_for(conn, deps, kind="confirm_refund", payment_id=pay.id, refund_id=ref.id)
+        jobs.finish_for(
+            conn,
+            deps,
+            kind="confirm_refund",
+            merchant_id=pay.merchant_id,
+            payment_id=pay.id,
+            refund_id=ref.id,
+        )
     else:
         if ref.status == "pending":
             transition(
@@ -837,7 +878,7 @@ def apply_refund_result(
             refund_id=ref.id,
             due_at=now + timedelta(seconds=sched.refund_first_query),
         )
-    return refund_view(conn.execute(select(refunds).where(refunds.c.id == refund_id)).one())
+    return refund_view(conn.execute(mine).one())
 
 
 def succeed_refund(
@@ -872,7 +913,9 @@ def succeed_refund(
         refund_id=ref.id,
     )
     add_refunded(conn, order, pay, ref.amount, actor, ref.reason, now)
-    jobs.finish_for(conn, deps, kind="confirm_refund", payment_id=pay.id, refund_id=ref.id)
+    jobs.finish_for(
+        conn, deps, kind="confirm_refund", merchant_id=pay.merchant_id, payment_id=pay.id, refund_id=ref.id
+    )
 
 
 def confirm_refund(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) -> None:
@@ -880,8 +923,12 @@ def confirm_refund(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) -
     saw it (same refund number, so never twice), else query it."""
     assert job.refund_id is not None and job.payment_id is not None
     with db.read() as conn:
-        ref = conn.execute(select(refunds).where(refunds.c.id == job.refund_id)).one()
-        pay = conn.execute(select(payments).where(payments.c.id == job.payment_id)).one()
+        ref = conn.execute(
+            select(refunds).where(refunds.c.merchant_id == job.merchant_id, refunds.c.id == job.refund_id)
+        ).one()
+        pay = conn.execute(
+            select(payments).where(payments.c.merchant_id == job.merchant_id, payments.c.id == job.payment_id)
+        ).one()
     if ref.status not in ("pending", "processing"):
         with db.transaction() as conn:
             jobs.finish(conn, deps, job.id)
@@ -891,8 +938,10 @@ def confirm_refund(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) -
     if result.state is RefundState.NOT_FOUND:
         result = call_refund(provider, ref, pay)
     with db.transaction() as conn:
-        apply_refund_result(db, conn, deps, ref.id, result, SYSTEM)
-        fresh = conn.execute(select(refunds.c.status).where(refunds.c.id == ref.id)).scalar_one()
+        apply_refund_result(db, conn, deps, ref.id, result, SYSTEM, merchant_id=ref.merchant_id)
+        fresh = conn.execute(
+            select(refunds.c.status).where(refunds.c.merchant_id == ref.merchant_id, refunds.c.id == ref.id)
+        ).scalar_one()
         if fresh in ("pending", "processing"):
             sched = SCHEDULES[pay.method]
             jobs.retry_later(

@@ -34,7 +34,9 @@ class EngineGateway:
             resource_id=attempt.id,
             run=lambda: engine.call_pay(provider, attempt, code, number),
             finish=lambda c, result: payment_finished(
-                engine.apply_pay_result(db, c, deps, attempt.id, result, actor.label)
+                engine.apply_pay_result(
+                    db, c, deps, attempt.id, result, actor.label, merchant_id=attempt.merchant_id
+                )
             ),
         )
 
@@ -57,7 +59,9 @@ class EngineGateway:
             resource_id=ref.id,
             run=lambda: engine.call_refund(provider, ref, payment),
             finish=lambda c, result: refund_finished(
-                engine.apply_refund_result(db, c, deps, ref.id, result, actor.label)
+                engine.apply_refund_result(
+                    db, c, deps, ref.id, result, actor.label, merchant_id=ref.merchant_id
+                )
             ),
         )
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date, timedelta
 from html import escape
-from typing import Any
 
 from tillit.reconciliation.match import CLASSES
+from tillit.reconciliation.views import DiscrepancyView, HistoryPoint, RunView
 
 COLOURS = {
     "missing_at_provider": "#c0392b",
@@ -102,9 +102,9 @@ def render(
     title: str,
     today: date,
     days: int,
-    history: list[dict[str, Any]],
-    runs: list[dict[str, Any]],
-    open_items: list[dict[str, Any]],
+    history: list[HistoryPoint],
+    runs: list[RunView],
+    open_items: list[DiscrepancyView],
 ) -> str:
     start = today - timedelta(days=days - 1)
     per_day: dict[date, dict[str, int]] = defaultdict(dict)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import structlog
@@ -37,6 +37,7 @@ from tillit.kernel.context import Actor, Deps, iso
 from tillit.reconciliation import formats, match
 from tillit.reconciliation.actions import SETTLED_AT_ONCE, action_for
 from tillit.reconciliation.formats import Mapping, ParsedBill
+from tillit.reconciliation.views import BillView, DiscrepancyView, HistoryPoint, RunView
 
 log = structlog.get_logger("tillit.reconciliation")
 
@@ -219,7 +220,12 @@ def load_local(
             refunds.c.created_at,
             refunds.c.provider_ref,
         )
-        .select_from(refunds.join(payments, payments.c.id == refunds.c.payment_id))
+        .select_from(
+            refunds.join(
+                payments,
+                (payments.c.merchant_id == refunds.c.merchant_id) & (payments.c.id == refunds.c.payment_id),
+            )
+        )
         .where(refunds.c.merchant_id == merchant_id, payments.c.provider == provider)
     )
     if with_refunds:
@@ -265,9 +271,9 @@ def load_local(
 class Outcome:
     """What an import did: the bill, its run, the discrepancies (views), and whether it was new."""
 
-    bill: dict[str, Any]
-    run: dict[str, Any]
-    discrepancies: list[dict[str, Any]]
+    bill: BillView | dict[str, Any]  # a stored bill; the parsed bill's summary in a dry run; {} for none
+    run: RunView
+    discrepancies: list[DiscrepancyView]
     created: bool
     persisted: bool
     extra: dict[str, Any] = field(default_factory=dict)
@@ -559,7 +565,9 @@ def _act(
     disc_id = row["id"]
     now = deps.clock.now()
     if kind in ("attach", "refund_late"):
-        pay = conn.execute(select(payments).where(payments.c.id == row["payment_id"])).first()
+        pay = conn.execute(
+            select(payments).where(payments.c.merchant_id == merchant_id, payments.c.id == row["payment_id"])
+        ).first()
         if pay is not None and deps.resolve_attempt is not None:
             deps.resolve_attempt(conn, deps, pay)
             return
@@ -839,7 +847,7 @@ def _run_record(
     }
 
 
-def run_view_dict(run: dict[str, Any], open_count: int) -> dict[str, Any]:
+def run_view_dict(run: dict[str, Any], open_count: int) -> RunView:
     return {
         "id": run["id"] or None,
         "merchant_id": run["merchant_id"] or None,
@@ -871,11 +879,11 @@ def _open_counts(conn: Connection, run_ids: list[str]) -> dict[str, int]:
     return {r[0]: int(r[1]) for r in rows}
 
 
-def run_view(conn: Connection, row: Any) -> dict[str, Any]:
+def run_view(conn: Connection, row: Any) -> RunView:
     return run_view_dict(dict(row._mapping), _open_counts(conn, [row.id]).get(row.id, 0))
 
 
-def bill_view(row: Any) -> dict[str, Any]:
+def bill_view(row: Any) -> BillView:
     return {
         "id": row.id,
         "merchant_id": row.merchant_id,
@@ -938,20 +946,21 @@ DISC_FIELDS = (
 )
 
 
-def discrepancy_view(row: Any) -> dict[str, Any]:
+def discrepancy_view(row: Any) -> DiscrepancyView:
     m = row._mapping
     view = {k: m[k] for k in DISC_FIELDS if k in m and k != "class"}
     view["class"] = m["disc_class"]
     for k in ("local_at", "provider_at", "created_at", "resolved_at"):
         view[k] = iso(m[k])
     view["bill_date"] = m["bill_date"].isoformat()
-    return {k: view[k] for k in DISC_FIELDS}
+    # built by name from DISC_FIELDS, the same keys as DiscrepancyView
+    return cast(DiscrepancyView, {k: view[k] for k in DISC_FIELDS})
 
 
-def _disc_view_from_row(d: dict[str, Any], day: date, provider: str, now: datetime) -> dict[str, Any]:
+def _disc_view_from_row(d: dict[str, Any], day: date, provider: str, now: datetime) -> DiscrepancyView:
     act = action_for(d["class"], d["reason"])
     settled = act.kind in SETTLED_AT_ONCE
-    view = {
+    view: DiscrepancyView = {
         "id": None,
         "run_id": None,
         "class": d["class"],
@@ -1021,7 +1030,7 @@ def get_run(conn: Connection, merchant_id: str | None, run_id: str) -> Any:
     return row
 
 
-def get_bill(conn: Connection, merchant_id: str | None, bill_id: str) -> dict[str, Any]:
+def get_bill(conn: Connection, merchant_id: str | None, bill_id: str) -> BillView:
     row = conn.execute(select(recon_bills).where(recon_bills.c.id == bill_id)).first()
     if row is None or (merchant_id is not None and row.merchant_id != merchant_id):
         raise not_found("bill", bill_id)
@@ -1038,7 +1047,7 @@ def list_runs(
     provider: str | None = None,
     limit: int = 50,
     since: date | None = None,
-) -> list[dict[str, Any]]:
+) -> list[RunView]:
     query = select(recon_runs).order_by(recon_runs.c.bill_date.desc(), recon_runs.c.id.desc()).limit(limit)
     if merchant_id is not None:
         query = query.where(recon_runs.c.merchant_id == merchant_id)
@@ -1060,7 +1069,7 @@ def list_discrepancies(
     cls: str | None = None,
     limit: int | None = 200,
     offset: int = 0,
-) -> list[dict[str, Any]]:
+) -> list[DiscrepancyView]:
     query = select(recon_discrepancies).order_by(
         recon_discrepancies.c.bill_date.desc(),
         recon_discrepancies.c.line.is_(None),
@@ -1089,7 +1098,7 @@ def get_discrepancy(conn: Connection, merchant_id: str | None, discrepancy_id: s
 
 def resolve_discrepancy(
     conn: Connection, deps: Deps, actor: Actor, discrepancy_id: str, resolution: str, merchant_id: str | None
-) -> dict[str, Any]:
+) -> DiscrepancyView:
     """A manager closes a discrepancy (audited: who, when, why); its exception closes with it."""
     row = get_discrepancy(conn, merchant_id, discrepancy_id)
     if row.status != "open":
@@ -1119,7 +1128,7 @@ def resolve_for_exception(conn: Connection, deps: Deps, exception_id: str, who: 
 EXPORT_FIELDS = DISC_FIELDS
 
 
-def export_csv(rows: list[dict[str, Any]]) -> str:
+def export_csv(rows: list[DiscrepancyView]) -> str:
     out = io.StringIO()
     # CRLF (RFC 4180) rows: the csv module quotes a cell holding any line-terminator character, so a bare
     # CR in provider or merchant text stays inside its quoted cell instead of starting a new row there.
@@ -1131,7 +1140,7 @@ def export_csv(rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def history(conn: Connection, merchant_id: str | None, since: date) -> list[dict[str, Any]]:
+def history(conn: Connection, merchant_id: str | None, since: date) -> list[HistoryPoint]:
     """Per day and class: discrepancies found and their amounts (for the report's charts)."""
     query = (
         select(

@@ -49,19 +49,23 @@ def cancel_order(
             f"Only an open order can be cancelled; this one is {order.status}.",
             {"status": order.status},
         )
-    flight = in_flight_payment(conn, order_id)
+    flight = in_flight_payment(conn, order_id, merchant_id=merchant_id)
     if flight is not None:
         raise payment_in_progress(flight)
     now = deps.clock.now()
     captured = list(
         conn.execute(
             select(payments)
-            .where(payments.c.order_id == order_id, payments.c.status == "captured")
+            .where(
+                payments.c.merchant_id == merchant_id,
+                payments.c.order_id == order_id,
+                payments.c.status == "captured",
+            )
             .order_by(payments.c.id)
         )
     )
     for pay in captured:
-        remaining = pay.amount - pay.refunded_amount - reserved_refunds(conn, pay.id)
+        remaining = pay.amount - pay.refunded_amount - reserved_refunds(conn, pay.id, merchant_id=merchant_id)
         if remaining <= 0:
             continue
         if pay.method == "cash":

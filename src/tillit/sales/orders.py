@@ -42,10 +42,13 @@ _NEXT_NUMBER = text(
     "ON CONFLICT (merchant_id, name) DO UPDATE SET value = counters.value + 1 RETURNING value"
 )
 _IN_FLIGHT = select(payments.c.id, payments.c.status, payments.c.method, payments.c.amount).where(
-    payments.c.order_id == bindparam("b_order"), payments.c.status.in_(PAYMENT_IN_FLIGHT)
+    payments.c.merchant_id == bindparam("b_merchant"),
+    payments.c.order_id == bindparam("b_order"),
+    payments.c.status.in_(PAYMENT_IN_FLIGHT),
 )
 # What create_order checks before it writes, in one statement: the merchant's currency, the owner of
 # the store it sells in and the owner of an order that already has the client's id (NULL if none).
+# Only this merchant's orders are looked at: another merchant's id is an unused id here.
 _ORDER_CONTEXT = select(
     merchants.c.currency,
     select(stores.c.merchant_id)
@@ -53,7 +56,7 @@ _ORDER_CONTEXT = select(
     .scalar_subquery()
     .label("store_merchant"),
     select(orders.c.merchant_id)
-    .where(orders.c.id == bindparam("b_order"))
+    .where(orders.c.merchant_id == bindparam("b_merchant"), orders.c.id == bindparam("b_order"))
     .scalar_subquery()
     .label("order_merchant"),
 ).where(merchants.c.id == bindparam("b_merchant"))
@@ -66,7 +69,7 @@ _PRODUCTS_BY_SKU = select(products).where(
 _INSERT_ORDER = insert(orders)
 _INSERT_LINES = insert(order_lines)
 _LINE_QUANTITIES = select(order_lines.c.product_id, order_lines.c.quantity).where(
-    order_lines.c.order_id == bindparam("b_order")
+    order_lines.c.merchant_id == bindparam("b_merchant"), order_lines.c.order_id == bindparam("b_order")
 )
 _TAKE_STOCK = (
     update(products)
@@ -74,10 +77,22 @@ _TAKE_STOCK = (
     .values(stock=products.c.stock - bindparam("b_quantity", type_=products.c.stock.type))
 )
 _LINES = (
-    select(order_lines).where(order_lines.c.order_id == bindparam("b_order")).order_by(order_lines.c.line_no)
+    select(order_lines)
+    .where(
+        order_lines.c.merchant_id == bindparam("b_merchant"), order_lines.c.order_id == bindparam("b_order")
+    )
+    .order_by(order_lines.c.line_no)
 )
-_PAYMENTS = select(payments).where(payments.c.order_id == bindparam("b_order")).order_by(payments.c.id)
-_REFUNDS = select(refunds).where(refunds.c.order_id == bindparam("b_order")).order_by(refunds.c.id)
+_PAYMENTS = (
+    select(payments)
+    .where(payments.c.merchant_id == bindparam("b_merchant"), payments.c.order_id == bindparam("b_order"))
+    .order_by(payments.c.id)
+)
+_REFUNDS = (
+    select(refunds)
+    .where(refunds.c.merchant_id == bindparam("b_merchant"), refunds.c.order_id == bindparam("b_order"))
+    .order_by(refunds.c.id)
+)
 
 
 def lock_order(db: Database, conn: Connection, merchant_id: str, order_id: str) -> Any:
@@ -97,8 +112,8 @@ def next_number(conn: Connection, merchant_id: str, name: str) -> int:
     return int(conn.execute(_NEXT_NUMBER, {"m": merchant_id, "n": name}).scalar_one())
 
 
-def in_flight_payment(conn: Connection, order_id: str) -> Any:
-    return conn.execute(_IN_FLIGHT, {"b_order": order_id}).first()
+def in_flight_payment(conn: Connection, order_id: str, *, merchant_id: str) -> Any:
+    return conn.execute(_IN_FLIGHT, {"b_order": order_id, "b_merchant": merchant_id}).first()
 
 
 def stored_time(conn: Connection, value: datetime) -> datetime:
@@ -192,8 +207,6 @@ def create_order(
     if order_id is None:
         order_id = deps.ids.new()
     elif context.order_merchant is not None:
-        if context.order_merchant != merchant_id:
-            raise conflict("id_conflict", "This id is already in use; generate a new one.")
         return 200, get_order(conn, merchant_id, order_id)
     if store_id is None:
         raise invalid("store_required", "A merchant key must say which store_id the order belongs to.")
@@ -208,6 +221,7 @@ def create_order(
     now = deps.clock.now()
     lines = [
         {
+            "merchant_id": merchant_id,
             "order_id": order_id,
             "line_no": n + 1,
             "product_id": line.product_id,
@@ -266,13 +280,17 @@ def create_order(
             now=now,
             reason="zero_total",
         )
-        apply_stock(conn, order_id, [(line.product_id, line.quantity) for line in priced])
+        apply_stock(
+            conn, order_id, [(line.product_id, line.quantity) for line in priced], merchant_id=merchant_id
+        )
         written.update(status="paid", version=2)
     # A new order has no payments or refunds yet.
     return 201, order_view(written, lines, [], [])
 
 
-def apply_stock(conn: Connection, order_id: str, lines: Iterable[tuple[str, int]] | None = None) -> None:
+def apply_stock(
+    conn: Connection, order_id: str, lines: Iterable[tuple[str, int]] | None = None, *, merchant_id: str
+) -> None:
     """Take sold quantities out of tracked stock. Stock may go negative: a till never refuses a sale
     because the shelf count is off; the negative figure tells the manager to recount.
 
@@ -281,7 +299,8 @@ def apply_stock(conn: Connection, order_id: str, lines: Iterable[tuple[str, int]
     payments lock products in the same order; untracked (NULL) stock is left alone."""
     if lines is None:
         lines = [
-            (row.product_id, row.quantity) for row in conn.execute(_LINE_QUANTITIES, {"b_order": order_id})
+            (row.product_id, row.quantity)
+            for row in conn.execute(_LINE_QUANTITIES, {"b_order": order_id, "b_merchant": merchant_id})
         ]
     sold: dict[str, int] = {}
     for product_id, quantity in lines:
@@ -381,9 +400,10 @@ def get_order(conn: Connection, merchant_id: str, order_id: str) -> OrderView:
     order = conn.execute(_ORDER, {"b_id": order_id, "b_merchant": merchant_id}).first()
     if order is None:
         raise not_found("order", order_id)
-    lines = list(conn.execute(_LINES, {"b_order": order_id}))
-    pays = list(conn.execute(_PAYMENTS, {"b_order": order_id}))
-    refs = list(conn.execute(_REFUNDS, {"b_order": order_id}))
+    scope = {"b_order": order_id, "b_merchant": merchant_id}
+    lines = list(conn.execute(_LINES, scope))
+    pays = list(conn.execute(_PAYMENTS, scope))
+    refs = list(conn.execute(_REFUNDS, scope))
     return order_view(order, lines, pays, refs)
 
 
@@ -418,14 +438,24 @@ def list_orders(
     ids = [r.id for r in rows]
     lines: dict[str, list[Any]] = {i: [] for i in ids}
     for ln in conn.execute(
-        select(order_lines).where(order_lines.c.order_id.in_(ids)).order_by(order_lines.c.line_no)
+        select(order_lines)
+        .where(order_lines.c.merchant_id == merchant_id, order_lines.c.order_id.in_(ids))
+        .order_by(order_lines.c.line_no)
     ):
         lines[ln.order_id].append(ln)
     pays: dict[str, list[Any]] = {i: [] for i in ids}
-    for p in conn.execute(select(payments).where(payments.c.order_id.in_(ids)).order_by(payments.c.id)):
+    for p in conn.execute(
+        select(payments)
+        .where(payments.c.merchant_id == merchant_id, payments.c.order_id.in_(ids))
+        .order_by(payments.c.id)
+    ):
         pays[p.order_id].append(p)
     refs: dict[str, list[Any]] = {i: [] for i in ids}
-    for r in conn.execute(select(refunds).where(refunds.c.order_id.in_(ids)).order_by(refunds.c.id)):
+    for r in conn.execute(
+        select(refunds)
+        .where(refunds.c.merchant_id == merchant_id, refunds.c.order_id.in_(ids))
+        .order_by(refunds.c.id)
+    ):
         refs[r.order_id].append(r)
     return [order_view(r, lines[r.id], pays[r.id], refs[r.id]) for r in rows]
 
@@ -448,16 +478,22 @@ def timeline(conn: Connection, merchant_id: str, order_id: str) -> list[EventVie
             "provider_ref": e.provider_ref,
             "at": iso(e.at),
         }
-        for e in conn.execute(select(events).where(events.c.order_id == order_id).order_by(events.c.id))
+        for e in conn.execute(
+            select(events)
+            .where(events.c.merchant_id == merchant_id, events.c.order_id == order_id)
+            .order_by(events.c.id)
+        )
     ]
 
 
-def reserved_refunds(conn: Connection, payment_id: str) -> int:
+def reserved_refunds(conn: Connection, payment_id: str, *, merchant_id: str) -> int:
     """Refunds of a payment still on their way (pending/processing): already promised to the customer."""
     return int(
         conn.execute(
             select(func.coalesce(func.sum(refunds.c.amount), 0)).where(
-                refunds.c.payment_id == payment_id, refunds.c.status.in_(("pending", "processing"))
+                refunds.c.merchant_id == merchant_id,
+                refunds.c.payment_id == payment_id,
+                refunds.c.status.in_(("pending", "processing")),
             )
         ).scalar_one()
     )

@@ -30,12 +30,16 @@ from tillit.sales.orders import (
 from tillit.sales.views import PaymentView
 
 # Built once (see sales/orders.py): the cash payment path runs these on every sale.
-_PAYMENT = select(payments).where(payments.c.id == bindparam("b_id"))
+_PAYMENT = select(payments).where(
+    payments.c.merchant_id == bindparam("b_merchant"), payments.c.id == bindparam("b_id")
+)
 _INSERT_PAYMENT = insert(payments)
-_ORDER_AMOUNTS = select(orders.c.paid_amount, orders.c.total).where(orders.c.id == bindparam("b_id"))
+_ORDER_AMOUNTS = select(orders.c.paid_amount, orders.c.total).where(
+    orders.c.merchant_id == bindparam("b_merchant"), orders.c.id == bindparam("b_id")
+)
 _ADD_PAID = (
     update(orders)
-    .where(orders.c.id == bindparam("b_id"))
+    .where(orders.c.merchant_id == bindparam("b_merchant"), orders.c.id == bindparam("b_id"))
     .values(
         paid_amount=bindparam("b_paid", type_=orders.c.paid_amount.type),
         version=orders.c.version + 1,
@@ -63,9 +67,10 @@ def create_payment(
     payment_id = normalise_id(body["id"]) if body.get("id") else deps.ids.new()
     order = lock_order(db, conn, merchant_id, order_id)
     if body.get("id"):
-        existing = conn.execute(_PAYMENT, {"b_id": payment_id}).first()
+        # Only this merchant's payments: another merchant's id is an unused id here.
+        existing = conn.execute(_PAYMENT, {"b_id": payment_id, "b_merchant": merchant_id}).first()
         if existing is not None:
-            if existing.merchant_id != merchant_id or existing.order_id != order_id:
+            if existing.order_id != order_id:
                 raise conflict("id_conflict", "This id is already in use; generate a new one.")
             return 200, payment_view(existing)
     if order.currency != (body.get("currency") or order.currency):
@@ -78,7 +83,7 @@ def create_payment(
             f"The order is {order.status}; it takes no more payments.",
             {"status": order.status},
         )
-    flight = in_flight_payment(conn, order_id)
+    flight = in_flight_payment(conn, order_id, merchant_id=merchant_id)
     if flight is not None:
         raise payment_in_progress(flight)
     balance = order.total - order.paid_amount
@@ -164,7 +169,7 @@ def credit_order(
     if order_is_current:
         paid_amount, total = order.paid_amount, order.total
     else:
-        fresh = conn.execute(_ORDER_AMOUNTS, {"b_id": order.id}).one()
+        fresh = conn.execute(_ORDER_AMOUNTS, {"b_id": order.id, "b_merchant": order.merchant_id}).one()
         paid_amount, total = fresh.paid_amount, fresh.total
     new_paid = paid_amount + amount
     assert new_paid <= total, "a capture can never exceed the order total"
@@ -182,9 +187,11 @@ def credit_order(
             reason="fully paid",
             values={"paid_amount": new_paid},
         )
-        apply_stock(conn, order.id)
+        apply_stock(conn, order.id, merchant_id=order.merchant_id)
     else:
-        conn.execute(_ADD_PAID, {"b_id": order.id, "b_paid": new_paid, "b_now": now})
+        conn.execute(
+            _ADD_PAID, {"b_id": order.id, "b_merchant": order.merchant_id, "b_paid": new_paid, "b_now": now}
+        )
 
 
 def start_payment(
@@ -215,7 +222,7 @@ def payment_takeover(conn: Connection, merchant_id: str, payment_id: str) -> tup
 
 
 def get_payment(conn: Connection, merchant_id: str, payment_id: str) -> PaymentView:
-    row = conn.execute(_PAYMENT, {"b_id": payment_id}).first()
-    if row is None or row.merchant_id != merchant_id:
+    row = conn.execute(_PAYMENT, {"b_id": payment_id, "b_merchant": merchant_id}).first()
+    if row is None:
         raise not_found("payment", payment_id)
     return payment_view(row)

@@ -90,7 +90,11 @@ def add_refunded(
     """Count a succeeded refund on its payment and order (relative updates: several refunds may land in
     one transaction); a fully refunded payment, and a fully refunded paid order, move to ``refunded``."""
     pay_refunded = (
-        conn.execute(select(payments.c.refunded_amount).where(payments.c.id == payment.id)).scalar_one()
+        conn.execute(
+            select(payments.c.refunded_amount).where(
+                payments.c.merchant_id == payment.merchant_id, payments.c.id == payment.id
+            )
+        ).scalar_one()
         + amount
     )
     if pay_refunded == payment.amount:
@@ -110,11 +114,13 @@ def add_refunded(
     else:
         conn.execute(
             update(payments)
-            .where(payments.c.id == payment.id)
+            .where(payments.c.merchant_id == payment.merchant_id, payments.c.id == payment.id)
             .values(refunded_amount=pay_refunded, version=payments.c.version + 1, updated_at=now)
         )
     fresh = conn.execute(
-        select(orders.c.status, orders.c.refunded_amount, orders.c.paid_amount).where(orders.c.id == order.id)
+        select(orders.c.status, orders.c.refunded_amount, orders.c.paid_amount).where(
+            orders.c.merchant_id == order.merchant_id, orders.c.id == order.id
+        )
     ).one()
     order_refunded = fresh.refunded_amount + amount
     if fresh.status == "paid" and order_refunded == fresh.paid_amount:
@@ -134,7 +140,7 @@ def add_refunded(
     else:
         conn.execute(
             update(orders)
-            .where(orders.c.id == order.id)
+            .where(orders.c.merchant_id == order.merchant_id, orders.c.id == order.id)
             .values(refunded_amount=order_refunded, version=orders.c.version + 1, updated_at=now)
         )
 
@@ -160,14 +166,17 @@ def create_refund(
     if head is None:
         raise not_found("payment", payment_id)
     order = lock_order(db, conn, merchant_id, head.order_id)
-    pay_query = select(payments).where(payments.c.id == payment_id)
+    pay_query = select(payments).where(payments.c.merchant_id == merchant_id, payments.c.id == payment_id)
     if db.is_postgres:
         pay_query = pay_query.with_for_update()
     payment = conn.execute(pay_query).one()
     if refund_id is not None:
-        existing = conn.execute(select(refunds).where(refunds.c.id == refund_id)).first()
+        # Only this merchant's refunds: another merchant's id is an unused id here.
+        existing = conn.execute(
+            select(refunds).where(refunds.c.merchant_id == merchant_id, refunds.c.id == refund_id)
+        ).first()
         if existing is not None:
-            if existing.merchant_id != merchant_id or existing.payment_id != payment_id:
+            if existing.payment_id != payment_id:
                 raise conflict("id_conflict", "This id is already in use; generate a new one.")
             return 200, refund_view(existing)
     if order.status == "open":
@@ -184,7 +193,9 @@ def create_refund(
         )
     reserved = conn.execute(
         select(func.coalesce(func.sum(refunds.c.amount), 0)).where(
-            refunds.c.payment_id == payment.id, refunds.c.status.in_(("pending", "processing"))
+            refunds.c.merchant_id == merchant_id,
+            refunds.c.payment_id == payment.id,
+            refunds.c.status.in_(("pending", "processing")),
         )
     ).scalar_one()
     remaining = payment.amount - payment.refunded_amount - int(reserved)

@@ -40,7 +40,9 @@ def record_close(conn: Connection, actor: Actor, body: dict[str, Any]) -> tuple[
     assert actor.terminal_id is not None and actor.merchant_id is not None
     shift_id = normalise_id(body["id"])
     report = body["report"]
-    existing = conn.execute(select(shifts).where(shifts.c.id == shift_id)).first()
+    # Only this merchant's shifts: another merchant's id is an unused id here.
+    mine = select(shifts).where(shifts.c.merchant_id == actor.merchant_id, shifts.c.id == shift_id)
+    existing = conn.execute(mine).first()
     if existing is not None:
         if existing.terminal_id != actor.terminal_id or existing.report_hash != body["report_hash"]:
             raise conflict("id_conflict", "This shift id is already used by another report.")
@@ -81,7 +83,7 @@ def record_close(conn: Connection, actor: Actor, body: dict[str, Any]) -> tuple[
             prev_hash=body["prev_hash"],
         )
     )
-    return 201, view(conn.execute(select(shifts).where(shifts.c.id == shift_id)).one())
+    return 201, view(conn.execute(mine).one())
 
 
 def list_shifts(

@@ -30,6 +30,9 @@ PATHS = {
     "cancel": "/v1/orders/{order_id}/cancel",
 }
 Operation = Callable[[Connection], tuple[int, Any]]
+BatchEntry = tuple[str, str, dict[str, Any] | None, str | None, DomainError | None]
+"""One journal entry as the API validated it: (op, Idempotency-Key, request body or None, the order id of a
+cancel, the validation error that stops it or None)."""
 
 
 def _operation(
@@ -80,7 +83,7 @@ def apply_batch(
     db: Database,
     deps: Deps,
     actor: Actor,
-    entries: list[tuple[str, str, dict[str, Any] | None, str | None, DomainError | None]],
+    entries: list[BatchEntry],
     status_of: Callable[[DomainError], int],
     gateway: ProviderGateway | None = None,
 ) -> list[BatchResult]:

@@ -584,7 +584,8 @@ def _verify(c: Any, control: httpx.Client, merchant_id: str, report: ChaosReport
             text(
                 "SELECT p.id, p.order_id, p.method, p.status, p.amount, p.refunded_amount,"
                 " o.status AS order_status, o.total, o.paid_amount, o.refunded_amount AS order_refunded"
-                " FROM payments p JOIN orders o ON o.id = p.order_id WHERE p.merchant_id = :m"
+                " FROM payments p JOIN orders o ON o.merchant_id = p.merchant_id AND o.id = p.order_id"
+                " WHERE p.merchant_id = :m"
             ),
             {"m": merchant_id},
         ).all()

@@ -15,9 +15,11 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -150,10 +152,13 @@ counters = Table(
     Column("value", BigInteger, nullable=False),
 )
 
+# Orders, payments, refunds and shifts carry client-chosen ids that are unique per merchant only: the key
+# is (merchant_id, id), so another merchant's id is just an unused id here (no existence oracle), and
+# every reference to them includes merchant_id, so no row can point at another merchant's object.
 orders = Table(
     "orders",
     metadata,
-    Column("id", ID, primary_key=True),
+    Column("id", ID, nullable=False),
     Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
     Column("store_id", ID, ForeignKey("stores.id"), nullable=False),
     Column("terminal_id", ID, ForeignKey("terminals.id")),
@@ -170,6 +175,7 @@ orders = Table(
     Column("version", Integer, nullable=False, server_default="1"),
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "id", name="pk_orders"),
     UniqueConstraint("merchant_id", "number", name="uq_orders_merchant_number"),
     CheckConstraint("status IN ('open','paid','cancelled','refunded')", name="status"),
     CheckConstraint("total >= 0 AND subtotal >= 0 AND discount_total >= 0", name="totals_nonneg"),
@@ -189,7 +195,8 @@ Index("ix_orders_merchant_created", orders.c.merchant_id, orders.c.created_at)
 order_lines = Table(
     "order_lines",
     metadata,
-    Column("order_id", ID, ForeignKey("orders.id"), primary_key=True),
+    Column("merchant_id", ID, primary_key=True),
+    Column("order_id", ID, primary_key=True),
     Column("line_no", Integer, primary_key=True),
     Column("product_id", ID, ForeignKey("products.id"), nullable=False),
     Column("sku", String(64), nullable=False),
@@ -201,15 +208,18 @@ order_lines = Table(
     CheckConstraint("quantity > 0 AND quantity <= 9999", name="quantity"),
     CheckConstraint("unit_price >= 0 AND discount >= 0", name="nonneg"),
     CheckConstraint("amount = unit_price * quantity - discount AND amount >= 0", name="amount"),
+    ForeignKeyConstraint(
+        ["merchant_id", "order_id"], ["orders.merchant_id", "orders.id"], name="fk_order_lines_order"
+    ),
 )
 
 payments = Table(
     "payments",
     metadata,
     # Our attempt id; for provider methods it is the provider's out_trade_no and is never reused.
-    Column("id", ID, primary_key=True),
+    Column("id", ID, nullable=False),
     Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
-    Column("order_id", ID, ForeignKey("orders.id"), nullable=False),
+    Column("order_id", ID, nullable=False),
     Column("terminal_id", ID, ForeignKey("terminals.id")),
     Column("method", String(16), nullable=False),
     Column("provider", String(16)),
@@ -240,11 +250,16 @@ payments = Table(
         name="cash_tender",
     ),
     CheckConstraint("method = 'cash' OR provider = method", name="provider_method"),
+    PrimaryKeyConstraint("merchant_id", "id", name="pk_payments"),
+    ForeignKeyConstraint(
+        ["merchant_id", "order_id"], ["orders.merchant_id", "orders.id"], name="fk_payments_order"
+    ),
 )
 Index("ix_payments_order", payments.c.order_id)
 # One in-flight attempt per order, enforced by the database on both SQLite and PostgreSQL.
 Index(
     "uq_payments_one_in_flight",
+    payments.c.merchant_id,
     payments.c.order_id,
     unique=True,
     sqlite_where=text("status IN ('pending','unknown','reversing')"),
@@ -255,10 +270,10 @@ refunds = Table(
     "refunds",
     metadata,
     # Our refund id; for providers it is out_refund_no / out_request_no and is reused on retry.
-    Column("id", ID, primary_key=True),
+    Column("id", ID, nullable=False),
     Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
-    Column("order_id", ID, ForeignKey("orders.id"), nullable=False),
-    Column("payment_id", ID, ForeignKey("payments.id"), nullable=False),
+    Column("order_id", ID, nullable=False),
+    Column("payment_id", ID, nullable=False),
     Column("amount", MONEY, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("status", String(16), nullable=False),
@@ -268,6 +283,13 @@ refunds = Table(
     Column("updated_at", TS, nullable=False),
     CheckConstraint("amount > 0", name="amount_pos"),
     CheckConstraint("status IN ('pending','processing','succeeded','failed')", name="status"),
+    PrimaryKeyConstraint("merchant_id", "id", name="pk_refunds"),
+    ForeignKeyConstraint(
+        ["merchant_id", "order_id"], ["orders.merchant_id", "orders.id"], name="fk_refunds_order"
+    ),
+    ForeignKeyConstraint(
+        ["merchant_id", "payment_id"], ["payments.merchant_id", "payments.id"], name="fk_refunds_payment"
+    ),
 )
 Index("ix_refunds_payment", refunds.c.payment_id)
 Index("ix_refunds_order", refunds.c.order_id)
@@ -277,7 +299,7 @@ events = Table(
     metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
-    Column("order_id", ID, ForeignKey("orders.id")),
+    Column("order_id", ID),
     Column("entity", String(16), nullable=False),
     Column("entity_id", ID, nullable=False),
     Column("from_status", String(16)),
@@ -287,6 +309,9 @@ events = Table(
     Column("provider_ref", String(64)),
     Column("at", TS, nullable=False),
     CheckConstraint("entity IN ('order','payment','refund')", name="entity"),
+    ForeignKeyConstraint(
+        ["merchant_id", "order_id"], ["orders.merchant_id", "orders.id"], name="fk_events_order"
+    ),
 )
 Index("ix_events_order", events.c.order_id, events.c.id)
 Index("ix_events_entity", events.c.entity_id, events.c.id)
@@ -297,9 +322,9 @@ ledger_postings = Table(
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("txn_id", ID, nullable=False),
     Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
-    Column("order_id", ID, ForeignKey("orders.id"), nullable=False),
-    Column("payment_id", ID, ForeignKey("payments.id")),
-    Column("refund_id", ID, ForeignKey("refunds.id")),
+    Column("order_id", ID, nullable=False),
+    Column("payment_id", ID),
+    Column("refund_id", ID),
     Column("account", String(64), nullable=False),
     Column("amount", MONEY, nullable=False),
     Column("currency", String(3), nullable=False),
@@ -307,6 +332,17 @@ ledger_postings = Table(
     Column("created_at", TS, nullable=False),
     CheckConstraint("amount <> 0", name="amount_nonzero"),
     CheckConstraint("kind IN ('capture','refund')", name="kind"),
+    ForeignKeyConstraint(
+        ["merchant_id", "order_id"], ["orders.merchant_id", "orders.id"], name="fk_ledger_postings_order"
+    ),
+    ForeignKeyConstraint(
+        ["merchant_id", "payment_id"],
+        ["payments.merchant_id", "payments.id"],
+        name="fk_ledger_postings_payment",
+    ),
+    ForeignKeyConstraint(
+        ["merchant_id", "refund_id"], ["refunds.merchant_id", "refunds.id"], name="fk_ledger_postings_refund"
+    ),
 )
 Index("ix_ledger_order", ledger_postings.c.order_id)
 Index("ix_ledger_txn", ledger_postings.c.txn_id)
@@ -358,8 +394,8 @@ jobs = Table(
     Column("id", ID, primary_key=True),
     Column("kind", String(32), nullable=False),
     Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
-    Column("payment_id", ID, ForeignKey("payments.id")),
-    Column("refund_id", ID, ForeignKey("refunds.id")),
+    Column("payment_id", ID),
+    Column("refund_id", ID),
     Column("exception_id", ID),
     Column("state", String(16), nullable=False),
     Column("due_at", TS, nullable=False),
@@ -375,11 +411,18 @@ jobs = Table(
         "'reconcile_daily')",
         name="kind",
     ),
+    ForeignKeyConstraint(
+        ["merchant_id", "payment_id"], ["payments.merchant_id", "payments.id"], name="fk_jobs_payment"
+    ),
+    ForeignKeyConstraint(
+        ["merchant_id", "refund_id"], ["refunds.merchant_id", "refunds.id"], name="fk_jobs_refund"
+    ),
 )
 Index("ix_jobs_due", jobs.c.state, jobs.c.due_at)
 Index(
     "uq_jobs_one_pending_per_payment",
     jobs.c.kind,
+    jobs.c.merchant_id,
     jobs.c.payment_id,
     unique=True,
     sqlite_where=text("state = 'pending' AND payment_id IS NOT NULL AND refund_id IS NULL"),
@@ -437,7 +480,7 @@ notifications = Table(
 shifts = Table(
     "shifts",
     metadata,
-    Column("id", ID, primary_key=True),  # client-generated on the till
+    Column("id", ID, nullable=False),  # client-generated on the till; unique per merchant
     Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
     Column("terminal_id", ID, ForeignKey("terminals.id"), nullable=False),
     Column("number", Integer, nullable=False),
@@ -450,6 +493,7 @@ shifts = Table(
     Column("report", Text),  # the Z report as JSON, exactly as hashed
     Column("report_hash", String(64)),
     Column("prev_hash", String(64)),
+    PrimaryKeyConstraint("merchant_id", "id", name="pk_shifts"),
     UniqueConstraint("terminal_id", "number", name="uq_shifts_terminal_number"),
     CheckConstraint("status IN ('open','closed')", name="status"),
     CheckConstraint("opening_float >= 0", name="float_nonneg"),

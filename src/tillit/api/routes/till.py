@@ -108,7 +108,7 @@ def sync_batch(body: SyncBatch, request: Request, who: Actor = STAFF) -> JSONRes
     """Each entry is the same request as its single route (same path, body and Idempotency-Key), so an
     entry sent once through the batch and once through the single route is applied once."""
     c = container(request)
-    entries: list[tuple[str, str, dict[str, Any] | None, str | None, DomainError | None]] = []
+    entries: list[sync.BatchEntry] = []
     for entry in body.entries:
         try:
             data = MODELS[entry.op].model_validate(entry.body).model_dump()

@@ -1,0 +1,33 @@
+"""The typed views that areas hand across (sales/views.py) are the shapes the API documents.
+
+api/schemas.py describes the answers in OpenAPI with pydantic models; the areas build them as TypedDicts.
+Both name the same fields in the same order, so a field added to one and not the other fails here."""
+
+from __future__ import annotations
+
+from typing import Any, get_type_hints
+
+import pytest
+from pydantic import BaseModel
+
+from tillit.api import schemas
+from tillit.domain.messages import CashierMessage
+from tillit.sales import views
+
+PAIRS = [
+    (views.LineView, schemas.LineOut),
+    (views.PaymentView, schemas.PaymentOut),
+    (views.RefundView, schemas.RefundOut),
+    (views.OrderView, schemas.OrderOut),
+    (views.EventView, schemas.EventOut),
+    (views.ProductView, schemas.ProductOut),
+]
+
+
+@pytest.mark.parametrize(("view", "model"), PAIRS, ids=[v.__name__ for v, _ in PAIRS])
+def test_view_has_the_fields_of_its_api_model_in_order(view: Any, model: type[BaseModel]) -> None:
+    assert list(get_type_hints(view)) == list(model.model_fields)
+
+
+def test_cashier_message_view_has_the_keys_of_the_domain_message() -> None:
+    assert list(get_type_hints(views.CashierMessageView)) == list(CashierMessage("r", "e", "z").as_dict())
