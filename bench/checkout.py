@@ -23,274 +23,49 @@ Only 127.0.0.1 is targeted; every loop is bounded in count and time.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
-import multiprocessing as mp
-import os
-import platform
-import re
-import resource
 import secrets
-import shutil
-import signal
-import socket
-import sqlite3
 import string
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-from rich.console import Console
 from rich.table import Table
 
-# Wide enough for the results table when the output goes to a file or a pipe.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+# bench/ is not installed: import the shared harness from this checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-LOOPBACK = "127.0.0.1"
-DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+from bench.harness import cli
+from bench.harness.db import PlainSql, Target, target
+from bench.harness.load import (
+    LUA_COMMON,
+    LoadResult,
+    ensure_wrk,
+    httpx_get,
+    httpx_load,
+    parse_wrk_output,
+    run_workers,
+    run_wrk,
+    split,
+    wrk_get,
+)
+from bench.harness.proc import CpuWindow, peak_rss_mb, run_tillit
+from bench.harness.report import console, fmt, machine, ms, percentile, verdict, write_json
+from bench.harness.server import Server, seed_demo, server_stack
+
 FRAMEWORK_TARGET = 0.3
 FRAMEWORK_GOAL = 0.5
 RSS_TARGET_MB = 200.0
 # The basket every checkout buys: 2800 + 1500 + 2 x 300 = 4900 fen, paid with 100 yuan in cash.
 BASKET = (("COF-LATTE", 1), ("BAK-CROIS", 1), ("WAT-500", 2))
 TENDERED = 10000
-SERVER_START_TIMEOUT = 60.0
-CLI_TIMEOUT = 180.0
-
-
-# --------------------------------------------------------------------------------------------------
-# Small helpers
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
-def percentile(values: list[float], pct: float) -> float | None:
-    """Nearest-rank percentile of ``values`` (None when there are none)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(pct / 100.0 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
-def is_loopback(host: str | None) -> bool:
-    return host is not None and (host == "localhost" or host == "::1" or host.startswith("127."))
-
-
-def tillit_command() -> list[str]:
-    exe = Path(sys.executable).parent / "tillit"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "tillit.cli"]
-
-
-def run_tillit(args: list[str], env: dict[str, str], cwd: Path) -> str:
-    proc = subprocess.run(
-        [*tillit_command(), *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(
-            f"tillit {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-        )
-    return proc.stdout
-
-
-def clock_ticks() -> int:
-    return int(os.sysconf("SC_CLK_TCK"))
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores spent busy since boot (from /proc/stat)."""
-    with open("/proc/stat") as fh:
-        parts = fh.readline().split()[1:]
-    values = [int(v) for v in parts]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    guest = sum(values[8:10]) if len(values) > 9 else 0  # already counted in user/nice
-    return (sum(values) - idle - guest) / clock_ticks()
-
-
-def process_cpu_seconds(pid: int) -> float:
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / clock_ticks()
-    return 0.0
-
-
-def postgres_cpu_seconds() -> float:
-    """CPU seconds of the PostgreSQL processes alive now (the server's own backends stay alive)."""
-    total = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError, ValueError), open(f"/proc/{entry.name}/stat") as fh:
-            head, _, tail = fh.read().rpartition(")")
-            if head.endswith("(postgres"):
-                fields = tail.split()
-                total += int(fields[11]) + int(fields[12])
-    return total / clock_ticks()
-
-
-def peak_rss_mb(pid: int) -> float | None:
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    return None
-
-
-def children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def self_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-@dataclass
-class CpuWindow:
-    """CPU use during one phase: the server, the load generator, and everything else on the machine."""
-
-    server_pid: int | None
-    postgres: bool = False
-    t0: float = 0.0
-    pg0: float = 0.0
-    busy0: float = 0.0
-    server0: float = 0.0
-    children0: float = 0.0
-    self0: float = 0.0
-
-    def __enter__(self) -> CpuWindow:
-        self.t0 = time.monotonic()
-        self.busy0 = machine_busy_seconds()
-        self.server0 = process_cpu_seconds(self.server_pid) if self.server_pid else 0.0
-        self.children0 = children_cpu_seconds()
-        self.self0 = self_cpu_seconds()
-        self.pg0 = postgres_cpu_seconds() if self.postgres else 0.0
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def read(self, client_cpu: float | None = None) -> dict[str, float]:
-        wall = max(time.monotonic() - self.t0, 1e-9)
-        busy = machine_busy_seconds() - self.busy0
-        server = (process_cpu_seconds(self.server_pid) - self.server0) if self.server_pid else 0.0
-        client = client_cpu if client_cpu is not None else children_cpu_seconds() - self.children0
-        own = self_cpu_seconds() - self.self0
-        database = max(0.0, postgres_cpu_seconds() - self.pg0) if self.postgres else 0.0
-        other = max(0.0, busy - server - client - own - database)
-        return {
-            "wall_s": round(wall, 3),
-            "machine_busy_cores": round(busy / wall, 2),
-            "server_cores": round(server / wall, 2),
-            "client_cores": round(client / wall, 2),
-            "postgres_cores": round(database / wall, 2),
-            "other_cores": round(other / wall, 2),
-        }
-
-
-# --------------------------------------------------------------------------------------------------
-# wrk
-
-
-def ensure_wrk(allow: bool) -> str | None:
-    """Path of wrk; installs Debian's package when missing and running as root."""
-    if not allow:
-        return None
-    found = shutil.which("wrk")
-    if found:
-        return found
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return None
-    console.print("wrk is missing: apt-get install -y wrk")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for attempt in range(2):
-        if attempt == 1:
-            subprocess.run(
-                ["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=300, check=False
-            )
-        proc = subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "wrk"], env=env, capture_output=True, timeout=300, check=False
-        )
-        if proc.returncode == 0 and shutil.which("wrk"):
-            return shutil.which("wrk")
-    return None
-
-
-LUA_COMMON = r"""
-local ffi = require("ffi")
-pcall(ffi.cdef, [[
-typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
-int clock_gettime(int clk_id, bench_timespec *tp);
-]])
-local ts = ffi.new("bench_timespec")
-local function now_us()
-  ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC: comparable across threads and with Python
-  return tonumber(ts.tv_sec) * 1000000 + tonumber(ts.tv_nsec) / 1000
-end
-
-local threads = {}
-local next_tid = 0
-
-function setup(thread)
-  thread:set("tid", next_tid)
-  local q = BASE
-  if next_tid < REM then q = q + 1 end
-  thread:set("quota", q)
-  next_tid = next_tid + 1
-  table.insert(threads, thread)
-end
-
-local function fmt(v)
-  if v == nil then return "-1" end
-  return string.format("%.1f", v)
-end
-
-local function join(list)
-  local out = {}
-  for i = 1, #list do out[i] = string.format("%.0f", list[i]) end
-  return table.concat(out, ",")
-end
-
-function done(summary, latency, requests)
-  io.write(string.format("BENCH wrk %d %d %d %d %d %d %d %.1f %.1f\n", summary.duration, summary.requests,
-    summary.errors.connect, summary.errors.read, summary.errors.write, summary.errors.status,
-    summary.errors.timeout, latency:percentile(50.0), latency:percentile(99.0)))
-  for _, t in ipairs(threads) do
-    io.write(string.format("BENCH thread %d %d %d %d %s %s %d\n", t:get("tid"), t:get("done_n"),
-      t:get("ok_n"), t:get("errors"), fmt(t:get("t_start")), fmt(t:get("t_end")), t:get("resent") or 0))
-    io.write("BENCH lat_a " .. join(t:get("lat_a")) .. "\n")
-    io.write("BENCH lat_b " .. join(t:get("lat_b")) .. "\n")
-    local sample = t:get("err_sample")
-    if sample ~= nil then io.write("BENCH err " .. sample .. "\n") end
-  end
-end
-"""
-
 LUA_CHECKOUT = string.Template(r"""
 -- Generated by bench/checkout.py: each connection alternates an order POST and its payment POST.
 -- A request that got no answer (wrk reconnected, or wrk's one-off verification call of request())
@@ -370,142 +145,6 @@ function response(status, headers, body)
 end
 """)
 
-LUA_GET = string.Template(r"""
--- Generated by bench/checkout.py: GET $path on every connection, counting non-2xx answers.
-BASE = 0
-REM = 0
-$common
-done_n, ok_n, errors = 0, 0, 0
-lat_a, lat_b = {}, {}
-t_start, t_end, err_sample = nil, nil, nil
-local sent_at = 0
-local req = nil
-local answered = false
-
-function request()
-  local now = now_us()
-  if not answered then t_start = now end -- wrk calls request() once before the threads start
-  sent_at = now
-  if req == nil then req = wrk.format("GET", "$path") end
-  return req
-end
-
-function response(status, headers, body)
-  local now = now_us()
-  answered = true
-  done_n = done_n + 1
-  t_end = now
-  if status >= 200 and status < 300 then
-    ok_n = ok_n + 1
-  else
-    errors = errors + 1
-    if err_sample == nil then err_sample = tostring(status) .. " " .. string.sub(body or "", 1, 300) end
-  end
-  if #lat_a < 200000 then lat_a[#lat_a + 1] = now - sent_at end
-end
-""")
-
-
-@dataclass
-class LoadResult:
-    """What one load phase measured (checkouts or GETs)."""
-
-    client: str
-    completed: int = 0  # checkouts (or GETs) finished
-    ok: int = 0
-    errors: int = 0  # non-2xx responses
-    transport_errors: int = 0
-    resent: int = 0  # requests sent again after wrk lost their connection
-    seconds: float = 0.0
-    lat_a_ms: list[float] = field(default_factory=list)  # order latencies (or GET latencies)
-    lat_b_ms: list[float] = field(default_factory=list)  # payment latencies
-    error_sample: str | None = None
-    client_cpu_s: float | None = None
-    timed_out: bool = False
-
-    def all_latencies(self) -> list[float]:
-        return self.lat_a_ms + self.lat_b_ms
-
-
-def parse_wrk_output(text: str, client: str) -> LoadResult:
-    result = LoadResult(client=client)
-    starts: list[float] = []
-    ends: list[float] = []
-    for line in text.splitlines():
-        if not line.startswith("BENCH "):
-            continue
-        kind, _, rest = line[6:].partition(" ")
-        if kind == "wrk":
-            parts = rest.split()
-            result.transport_errors = sum(int(p) for p in parts[2:5]) + int(parts[6])
-        elif kind == "thread":
-            _tid, done_n, ok_n, errors, t_start, t_end, resent = rest.split()
-            result.resent += int(resent)
-            result.completed += int(done_n)
-            result.ok += int(ok_n)
-            result.errors += int(errors)
-            if float(t_start) >= 0 and float(t_end) >= 0:
-                starts.append(float(t_start))
-                ends.append(float(t_end))
-        elif kind in ("lat_a", "lat_b") and rest.strip():
-            values = [int(v) / 1000.0 for v in rest.strip().split(",")]
-            (result.lat_a_ms if kind == "lat_a" else result.lat_b_ms).extend(values)
-        elif kind == "err" and result.error_sample is None:
-            result.error_sample = rest[:300]
-    if starts:
-        result.seconds = (max(ends) - min(starts)) / 1e6
-    return result
-
-
-def run_wrk(
-    wrk: str,
-    lua: str,
-    url: str,
-    concurrency: int,
-    max_seconds: float,
-    workdir: Path,
-    markers: Path | None,
-    expect_markers: int,
-) -> tuple[str, float]:
-    """Run wrk; when every thread left a marker (its quota is done) interrupt it. Returns (stdout, cpu s)."""
-    script = workdir / f"wrk-{secrets.token_hex(4)}.lua"
-    script.write_text(lua)
-    cmd = [
-        wrk,
-        "-t",
-        str(concurrency),
-        "-c",
-        str(concurrency),
-        "-d",
-        f"{max(1, int(max_seconds))}s",
-        "--timeout",
-        "30s",
-        "-s",
-        str(script),
-        url,
-    ]
-    out_path = workdir / f"wrk-{secrets.token_hex(4)}.out"
-    cpu0 = children_cpu_seconds()
-    with open(out_path, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
-        try:
-            deadline = time.monotonic() + max_seconds + 30
-            while proc.poll() is None and time.monotonic() < deadline:
-                if markers is not None and sum(1 for _ in markers.iterdir()) >= expect_markers:
-                    proc.send_signal(signal.SIGINT)  # wrk stops, prints its summary and calls done()
-                    break
-                time.sleep(0.01)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGINT)
-                proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
-    return out_path.read_text(), children_cpu_seconds() - cpu0
-
 
 def wrk_checkouts(
     wrk: str, base_url: str, key: str, checkouts: int, concurrency: int, max_seconds: float, workdir: Path
@@ -532,307 +171,38 @@ def wrk_checkouts(
     return result
 
 
-def wrk_get(
-    wrk: str, base_url: str, path: str, concurrency: int, seconds: float, workdir: Path
-) -> LoadResult:
-    lua = LUA_GET.substitute(path=path, common=LUA_COMMON)
-    text, cpu = run_wrk(wrk, lua, base_url, concurrency, seconds, workdir, None, 0)
-    result = parse_wrk_output(text, "wrk")
-    result.client_cpu_s = cpu
-    if result.completed == 0 and "BENCH" not in text:
-        raise RuntimeError(f"wrk produced no result:\n{text[-2000:]}")
-    return result
-
-
 # --------------------------------------------------------------------------------------------------
 # Fallback load generator: processes with httpx (used when wrk cannot be had)
 
 
-def _httpx_worker(
-    mode: str,
-    base_url: str,
-    key: str,
-    nonce: str,
-    tid: int,
-    quota: int,
-    max_seconds: float,
-    barrier: Any,
-    out: Any,
-) -> None:
-    lat_a: list[float] = []
-    lat_b: list[float] = []
-    done_n = ok_n = errors = transport = 0
-    sample: str | None = None
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+def checkout_step(
+    client: httpx.Client, context: dict[str, str], tid: int, n: int
+) -> tuple[float, float, list[httpx.Response]]:
+    """One checkout over httpx: the order, then its payment, each with its own Idempotency-Key."""
+    headers = {"Authorization": f"Bearer {context['key']}", "Content-Type": "application/json"}
     lines = [{"sku": sku, "quantity": qty} for sku, qty in BASKET]
-    with httpx.Client(base_url=base_url, timeout=30.0) as client:
-        barrier.wait(timeout=120)
-        t_start = time.monotonic()
-        deadline = t_start + max_seconds
-        while done_n < quota and time.monotonic() < deadline:
-            try:
-                if mode == "get":
-                    t0 = time.perf_counter()
-                    r = client.get("/healthz")
-                    lat_a.append((time.perf_counter() - t0) * 1000)
-                    good = r.is_success
-                else:
-                    oid = f"{nonce}{tid:08x}{done_n + 1:016x}"
-                    t0 = time.perf_counter()
-                    r1 = client.post(
-                        "/v1/orders",
-                        json={"id": oid, "lines": lines},
-                        headers={**headers, "Idempotency-Key": f"o-{oid}"},
-                    )
-                    t1 = time.perf_counter()
-                    r2 = client.post(
-                        "/v1/payments",
-                        json={"order_id": oid, "method": "cash", "tendered": TENDERED},
-                        headers={**headers, "Idempotency-Key": f"p-{oid}"},
-                    )
-                    t2 = time.perf_counter()
-                    lat_a.append((t1 - t0) * 1000)
-                    lat_b.append((t2 - t1) * 1000)
-                    bad = [r for r in (r1, r2) if not r.is_success]
-                    errors += len(bad)
-                    if bad and sample is None:
-                        sample = f"{bad[0].status_code} {bad[0].text[:300]}"
-                    good = not bad
-                    r = r2
-                if mode == "get" and not good:
-                    errors += 1
-                    if sample is None:
-                        sample = f"{r.status_code} {r.text[:300]}"
-            except httpx.HTTPError:
-                transport += 1
-                good = False
-            done_n += 1
-            ok_n += int(good)
-        t_end = time.monotonic()
-    out.put(
-        {
-            "done": done_n,
-            "ok": ok_n,
-            "errors": errors,
-            "transport": transport,
-            "lat_a": lat_a,
-            "lat_b": lat_b,
-            "start": t_start,
-            "end": t_end,
-            "sample": sample,
-        }
+    oid = f"{context['nonce']}{tid:08x}{n:016x}"
+    t0 = time.perf_counter()
+    r1 = client.post(
+        "/v1/orders",
+        json={"id": oid, "lines": lines},
+        headers={**headers, "Idempotency-Key": f"o-{oid}"},
     )
+    t1 = time.perf_counter()
+    r2 = client.post(
+        "/v1/payments",
+        json={"order_id": oid, "method": "cash", "tendered": TENDERED},
+        headers={**headers, "Idempotency-Key": f"p-{oid}"},
+    )
+    t2 = time.perf_counter()
+    return (t1 - t0) * 1000, (t2 - t1) * 1000, [r1, r2]
 
 
-def httpx_load(
-    mode: str, base_url: str, key: str, total: int, concurrency: int, max_seconds: float
+def httpx_checkouts(
+    base_url: str, key: str, checkouts: int, concurrency: int, max_seconds: float
 ) -> LoadResult:
-    ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(concurrency)
-    out = ctx.Queue()
-    nonce = secrets.token_hex(4)
-    quotas = [total // concurrency + (1 if i < total % concurrency else 0) for i in range(concurrency)]
-    procs = [
-        ctx.Process(
-            target=_httpx_worker,
-            args=(mode, base_url, key, nonce, i, quotas[i], max_seconds, barrier, out),
-            daemon=True,
-        )
-        for i in range(concurrency)
-    ]
-    cpu0 = children_cpu_seconds()
-    for p in procs:
-        p.start()
-    parts = []
-    try:
-        for _ in procs:
-            parts.append(out.get(timeout=max_seconds + 180))
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
-                p.join(timeout=10)
-    result = LoadResult(client="python-httpx")
-    for part in parts:
-        result.completed += part["done"]
-        result.ok += part["ok"]
-        result.errors += part["errors"]
-        result.transport_errors += part["transport"]
-        result.lat_a_ms.extend(part["lat_a"])
-        result.lat_b_ms.extend(part["lat_b"])
-        result.error_sample = result.error_sample or part["sample"]
-    result.seconds = max(p["end"] for p in parts) - min(p["start"] for p in parts)
-    result.client_cpu_s = children_cpu_seconds() - cpu0
-    result.timed_out = mode != "get" and result.completed < total
-    return result
-
-
-# --------------------------------------------------------------------------------------------------
-# Databases and the server
-
-
-@dataclass
-class Target:
-    """One database to benchmark: how to reach it and what to clean up."""
-
-    kind: str  # sqlite | postgres
-    workdir: Path
-    env: dict[str, str]
-    pg_admin_url: str | None = None
-    databases: list[str] = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        return "SQLite" if self.kind == "sqlite" else "PostgreSQL"
-
-
-def pg_url_for(admin_url: str, dbname: str) -> str:
-    parts = urlsplit(admin_url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, parts.fragment))
-
-
-def pg_create(admin_url: str, name: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def pg_drop(admin_url: str, name: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def base_env(home: Path, sync: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLIT_")}
-    env.update(
-        {
-            "TILLIT_HOME": str(home),
-            "TILLIT_SQLITE_SYNCHRONOUS": sync,
-            "COLUMNS": "200",
-            "NO_COLOR": "1",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    return env
-
-
-@contextlib.contextmanager
-def target(kind: str, sync: str, pg_admin_url: str) -> Iterator[Target]:
-    workdir = Path(tempfile.mkdtemp(prefix=f"tillit-bench-{kind}-"))
-    t = Target(kind=kind, workdir=workdir, env=base_env(workdir / "var", sync))
-    try:
-        if kind == "postgres":
-            t.pg_admin_url = pg_admin_url
-            name = f"tillit_bench_{secrets.token_hex(4)}"
-            pg_create(pg_admin_url, name)
-            t.databases.append(name)
-            t.env["TILLIT_DATABASE_URL"] = pg_url_for(pg_admin_url, name)
-        yield t
-    finally:
-        for name in t.databases:
-            try:
-                pg_drop(pg_admin_url, name)
-            except Exception as exc:
-                console.print(f"[red]could not drop database {name}: {exc}[/red]")
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-class Server:
-    """`tillit serve` in its own process (uvicorn runs in that process: workers=1)."""
-
-    def __init__(self, env: dict[str, str], workdir: Path) -> None:
-        self.env = env
-        self.workdir = workdir
-        self.port = free_port()
-        self.base_url = f"http://{LOOPBACK}:{self.port}"
-        self.log_path = workdir / "server.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self) -> None:
-        cmd = [*tillit_command(), "serve", "--host", LOOPBACK, "--port", str(self.port), "--no-access-log"]
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                cmd, env=self.env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        with httpx.Client(timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"server exited ({self.proc.returncode}):\n{self.log_tail()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get(self.base_url + "/healthz").status_code == 200:
-                        return
-                time.sleep(0.1)
-        raise RuntimeError(f"server not ready after {SERVER_START_TIMEOUT:.0f}s:\n{self.log_tail()}")
-
-    def log_tail(self) -> str:
-        with contextlib.suppress(OSError):
-            return self.log_path.read_text(errors="replace")[-3000:]
-        return ""
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-
-SERVER_STACK_PROBE = r"""
-import importlib.util, json, sys
-import uvicorn
-def found(name):
-    try:
-        return importlib.util.find_spec(name) is not None and __import__(name) is not None
-    except ImportError:
-        return False
-print(json.dumps({
-    "uvicorn": uvicorn.__version__,
-    "http": "httptools" if found("httptools") else "h11",
-    "loop": "uvloop" if found("uvloop") else "asyncio",
-}))
-"""
-
-
-def server_stack(env: dict[str, str]) -> dict[str, Any]:
-    """What uvicorn's ``auto`` settings pick in the server's environment: the HTTP parser and event loop.
-
-    The framework ceiling depends on them (httptools and uvloop roughly double GET /healthz), so a
-    ratio to it is only comparable between runs with the same stack."""
-    proc = subprocess.run(
-        [sys.executable, "-c", SERVER_STACK_PROBE],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT,
-        check=False,
-    )
-    try:
-        return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
-    except (IndexError, ValueError):
-        return {"uvicorn": None, "http": None, "loop": None, "error": proc.stderr[-300:]}
-
-
-def demo_terminal_key(output: str) -> str:
-    match = re.search(r"terminal_key\s+(tk_ter_[A-Za-z0-9_\-]+)", output)
-    if not match:
-        raise RuntimeError(f"no terminal key in `tillit init --demo` output:\n{output}")
-    return match.group(1)
-
+    context = {"key": key, "nonce": secrets.token_hex(4)}
+    return httpx_load(checkout_step, context, base_url, checkouts, concurrency, max_seconds)
 
 # --------------------------------------------------------------------------------------------------
 # Database ceiling: the rows of one checkout, written with plain SQL
@@ -848,8 +218,9 @@ SQL_ORDER = (
     "(:id, :m, :s, :t, :number, 'open', 'CNY', :total, 0, :total, 0, 0, NULL, 1, :now, :now)"
 )
 SQL_LINE = (
-    "INSERT INTO order_lines (order_id, line_no, product_id, sku, name, unit_price, quantity, discount, "
-    "amount) VALUES (:order_id, :line_no, :product_id, :sku, :name, :unit_price, :quantity, 0, :amount)"
+    "INSERT INTO order_lines (merchant_id, order_id, line_no, product_id, sku, name, unit_price, quantity, "
+    "discount, amount) VALUES (:m, :order_id, :line_no, :product_id, :sku, :name, :unit_price, :quantity, 0, "
+    ":amount)"
 )
 SQL_EVENT = (
     "INSERT INTO events (merchant_id, order_id, entity, entity_id, from_status, to_status, actor, reason, "
@@ -880,10 +251,6 @@ SQL_STOCK = "UPDATE products SET stock = stock - :qty WHERE id = :id AND stock I
 # The server stores each response for replay: bodies of about the size it answers with.
 ORDER_BODY = json.dumps({"pad": "x" * 1080})
 PAYMENT_BODY = json.dumps({"pad": "x" * 480})
-
-
-def _pg_sql(statement: str) -> str:
-    return re.sub(r":(\w+)", r"%(\1)s", statement)
 
 
 @dataclass(frozen=True)
@@ -922,10 +289,10 @@ def seed_rows(execute: Any, now: Any) -> Seed:
     return Seed(merchant, store, terminal, products)
 
 
-def _one_checkout(
-    execute: Any, executemany: Any, scalar: Any, begin: Any, commit: Any, seed: Seed, now_value: Any
-) -> None:
+def _one_checkout(sql: PlainSql, seed: Seed) -> None:
     """Write one checkout's rows in the server's two transactions, in the server's statement order."""
+    execute, executemany, scalar = sql.execute, sql.executemany, sql.scalar
+    begin, commit, now_value = sql.begin, sql.commit, sql.now
     m, actor = seed.merchant, "terminal:bench"
     order_id, payment_id, txn_id = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
     total = sum(price * qty for _pid, _sku, _name, price, qty in seed.products)
@@ -949,6 +316,7 @@ def _one_checkout(
         SQL_LINE,
         [
             {
+                "m": m,
                 "order_id": order_id,
                 "line_no": n + 1,
                 "product_id": pid,
@@ -1071,94 +439,27 @@ def _one_checkout(
     commit()
 
 
-def _sqlite_now() -> str:
-    # How SQLAlchemy stores DateTime in SQLite.
-    return now_utc().strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-def _sqlite_connect(path: str, sync: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=15.0, isolation_level=None, check_same_thread=False)
-    # The server's pragmas (adapters/db/engine.py).
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={sync}")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=15000")
-    return conn
-
-
 def _ceiling_worker(
     kind: str, dsn: str, sync: str, seed: Seed, quota: int, max_seconds: float, barrier: Any, out: Any
 ) -> None:
     done = errors = 0
     sample: str | None = None
-    if kind == "sqlite":
-        conn = _sqlite_connect(dsn, sync)
-
-        def execute(sql: str, params: Any) -> None:
-            conn.execute(sql, params)
-
-        def executemany(sql: str, rows: Any) -> None:
-            conn.executemany(sql, rows)
-
-        def scalar(sql: str, params: Any) -> Any:
-            return conn.execute(sql, params).fetchone()[0]
-
-        def begin() -> None:
-            conn.execute("BEGIN IMMEDIATE")  # as the server: writers queue up front
-
-        def commit() -> None:
-            conn.execute("COMMIT")
-
-        def rollback() -> None:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-
-        now_value: Any = _sqlite_now
-        close = conn.close
-    else:
-        import psycopg
-
-        pconn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
-
-        def execute(sql: str, params: Any) -> None:
-            pconn.execute(_pg_sql(sql), params)
-
-        def executemany(sql: str, rows: Any) -> None:
-            with pconn.cursor() as cur:
-                cur.executemany(_pg_sql(sql), rows)
-
-        def scalar(sql: str, params: Any) -> Any:
-            row = pconn.execute(_pg_sql(sql), params).fetchone()
-            assert row is not None
-            return row[0]
-
-        def begin() -> None:
-            pconn.execute("BEGIN")
-
-        def commit() -> None:
-            pconn.execute("COMMIT")
-
-        def rollback() -> None:
-            with contextlib.suppress(psycopg.Error):
-                pconn.execute("ROLLBACK")
-
-        now_value = now_utc
-        close = pconn.close
+    conn = PlainSql(kind, dsn, sync)
     barrier.wait(timeout=120)
     start = time.monotonic()
     deadline = start + max_seconds
     while done < quota and time.monotonic() < deadline:
         try:
-            _one_checkout(execute, executemany, scalar, begin, commit, seed, now_value)
+            _one_checkout(conn, seed)
             done += 1
         except Exception as exc:
             errors += 1
             sample = sample or repr(exc)[:300]
-            rollback()
+            conn.rollback()
             if errors > 50:
                 break
     end = time.monotonic()
-    close()
+    conn.close()
     out.put({"done": done, "errors": errors, "start": start, "end": end, "sample": sample})
 
 
@@ -1185,48 +486,22 @@ def database_ceiling(
         scratch_env["TILLIT_HOME"] = str(home)
         run_tillit(["migrate"], scratch_env, t.workdir)
         dsn = str(home / "tillit.sqlite")
-        conn = _sqlite_connect(dsn, sync)
-        conn.execute("BEGIN IMMEDIATE")
-        seed = seed_rows(lambda sql, p: conn.execute(sql, p), _sqlite_now())
-        conn.execute("COMMIT")
-        conn.close()
     else:
-        import psycopg
-
-        assert t.pg_admin_url is not None
-        name = f"tillit_bench_{secrets.token_hex(4)}_sql"
-        pg_create(t.pg_admin_url, name)
-        t.databases.append(name)
-        dsn = pg_url_for(t.pg_admin_url, name)
+        dsn = t.new_pg_database("_sql")
         scratch_env["TILLIT_DATABASE_URL"] = dsn
         run_tillit(["migrate"], scratch_env, t.workdir)
-        with psycopg.connect(dsn, connect_timeout=10) as pconn:
-            seed = seed_rows(lambda sql, p: pconn.execute(_pg_sql(sql), p), now_utc())
+    conn = PlainSql(t.kind, dsn, sync)
+    conn.begin()
+    seed = seed_rows(conn.execute, conn.now())
+    conn.commit()
+    conn.close()
     workers = max(1, min(concurrency, checkouts))
-    ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(workers)
-    out = ctx.Queue()
-    quotas = [checkouts // workers + (1 if i < checkouts % workers else 0) for i in range(workers)]
-    procs = [
-        ctx.Process(
-            target=_ceiling_worker,
-            args=(t.kind, dsn, sync, seed, quotas[i], max_seconds, barrier, out),
-            daemon=True,
-        )
-        for i in range(workers)
-    ]
-    for p in procs:
-        p.start()
-    parts = []
-    try:
-        for _ in procs:
-            parts.append(out.get(timeout=max_seconds + 180))
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
-                p.join(timeout=10)
+    quotas = split(checkouts, workers)
+    parts = run_workers(
+        _ceiling_worker,
+        [(t.kind, dsn, sync, seed, quotas[i], max_seconds) for i in range(workers)],
+        max_seconds + 180,
+    )
     return CeilingResult(
         checkouts=sum(p["done"] for p in parts),
         errors=sum(p["errors"] for p in parts),
@@ -1240,14 +515,10 @@ def database_ceiling(
 # One database, end to end
 
 
-def ms(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
-
-
 def bench_one(kind: str, args: argparse.Namespace, wrk: str | None) -> dict[str, Any]:
     with target(kind, args.sqlite_synchronous, args.pg_url) as t:
         console.print(f"[bold]{t.label}[/bold]: seeding (tillit init --demo) in {t.workdir}")
-        key = demo_terminal_key(run_tillit(["init", "--demo"], t.env, t.workdir))
+        key = seed_demo(t.env, t.workdir)
         stack = server_stack(t.env)
         server = Server(t.env, t.workdir)
         try:
@@ -1256,7 +527,7 @@ def bench_one(kind: str, args: argparse.Namespace, wrk: str | None) -> dict[str,
             checkout_load = (
                 (lambda n, s: wrk_checkouts(wrk, server.base_url, key, n, args.concurrency, s, t.workdir))
                 if wrk
-                else (lambda n, s: httpx_load("checkout", server.base_url, key, n, args.concurrency, s))
+                else (lambda n, s: httpx_checkouts(server.base_url, key, n, args.concurrency, s))
             )
             if args.warmup > 0:
                 warm = checkout_load(args.warmup, min(args.duration, 120.0))
@@ -1277,9 +548,7 @@ def bench_one(kind: str, args: argparse.Namespace, wrk: str | None) -> dict[str,
                         wrk, server.base_url, "/healthz", args.concurrency, args.ceiling_seconds, t.workdir
                     )
                 else:
-                    health = httpx_load(
-                        "get", server.base_url, key, 10_000_000, args.concurrency, args.ceiling_seconds
-                    )
+                    health = httpx_get(server.base_url, "/healthz", args.concurrency, args.ceiling_seconds)
                 health_cpu = window.read(health.client_cpu_s)
             rss_peak = peak_rss_mb(server.pid)
         finally:
@@ -1374,22 +643,6 @@ def bench_one(kind: str, args: argparse.Namespace, wrk: str | None) -> dict[str,
     }
 
 
-# --------------------------------------------------------------------------------------------------
-# Output
-
-
-def fmt(value: Any, unit: str = "", digits: int = 1) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}{unit}"
-    return f"{value:,}{unit}" if isinstance(value, int) else f"{value}{unit}"
-
-
-def verdict(ok: bool) -> str:
-    return "[green]met[/green]" if ok else "[red]not met[/red]"
-
-
 def render(results: list[dict[str, Any]], meta: dict[str, Any]) -> None:
     table = Table(
         title=f"Checkout benchmark: {meta['checkouts']} checkouts, concurrency {meta['concurrency']}"
@@ -1471,44 +724,11 @@ def render(results: list[dict[str, Any]], meta: dict[str, Any]) -> None:
             console.print(f"[yellow]{r['label']} first error: {r['checkout']['error_sample']}[/yellow]")
 
 
-def git_state() -> dict[str, Any]:
-    """The commit measured, and whether the work tree had uncommitted changes."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": head or None, "dirty": bool(dirty)}
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
+    parser = cli.parser(__doc__)
+    cli.add_db(parser)
     parser.add_argument("--checkouts", type=int, default=3000, help="checkouts to run (default 3000)")
-    parser.add_argument("--concurrency", type=int, default=8, help="connections / workers (default 8)")
-    parser.add_argument(
-        "--duration",
-        type=float,
-        default=300.0,
-        help="upper bound in seconds for the checkout phase and the database ceiling (default 300)",
-    )
+    cli.add_load(parser, connections=8, duration=300.0)
     parser.add_argument("--warmup", type=int, default=200, help="checkouts before measuring (default 200)")
     parser.add_argument(
         "--ceiling-seconds",
@@ -1517,31 +737,19 @@ def main(argv: list[str] | None = None) -> int:
         help="how long GET /healthz runs for the framework ceiling (default 10)",
     )
     parser.add_argument(
-        "--pg-url",
-        default=os.environ.get("TILLIT_BENCH_PG_URL", DEFAULT_PG_URL),
-        help="PostgreSQL maintenance URL on this machine (default %(default)s)",
-    )
-    parser.add_argument(
-        "--sqlite-synchronous",
-        default=os.environ.get("TILLIT_SQLITE_SYNCHRONOUS", "FULL").upper(),
-        choices=("OFF", "NORMAL", "FULL", "EXTRA"),
-        help="as TILLIT_SQLITE_SYNCHRONOUS (default FULL)",
-    )
-    parser.add_argument(
         "--client",
         choices=("auto", "wrk", "python"),
         default="auto",
         help="load generator: wrk (installed if missing and root) or python (httpx processes)",
     )
-    parser.add_argument("--json", type=Path, help="also write the results as JSON to this path")
+    cli.add_json(parser)
     args = parser.parse_args(argv)
-    if args.checkouts < 1 or args.concurrency < 1 or args.duration <= 0 or args.ceiling_seconds <= 0:
-        parser.error("--checkouts, --concurrency, --duration and --ceiling-seconds must be positive")
-    if args.checkouts > 1_000_000 or args.concurrency > 256 or args.duration > 3600:
-        parser.error("limits: --checkouts <= 1,000,000, --concurrency <= 256, --duration <= 3600")
-    kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
-    if "postgres" in kinds and not is_loopback(urlsplit(args.pg_url).hostname):
-        parser.error("--pg-url must point at this machine (127.0.0.1 / localhost)")
+    if args.checkouts < 1 or args.ceiling_seconds <= 0:
+        parser.error("--checkouts and --ceiling-seconds must be positive")
+    if args.checkouts > 1_000_000:
+        parser.error("limits: --checkouts <= 1,000,000")
+    cli.check_load(parser, args)
+    kinds = cli.db_kinds(parser, args)
 
     wrk = ensure_wrk(args.client != "python")
     if wrk is None and args.client == "wrk":
@@ -1554,12 +762,8 @@ def main(argv: list[str] | None = None) -> int:
             "competes with the server for CPU; figures are lower bounds.[/yellow]"
         )
     started = time.monotonic()
-    with open("/proc/loadavg") as fh:
-        loadavg = fh.read().split()[:3]
     meta = {
-        "date": now_utc().isoformat(timespec="seconds"),
-        "git": git_state(),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        **machine(),
         "checkouts": args.checkouts,
         "concurrency": args.concurrency,
         "warmup": args.warmup,
@@ -1568,10 +772,6 @@ def main(argv: list[str] | None = None) -> int:
         "wrk": subprocess.run([wrk, "-v"], capture_output=True, text=True, check=False).stdout.splitlines()[0]
         if wrk
         else None,
-        "cpus": os.cpu_count(),
-        "loadavg_at_start": loadavg,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
     }
     results = []
     for kind in kinds:
@@ -1579,9 +779,7 @@ def main(argv: list[str] | None = None) -> int:
     meta["elapsed_s"] = round(time.monotonic() - started, 1)
     render(results, meta)
     console.print(f"total time {meta['elapsed_s']:.0f}s")
-    if args.json:
-        args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
-        console.print(f"wrote {args.json}")
+    write_json(args.json, {"meta": meta, "results": results})
     return 0
 
 

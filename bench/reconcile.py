@@ -3,6 +3,7 @@ planted discrepancies, parsed and matched by Tillit's code, next to DuckDB's raw
 
     .venv/bin/python bench/reconcile.py                 # 1 million lines (the routine run)
     .venv/bin/python bench/reconcile.py --lines 10000000
+    .venv/bin/python bench/reconcile.py --lines 1000 --plant 2 --json results.json
 
 Phases, each in its own process so that the peak RSS printed is the reconciliation's own:
 1. generate (DuckDB): the local payments table and the bill file, exact WeChat layout (backquotes,
@@ -18,10 +19,8 @@ planted discrepancies were found. Results: docs/benchmarks.md ("Reconciliation")
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -30,7 +29,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# bench/ is not installed: the shared harness and this checkout's code come from the checkout.
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
+
+from bench.harness import cli  # noqa: E402
+from bench.harness.proc import self_peak_rss_mb  # noqa: E402
+from bench.harness.report import machine, write_json  # noqa: E402
 
 HEADER = (
     "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,"
@@ -171,14 +176,12 @@ def reconcile(workdir: Path, threads: int, memory_limit: str, repeat: int) -> di
         "match_runs": match_s,
         "raw_runs": raw_s,
         "found": found,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": self_peak_rss_mb(),
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def main(argv: list[str] | None = None) -> None:
+    parser = cli.parser(__doc__)
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--plant", type=int, default=10, help="discrepancies planted per class")
     parser.add_argument("--threads", type=int, default=2)
@@ -188,7 +191,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--phase", choices=("all", "generate", "reconcile"), default="all")
-    args = parser.parse_args()
+    cli.add_json(parser)
+    args = parser.parse_args(argv)
+    if not 7 * args.plant < args.lines <= 100_000_000 or args.plant < 1 or args.repeat < 1:
+        parser.error("need 1 <= --plant, 7 x --plant < --lines <= 100,000,000 and --repeat >= 1")
     own = args.workdir is None
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tillit-bench-recon-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -246,6 +252,21 @@ def main() -> None:
         print(
             f"planted {expected}\nfound   {rec['found']}\n"
             + ("OK: exactly the planted ones" if ok else "MISMATCH")
+        )
+        write_json(
+            args.json,
+            {
+                "meta": {**machine(), "threads": args.threads, "memory_limit": args.memory_limit},
+                "lines": n,
+                "generate": {**gen, "seconds": gen_s},
+                "reconcile": rec,
+                "parse_lines_per_s": n / rec["parse_s"],
+                "match_lines_per_s": n / rec["match_s"],
+                "match_over_raw_join": rec["match_s"] / rec["raw_join_s"],
+                "match_over_payload_join": rec["match_s"] / rec["payload_join_s"],
+                "planted": expected,
+                "ok": ok,
+            },
         )
         if not ok:
             sys.exit(1)

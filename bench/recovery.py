@@ -8,36 +8,34 @@ cost against cash.
 2. Checkouts/s paying by WeChat/Alipay code with the sandbox answering instantly (calm profile, no
    password step), against bench/checkout.py's cash checkouts/s measured in the same run.
 
-Usage: .venv/bin/python bench/recovery.py [--checkouts 600] [--json PATH]
+Usage: .venv/bin/python bench/recovery.py [--checkouts 600] [--json PATH] [--no-baseline]
+                                         [--settle-seconds S]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import subprocess
 import sys
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy import text
+
+# bench/ is not installed: import the shared harness from this checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.harness import cli
+from bench.harness.report import (
+    checkout_baseline,
+    columns_table,
+    console,
+    percentile_rounded_index,
+    write_json,
+)
 
 from tillit.tools import chaos
 
 WINDOW = {"wechat": 45.0, "alipay": 60.0}
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def percentile(values: list[float], pct: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def _ts(value: Any) -> datetime:
@@ -59,52 +57,21 @@ def resolution_times(container: Any, out: dict[str, list[float]]) -> None:
         out.setdefault(method, []).append((_ts(final_at) - _ts(unknown_at)).total_seconds())
 
 
-def cash_checkouts_per_s(checkouts: int) -> float | None:
-    with tempfile.TemporaryDirectory() as tmp:
-        result = Path(tmp) / "cash.json"
-        subprocess.run(
-            [
-                sys.executable,
-                str(ROOT / "bench" / "checkout.py"),
-                "--db",
-                "sqlite",
-                "--checkouts",
-                str(checkouts),
-                "--json",
-                str(result),
-            ],
-            check=True,
-            capture_output=True,
-            timeout=900,
-        )
-        return _find(json.loads(result.read_text()), "checkouts_per_s")
-
-
-def _find(data: Any, key: str) -> Any:
-    if isinstance(data, dict):
-        if key in data:
-            return data[key]
-        for value in data.values():
-            found = _find(value, key)
-            if found is not None:
-                return found
-    if isinstance(data, list):
-        for value in data:
-            found = _find(value, key)
-            if found is not None:
-                return found
-    return None
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.parser(__doc__)
     parser.add_argument("--checkouts", type=int, default=600)
     parser.add_argument("--seed", type=int, default=21)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    console = Console()
+    cli.add_json(parser)
+    parser.add_argument("--no-baseline", action="store_true", help="skip bench/checkout.py")
+    parser.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=chaos.ChaosOptions.settle_seconds,
+        help="how long each chaos run waits, at most, for in-flight work to settle (default %(default)s)",
+    )
+    args = parser.parse_args(argv)
+    if not 1 <= args.checkouts <= 100_000:
+        parser.error("--checkouts must be between 1 and 100,000")
 
     times: dict[str, list[float]] = {}
     console.print(f"[bold]1/3[/bold] chaos profile, {args.checkouts} checkouts, no kills …")
@@ -116,6 +83,7 @@ def main() -> int:
             kill_every=(0.0, 0.0),
             duplicate_share=0,
             refund_share=0,
+            settle_seconds=args.settle_seconds,
             inspect=lambda c: resolution_times(c, times),
         )
     )
@@ -129,15 +97,19 @@ def main() -> int:
             password_share=0,
             duplicate_share=0,
             refund_share=0,
+            settle_seconds=args.settle_seconds,
         )
     )
-    console.print("[bold]3/3[/bold] bench/checkout.py cash checkouts on SQLite …")
-    cash = cash_checkouts_per_s(max(1000, args.checkouts))
+    cash = None
+    if not args.no_baseline:
+        console.print("[bold]3/3[/bold] bench/checkout.py cash checkouts on SQLite …")
+        cash = checkout_baseline(max(1000, args.checkouts))
     provider_rate = args.checkouts / calm.load_seconds if calm.load_seconds else 0.0
 
-    table = Table(title="Recovery: unknown -> settled, provider time")
-    for col in ("provider", "unknown attempts", "p50 s", "p99 s", "window s", "p99 / window"):
-        table.add_column(col, justify="right")
+    table = columns_table(
+        "Recovery: unknown -> settled, provider time",
+        ("provider", "unknown attempts", "p50 s", "p99 s", "window s", "p99 / window"),
+    )
     result: dict[str, Any] = {
         "date": datetime.now().date().isoformat(),
         "checkouts": args.checkouts,
@@ -145,7 +117,7 @@ def main() -> int:
         "providers": {},
     }
     for method, values in sorted(times.items()):
-        p50, p99 = percentile(values, 50), percentile(values, 99)
+        p50, p99 = percentile_rounded_index(values, 50), percentile_rounded_index(values, 99)
         ratio = p99 / WINDOW[method] if p99 is not None else None
         result["providers"][method] = {
             "unknown_attempts": len(values),
@@ -171,8 +143,7 @@ def main() -> int:
         f"cash checkouts/s (bench/checkout.py): {cash}; ratio {result['provider_over_cash']}"
     )
     console.print(f"integrity: chaos run ok={faulty.ok}, calm run ok={calm.ok}")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
     return 0 if faulty.ok and calm.ok else 1
 
 

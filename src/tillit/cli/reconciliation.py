@@ -11,20 +11,59 @@ import sys
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from sqlalchemy import select
 
+from tillit.adapters.db import migrate as migrations
+from tillit.adapters.db.schema import provider_accounts
+from tillit.bootstrap import Container, build
 from tillit.domain.errors import DomainError
+from tillit.domain.ids import normalise_id
+from tillit.reconciliation import formats, service
+from tillit.reconciliation.match import CLASSES
 
 EXIT_OK, EXIT_BAD_FILE, EXIT_DISCREPANCIES = 0, 2, 3
 PROGRESS_FROM_BYTES = 8 * 1024 * 1024
 TABLE_ROWS = 200
 
+app = typer.Typer()  # no name: its command sits at the top of `tillit`
 err = Console(stderr=True)
+
+
+@app.command()
+def reconcile(
+    file: Annotated[Path, typer.Argument(help="The bill: WeChat CSV, Alipay ZIP, or a generic CSV")],
+    provider: Annotated[str, typer.Option("--provider", help="The file's format: wechat, alipay or csv")],
+    mapping: Annotated[
+        Path | None, typer.Option("--mapping", help="Column mapping (TOML or JSON) for --provider csv")
+    ] = None,
+    bill_date: Annotated[
+        str | None, typer.Option("--date", help="The bill's day (YYYY-MM-DD); read from the file if omitted")
+    ] = None,
+    output: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
+    merchant_id: Annotated[
+        str | None,
+        typer.Option("--merchant", help="Whose bill it is (default: the merchant owning the bill's account)"),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Match and print; store nothing")] = False,
+) -> None:
+    """Reconcile a provider bill: exit 0 when everything matched, 3 when discrepancies remain, 2 on a
+    bad file. See docs/reconciliation.md."""
+    code = run_reconcile(
+        file=file,
+        fmt=provider,
+        mapping=mapping,
+        bill_date=bill_date,
+        output=output,
+        merchant_id=merchant_id,
+        dry_run=dry_run,
+    )
+    raise typer.Exit(code)
 
 
 def _fen(value: Any) -> str:
@@ -34,19 +73,15 @@ def _fen(value: Any) -> str:
     return f"{sign}{abs(value) // 100}.{abs(value) % 100:02d}"
 
 
-def _owner(c: Any, bill: Any) -> str | None:
+def _owner(c: Container, bill: Any) -> str | None:
     """The merchant whose provider account issued this bill (WeChat mch_id / Alipay seller id)."""
-    import json as _json
-
-    from tillit.adapters.db.schema import provider_accounts
-
     if bill.account is None:
         return None
     with c.db.read() as conn:
         for row in conn.execute(
             select(provider_accounts).where(provider_accounts.c.provider == bill.provider)
         ):
-            config = _json.loads(row.config)
+            config = json.loads(row.config)
             ref = row.account_ref if bill.provider == "wechat" else config.get("seller_id")
             if ref and str(bill.account).startswith(str(ref)):
                 return str(row.merchant_id)
@@ -63,11 +98,7 @@ def run_reconcile(
     merchant_id: str | None,
     dry_run: bool,
 ) -> int:
-    from tillit.adapters.db import migrate as migrations
-    from tillit.bootstrap import build
-    from tillit.domain.ids import normalise_id
-    from tillit.reconciliation import formats, service
-
+    """Parse, match and print one bill; returns the exit code (EXIT_OK, EXIT_DISCREPANCIES, EXIT_BAD_FILE)."""
     if output not in ("table", "json", "csv"):
         err.print("[red]--format is table, json or csv[/red]")
         return EXIT_BAD_FILE
@@ -176,8 +207,6 @@ def run_reconcile(
 
 
 def _print_table(outcome: Any, file: Path) -> None:
-    from tillit.reconciliation.match import CLASSES
-
     out = Console(width=None if sys.stdout.isatty() else 140)
     bill, run = outcome.bill, outcome.run
     out.print(
