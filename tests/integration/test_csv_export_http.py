@@ -4,7 +4,7 @@ other CSV Tillit writes, ``tillit reconcile --format csv``) carries every such c
 while integers, ids and plain text stay exactly as the JSON export shows them. SQLite and PostgreSQL.
 
 The export is the only CSV the server or the CLI writes (``grep csv.writer/DictWriter/text/csv src``:
-``services/reconciliation/service.export_csv``, used by the export route and by ``tillit reconcile``).
+``reconciliation/service.export_csv``, used by the export route and by ``tillit reconcile``).
 """
 
 from __future__ import annotations
