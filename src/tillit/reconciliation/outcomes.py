@@ -16,6 +16,7 @@ from sqlalchemy import Connection, select, update
 from tillit.adapters.db.schema import recon_discrepancies
 from tillit.exceptions import cases as exc_svc
 from tillit.kernel.context import Deps
+from tillit.reconciliation.service import settle_discrepancy
 
 SYSTEM = "system:reconciliation"
 
@@ -58,18 +59,10 @@ def on_late_payment_outcome(conn: Connection, deps: Deps, outcome: AttemptOutcom
             recon_discrepancies.c.action.in_(("attach", "refund_late")),
         )
     ).all()
-    now = deps.clock.now()
     for row in rows:
         if EXPECTED.get((row.action, row.reason)) == outcome.result:
-            conn.execute(
-                update(recon_discrepancies)
-                .where(recon_discrepancies.c.id == row.id, recon_discrepancies.c.status == "open")
-                .values(
-                    status="resolved",
-                    resolved_at=now,
-                    resolved_by=SYSTEM,
-                    resolution=f"the engine confirmed it: {outcome.result} ({outcome.detail})"[:500],
-                )
+            settle_discrepancy(
+                conn, deps, row.id, SYSTEM, f"the engine confirmed it: {outcome.result} ({outcome.detail})"
             )
             continue
         exc_id = exc_svc.open_exception(

@@ -581,7 +581,7 @@ def _act(
             if row["reason"] == "billed_other_day"
             else "informational: the reversal of an unrecognised payment in the same bill"
         )
-        _settle(conn, deps, disc_id, SYSTEM, why)
+        settle_discrepancy(conn, deps, disc_id, SYSTEM, why)
         return
     if kind == "wait":
         return
@@ -628,7 +628,8 @@ def _act(
         )
 
 
-def _settle(conn: Connection, deps: Deps, disc_id: str, who: str, why: str) -> None:
+def settle_discrepancy(conn: Connection, deps: Deps, disc_id: str, who: str, why: str) -> None:
+    """Resolve an open discrepancy, recording who and why; one already resolved stays as it is."""
     conn.execute(
         update(recon_discrepancies)
         .where(recon_discrepancies.c.id == disc_id, recon_discrepancies.c.status == "open")
@@ -696,7 +697,7 @@ def _carried_over(
         hit = billed_here.get(key)
         if hit is not None:
             why = f"found in the bill of {day.isoformat()} (line {hit['line']})"
-            _settle(conn, deps, old.id, SYSTEM, why)
+            settle_discrepancy(conn, deps, old.id, SYSTEM, why)
             _resolve_exception(conn, deps, old.exception_id, why)
             continue
         if (
@@ -704,7 +705,7 @@ def _carried_over(
             and old.bill_date == day - timedelta(days=1)
             and ((bill_type != "REFUND") if old.kind != "refund" else (bill_type != "SUCCESS"))
         ):
-            _settle(
+            settle_discrepancy(
                 conn, deps, old.id, SYSTEM, f"not in the bill of {day.isoformat()} either: see run {run_id}"
             )
             extra.append(
@@ -760,7 +761,7 @@ def _supersede(
     ).all()
     for row in stale:
         why = f"superseded by run {run_id} (a newer bill for the same day)"
-        _settle(conn, deps, row.id, SYSTEM, why)
+        settle_discrepancy(conn, deps, row.id, SYSTEM, why)
         _resolve_exception(conn, deps, row.exception_id, why)
 
 
@@ -1105,7 +1106,7 @@ def resolve_discrepancy(
         raise conflict(
             "discrepancy_resolved", "This discrepancy is already resolved.", {"resolved_by": row.resolved_by}
         )
-    _settle(conn, deps, row.id, actor.label, resolution)
+    settle_discrepancy(conn, deps, row.id, actor.label, resolution)
     if row.exception_id is not None:
         status = conn.execute(select(exceptions.c.status).where(exceptions.c.id == row.exception_id)).scalar()
         if status == "open":
