@@ -262,6 +262,41 @@ def test_refund_answer_lost_is_confirmed_once(world: World, provider: str) -> No
     assert world.sbx.ledger(wallet)["total_refunded_fen"] == 800
 
 
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_failed_refund_queries_are_retried_in_seconds(world: World, provider: str) -> None:
+    """Issue 16.2: the provider completed the refund, but its answer and then the first queries were lost.
+    A failed query is tried again within seconds, so the refund is confirmed as soon as one gets through,
+    not a whole back-off step (1 to 5 minutes) later."""
+    refund_ep, query_ep = (
+        ("wechat.refund", "wechat.refundquery")
+        if provider == "wechat"
+        else ("alipay.trade.refund", "alipay.trade.fastpay.refund.query")
+    )
+    wallet = world.sbx.wallet(provider)
+    order = world.order()
+    pay = world.scan(order["id"], world.sbx.code(wallet)).json()
+    world.sbx.faults({refund_ep: {"answer_lost": 1.0}, query_ep: {"system_error": 1.0}})
+    r = world.post("/v1/refunds", {"payment_id": pay["id"], "amount": 800}, key="refund-lost-fast")
+    assert r.status_code == 202 and r.json()["status"] in ("pending", "processing")
+    assert world.sbx.ledger(wallet)["total_refunded_fen"] == 800  # the provider has done it
+    first_query = 10 if provider == "alipay" else 1  # Alipay: never before 10 s (providers.md §2.5)
+    world.advance(first_query)
+    world.advance(1)
+    world.advance(1)  # three queries failed so far
+    refund = world.http.get(f"/v1/refunds/{r.json()['id']}").json()
+    assert refund["status"] == "processing"
+    world.sbx.faults({})
+    waited = 0
+    while refund["status"] == "processing" and waited < 30:
+        world.advance(1)
+        waited += 1
+        refund = world.http.get(f"/v1/refunds/{r.json()['id']}").json()
+    assert refund["status"] == "succeeded"
+    assert waited <= 5, f"confirmed {waited} s after the provider answered again"
+    assert world.get_order(order["id"])["refunded_amount"] == 800
+    assert world.sbx.ledger(wallet)["total_refunded_fen"] == 800  # never refunded twice
+
+
 def test_alipay_notification_settles_before_the_next_query(world: World) -> None:
     wallet = world.sbx.wallet("alipay", always_password=True)
     order = world.order()

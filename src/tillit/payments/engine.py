@@ -75,6 +75,10 @@ class Schedule:
     reverse_alert_after: int  # open a 单边账 exception after this many failed reverse calls
     refund_first_query: float
     refund_backoff: tuple[float, ...]
+    # A refund query (or re-sent refund) that got no verifiable answer is tried again this soon, by how
+    # long ago the last checkpoint of the provider's pace was; after the last step, the next checkpoint.
+    refund_retry: tuple[tuple[float, float], ...] = ((3, 1), (8, 2), (15, 3), (30, 5))
+    refund_query_not_before: float = 0  # never query a refund earlier than this after it was sent
 
 
 # Query windows: WeChat auto-revokes an unpaid micropay 45 s after creation and its older pages advise
@@ -83,8 +87,49 @@ class Schedule:
 # own windows (45 s / 60 s), which bench/recovery.py measures.
 SCHEDULES = {
     "wechat": Schedule(5, 5, 30, 15, (1, 2, 3, 5, 10, 30, 60, 120, 300), 8, 60, (60, 300, 600, 1200, 1800)),
-    "alipay": Schedule(5, 5, 30, 0, (1, 2, 3, 5, 10, 30, 60, 120, 300), 8, 10, (10, 30, 60, 300, 600, 1800)),
+    # Alipay: "query ≥ 10 s after the refund" (providers.md §2.5), so even a lost answer waits 10 s.
+    "alipay": Schedule(
+        5, 5, 30, 0, (1, 2, 3, 5, 10, 30, 60, 120, 300), 8, 10, (10, 30, 60, 300, 600, 1800),
+        refund_query_not_before=10,
+    ),
 }
+
+
+def refund_checkpoints(sched: Schedule) -> list[float]:
+    """Seconds after a refund was sent at which the provider's own pace has us look at it again
+    (WeChat: 1 min, then longer while it says PROCESSING; providers.md §1.5 and §2.5)."""
+    points = [sched.refund_first_query]
+    for step in sched.refund_backoff:
+        points.append(points[-1] + step)
+    return points
+
+
+def next_refund_check(sched: Schedule, sent_at: datetime, now: datetime, *, answered: bool) -> datetime:
+    """When to look at a refund again.
+
+    ``answered``: the provider gave a verifiable answer (PROCESSING, ABNORMAL): follow its pace, the next
+    checkpoint after ``now`` (after the last one, every last step). Not answered (the call or query failed:
+    HTTP error, timeout, SYSTEMERROR, bad signature): try again in seconds, for a bounded while after the
+    last checkpoint (``refund_retry``), so a refund the provider completed is confirmed as soon as one query
+    gets through instead of a whole back-off step later; past that while, the next checkpoint. Never
+    earlier than ``refund_query_not_before`` after the refund was sent."""
+    elapsed = (now - sent_at).total_seconds()
+    points = refund_checkpoints(sched)
+    later = [p for p in points if p > elapsed]
+    if later:
+        following = later[0]
+    else:
+        last_step = sched.refund_backoff[-1] if sched.refund_backoff else sched.refund_first_query
+        following = points[-1] + last_step * (1 + int((elapsed - points[-1]) // last_step))
+    due = following
+    if not answered:
+        earlier = [p for p in points if p <= elapsed]
+        since = elapsed - (earlier[-1] if earlier else 0.0)
+        step = next((delay for within, delay in sched.refund_retry if since < within), None)
+        if step is not None:
+            due = min(following, elapsed + step)
+    due = max(due, sched.refund_query_not_before, elapsed + 1)
+    return sent_at + timedelta(seconds=due)
 
 
 @dataclass(frozen=True)
@@ -876,7 +921,9 @@ def apply_refund_result(
             merchant_id=pay.merchant_id,
             payment_id=pay.id,
             refund_id=ref.id,
-            due_at=now + timedelta(seconds=sched.refund_first_query),
+            due_at=next_refund_check(
+                sched, _aware(ref.created_at, now), now, answered=result.state is not RefundState.UNKNOWN
+            ),
         )
     return refund_view(conn.execute(mine).one())
 
@@ -943,14 +990,11 @@ def confirm_refund(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) -
             select(refunds.c.status).where(refunds.c.merchant_id == ref.merchant_id, refunds.c.id == ref.id)
         ).scalar_one()
         if fresh in ("pending", "processing"):
-            sched = SCHEDULES[pay.method]
-            jobs.retry_later(
-                conn,
-                deps,
-                job.id,
-                deps.clock.now() + _backoff(sched.refund_backoff, job.attempts),
-                f"refund: {result.state.value}",
-            )
+            now = deps.clock.now()
+            answered = result.state is not RefundState.UNKNOWN
+            sent_at = _aware(ref.created_at, now)
+            due = next_refund_check(SCHEDULES[pay.method], sent_at, now, answered=answered)
+            jobs.retry_later(conn, deps, job.id, due, f"refund: {result.state.value}")
         else:
             jobs.finish(conn, deps, job.id)
 
