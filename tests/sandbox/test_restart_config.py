@@ -36,6 +36,26 @@ def test_state_survives_restart(make_sandbox: Callable[..., Sandbox], tmp_path: 
     assert new_code != code and second.micropay("T2", 100, new_code)["result_code"] == "SUCCESS"
 
 
+def test_fault_profile_survives_restart(make_sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
+    """Issue 16.3: a chaos run that restarts the sandbox keeps its faults without a second PUT."""
+    first = make_sandbox(state=tmp_path)
+    profile = {"endpoints": {"wechat.orderquery": {"system_error": 1}}, "latency_ms": 5}
+    assert first.client.put("/sandbox/faults", json={**profile, "seed": 42}).status_code == 200
+    before = first.client.get("/sandbox/faults").json()
+    first.client.__exit__(None, None, None)
+    first.app.state.store.close()
+
+    second = make_sandbox(state=tmp_path)
+    assert second.client.get("/sandbox/faults").json() == before
+    assert before["seed"] == 42 and before["profile"]["latency_ms"] == 5
+    assert second.wechat("/pay/orderquery", out_trade_no="T1")["err_code"] == "SYSTEMERROR"  # still fires
+    assert second.client.put("/sandbox/faults", json={}).status_code == 200  # clearing is kept too
+    second.client.__exit__(None, None, None)
+    second.app.state.store.close()
+    third = make_sandbox(state=tmp_path)
+    assert third.client.get("/sandbox/faults").json()["profile"]["endpoints"] == {}
+
+
 def test_init_config_writes_a_working_config(tmp_path: Path) -> None:
     path = tmp_path / "sandbox.toml"
     result = CliRunner().invoke(cli.app, ["init-config", str(path)])

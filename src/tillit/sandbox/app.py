@@ -20,7 +20,7 @@ from tillit.sandbox import alipay, control, page, wechat
 from tillit.sandbox.clock import SandboxClock
 from tillit.sandbox.config import SandboxConfig
 from tillit.sandbox.engine import ControlError, Engine
-from tillit.sandbox.faults import FaultInjector
+from tillit.sandbox.faults import FAULTS_META, restored
 from tillit.sandbox.notify import Notifier
 from tillit.sandbox.runtime import Runtime, Sleep
 from tillit.sandbox.store import Store, set_meta
@@ -57,7 +57,8 @@ def create_app(
         set_meta(conn, "boots", str(boots))
     # Ids and codes get their own RNG, keyed on the boot count so a restart never replays them.
     engine = Engine(store, config, clock, random.Random(f"ids:{seed}:{boots}"))
-    rt = Runtime(config, engine, FaultInjector(seed), sleep or asyncio.sleep)
+    # The last fault profile set through the control API survives a restart (docs/sandbox.md).
+    rt = Runtime(config, engine, restored(store.get_meta(FAULTS_META), seed), sleep or asyncio.sleep)
     notifier = Notifier(rt, notify_transport)
 
     async def ticker() -> None:

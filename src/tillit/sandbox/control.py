@@ -15,9 +15,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from tillit.sandbox.engine import ControlError, Trade
-from tillit.sandbox.faults import FaultProfile, FaultProfileError
+from tillit.sandbox.faults import FAULTS_META, FaultProfile, FaultProfileError
 from tillit.sandbox.money import yuan
 from tillit.sandbox.runtime import runtime
+from tillit.sandbox.store import set_meta
 
 router = APIRouter(prefix="/sandbox")
 
@@ -195,6 +196,10 @@ async def put_faults(request: Request) -> dict[str, Any]:
         raise ControlError(422, "invalid_fault_profile", str(exc)) from exc
     faults = runtime(request).faults
     faults.set_profile(profile, seed)
+    # Kept in the state file, so a sandbox killed and started again goes on with the same faults.
+    store = request.app.state.store
+    with store.tx() as conn:
+        set_meta(conn, FAULTS_META, json.dumps({"seed": faults.seed, "profile": profile.to_json()}))
     return {"seed": faults.seed, "profile": profile.to_json()}
 
 

@@ -7,6 +7,7 @@ sequence of requests give the same faults.
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from dataclasses import asdict, dataclass, field
@@ -14,6 +15,9 @@ from typing import Any
 
 ENDPOINT_FAULTS = ("latency", "hang", "answer_lost", "system_error", "bad_signature")
 NOTIFY_FAULTS = ("loss", "duplicate", "delay", "reorder")
+
+#: The state file's meta key under which the last ``PUT /sandbox/faults`` is kept across restarts.
+FAULTS_META = "fault_profile"
 
 #: Every endpoint name a fault profile may target ("*" matches all of them).
 ENDPOINTS = (
@@ -216,3 +220,12 @@ class FaultInjector:
             fired = self._rng.random() < self.profile.late_bill
             self._record("bill", target, ["late_bill"] if fired else [])
             return fired
+
+
+def restored(saved: str | None, seed: int) -> FaultInjector:
+    """The injector a starting sandbox runs with: the profile and seed last set through the control API
+    (kept in the state file), else no faults and ``seed``. A restored sequence starts again from its seed."""
+    if saved is None:
+        return FaultInjector(seed)
+    data = json.loads(saved)
+    return FaultInjector(int(data["seed"]), FaultProfile.from_json(data["profile"]))
