@@ -17,7 +17,7 @@ from tillit.domain.clock import Clock, ScaledClock, SystemClock
 from tillit.domain.ids import IdGenerator
 from tillit.domain.provider import PaymentProvider
 from tillit.exceptions import cases
-from tillit.kernel.context import Deps
+from tillit.kernel.context import Deps, KeyHolder
 from tillit.payments import accounts, engine
 from tillit.payments.accounts import ProviderDirectory, ProviderFactory
 from tillit.payments.engine import EngineConfig, trigger_resolution
@@ -90,7 +90,15 @@ def build(
     guard = timedelta(seconds=settings.provider_timeout_s * settings.clock_speed + 15)
     # Reconciliation asks the engine to look at an attempt through deps, and hears how a late payment
     # ended through the engine's outcome hook (reconciliation/outcomes.py).
-    deps = Deps(clock=clock, ids=IdGenerator(clock, rng), secrets=box, resolve_attempt=trigger_resolution)
+    # A held Idempotency-Key's lease is measured on Tillit's clock, which may run faster than real time.
+    holder = KeyHolder(lease=timedelta(seconds=settings.key_lease_s * settings.clock_speed))
+    deps = Deps(
+        clock=clock,
+        ids=IdGenerator(clock, rng),
+        secrets=box,
+        resolve_attempt=trigger_resolution,
+        holder=holder,
+    )
     engine_cfg = EngineConfig(
         providers=directory, pay_guard=guard, on_late_payment_outcome=[late_payment_handler(deps)]
     )

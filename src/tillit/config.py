@@ -22,6 +22,9 @@ class Settings:
     clock_origin: float = 0.0
     clock_start: str | None = None  # ISO time the scaled clock reads at ``clock_origin`` (default: origin)
     worker_poll_s: float = 0.25
+    # How long (real seconds) an in-flight Idempotency-Key stays held unless its process renews it (it does,
+    # every quarter of this, while the request runs): a resend after a crash waits at most this long.
+    key_lease_s: float = 3.0
     # Base64 of the 32-byte key sealing provider secrets; unset: the keyring file under ``home``.
     secret_key: str | None = None
 
@@ -46,5 +49,6 @@ class Settings:
             clock_origin=float(env.get("TILLIT_CLOCK_ORIGIN", "0")),
             clock_start=env.get("TILLIT_CLOCK_START") or None,
             worker_poll_s=float(env.get("TILLIT_WORKER_POLL_S", "0.25")),
+            key_lease_s=min(60.0, max(1.0, float(env.get("TILLIT_KEY_LEASE_S", "3")))),
             secret_key=env.get("TILLIT_SECRET_KEY") or None,
         )

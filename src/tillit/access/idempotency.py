@@ -3,7 +3,8 @@
 Contract (after the IETF idempotency-key draft and Stripe):
 - same key and same request -> the first response is replayed byte for byte (``replayed=True``);
 - same key, different request (method, path or body) -> 422 ``idempotency_key_reused``;
-- same key while its first request is still running -> 409 ``idempotency_key_in_flight``;
+- same key while its first request is still running -> 409 ``idempotency_key_in_flight``; a key whose
+  holding process died is taken over as soon as its lease has passed (``run_phased``);
 - keys are scoped per merchant ('admin' for operator keys) and kept at least ``retention`` (24 h by
   default), then removed by ``prune``.
 
@@ -16,21 +17,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+import structlog
+from sqlalchemy import Connection, bindparam, delete, insert, or_, select, update
 
 from tillit.adapters.db.engine import Database
 from tillit.adapters.db.schema import idempotency_keys
 from tillit.domain.errors import DomainError, ErrorKind, conflict, invalid
-from tillit.kernel.context import Actor, Deps
+from tillit.kernel.context import Actor, Deps, KeyHolder
+
+log = structlog.get_logger("tillit.idempotency")
 
 MAX_KEY_LENGTH = 255
 DEFAULT_RETENTION = timedelta(hours=24)
-# A multi-phase request whose lock is older than this is taken to have died and may be taken over.
+# A key held before leases existed (no lease_until) is taken to have died after this long.
 IN_FLIGHT_TIMEOUT = timedelta(seconds=90)
 
 # Built once: every money-moving request runs these, and building a statement costs more than running it.
@@ -167,10 +172,12 @@ def run_phased(
     """Like ``run``, for requests that may call a provider (atomic phases, after Brandur).
 
     Phase 1 claims the key as ``in_flight`` (linked to the resource it creates) in the same transaction
-    as the resource; the provider call happens outside any transaction; phase 3 records the answer and
-    the response. A same-key request during the call gets 409; after ``IN_FLIGHT_TIMEOUT`` (the first
-    request died mid-call) it is answered from the resource's current state, which the recovery jobs
-    keep moving, and stored once that state is final (status other than 202).
+    as the resource, held by this process (``deps.holder.boot``) with a lease that ``LeaseRenewer``
+    extends while the call runs; the provider call happens outside any transaction; phase 3 records the
+    answer and the response. A same-key request while the lease holds gets 409. Once it has passed (the
+    holding process died mid-call, or a starting process freed the keys of boots that are gone), the key
+    is taken over: ``takeover`` answers from the resource's current state, which the recovery jobs keep
+    moving (it never re-sends the call), and the answer is stored once that state is final (not 202).
     """
     key = check_key(key)
     scope = actor.merchant_id or "admin"
@@ -181,8 +188,7 @@ def run_phased(
         if row is not None:
             if row.status == "done":
                 return StoredResponse(row.response_status, row.response_body.encode(), True)
-            locked_at = row.locked_at if row.locked_at.tzinfo else row.locked_at.replace(tzinfo=now.tzinfo)
-            if now - locked_at < IN_FLIGHT_TIMEOUT:
+            if _still_held(row, now):
                 raise _in_flight()
             status, result = takeover(conn, row.resource_id)
             payload = encode(result)
@@ -225,18 +231,98 @@ def run_phased(
                 "created_at": now,
                 "locked_at": now,
                 "resource_id": outcome.resource_id,
+                "holder": deps.holder.boot,
+                "lease_until": now + deps.holder.lease,
             },
         )
-    answer = outcome.run()
+    deps.holder.hold()
+    try:
+        answer = outcome.run()
+    finally:
+        deps.holder.release()
     with db.transaction() as conn:
         status, result = outcome.finish(conn, answer)
         payload = encode(result)
+        # Only while still in flight: a takeover that already stored a final answer keeps its bytes.
         conn.execute(
             update(idempotency_keys)
-            .where(idempotency_keys.c.scope == scope, idempotency_keys.c.key == key)
-            .values(status="done", response_status=status, response_body=payload.decode(), locked_at=None)
+            .where(
+                idempotency_keys.c.scope == scope,
+                idempotency_keys.c.key == key,
+                idempotency_keys.c.status == "in_flight",
+            )
+            .values(
+                status="done",
+                response_status=status,
+                response_body=payload.decode(),
+                locked_at=None,
+                holder=None,
+                lease_until=None,
+            )
         )
     return StoredResponse(status, payload, False)
+
+
+def _aware(value: datetime, now: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=now.tzinfo)
+
+
+def _still_held(row: Any, now: datetime) -> bool:
+    """Is an in-flight key's first request (taken to be) still running?"""
+    if row.lease_until is not None:
+        return now < _aware(row.lease_until, now)
+    return now - _aware(row.locked_at, now) < IN_FLIGHT_TIMEOUT
+
+
+def renew_leases(conn: Connection, holder: KeyHolder, now: datetime) -> int:
+    """Extend the lease of every key this process holds; returns how many."""
+    result = conn.execute(
+        update(idempotency_keys)
+        .where(idempotency_keys.c.holder == holder.boot, idempotency_keys.c.status == "in_flight")
+        .values(lease_until=now + holder.lease)
+    )
+    return int(result.rowcount or 0)
+
+
+def free_gone_holders(conn: Connection, holder: KeyHolder, now: datetime) -> int:
+    """End the hold of every in-flight key not held by this process: for a starting process that knows it
+    is the only one (SQLite serves from one API process), every earlier boot is gone. Returns how many."""
+    result = conn.execute(
+        update(idempotency_keys)
+        .where(
+            idempotency_keys.c.status == "in_flight",
+            or_(idempotency_keys.c.holder.is_(None), idempotency_keys.c.holder != holder.boot),
+        )
+        .values(lease_until=now)
+    )
+    return int(result.rowcount or 0)
+
+
+class LeaseRenewer:
+    """A daemon thread that renews this process's key leases every ``every`` real seconds while it holds
+    any (it writes nothing otherwise). Stopping the process stops the renewals: that is the point."""
+
+    def __init__(self, db: Database, deps: Deps, every: float) -> None:
+        self.db, self.deps, self.every = db, deps, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="key-lease-renewer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            if self.deps.holder.held <= 0:
+                continue
+            try:
+                with self.db.transaction() as conn:
+                    renew_leases(conn, self.deps.holder, self.deps.clock.now())
+            except Exception:  # a busy database must not kill the renewer: the next beat tries again
+                log.warning("key_lease_renewal_failed", exc_info=True)
 
 
 def _in_flight() -> DomainError:

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from tillit import __version__
+from tillit.access import idempotency
 from tillit.access.keys import KeyCache
 from tillit.api import errors
 from tillit.api.limits import BodyLimit
@@ -31,6 +32,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if container.settings.is_sqlite:
+            # SQLite is served by one API process (`tillit serve` refuses more): keys still held by any
+            # earlier boot belong to a process that is gone, so a resend is answered at once.
+            with container.db.transaction() as conn:
+                idempotency.free_gone_holders(conn, container.deps.holder, container.deps.clock.now())
+        renewer = idempotency.LeaseRenewer(container.db, container.deps, container.settings.key_lease_s / 4)
+        renewer.start()
         worker = None
         if run_worker and container.engine is not None:
             worker = Worker(container.db, container.deps, container.engine, container.settings.worker_poll_s)
@@ -40,6 +48,7 @@ def create_app(
         finally:
             if worker is not None:
                 worker.stop()
+            renewer.stop()
 
     app = FastAPI(
         title="Tillit", version=__version__, description=DESCRIPTION, docs_url="/docs", lifespan=lifespan

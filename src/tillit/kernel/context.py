@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, overload
 
 if TYPE_CHECKING:
@@ -73,6 +75,34 @@ class SecretBox(Protocol):
     def retire_keys(self, in_use: set[str]) -> list[str]: ...
 
 
+class KeyHolder:
+    """This process as the holder of in-flight Idempotency-Keys (access/idempotency.py).
+
+    ``boot`` is new each time a process builds its container, so keys held by a process that died are
+    told apart from keys of the one running now. ``lease`` is how long (on the injected clock) a held key
+    stays held without being renewed; ``held`` counts the requests of this process holding one right now,
+    so the renewer writes nothing while there are none.
+    """
+
+    def __init__(self, lease: timedelta = timedelta(seconds=5), boot: str | None = None) -> None:
+        self.boot = boot or uuid.uuid4().hex
+        self.lease = lease
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def hold(self) -> None:
+        with self._lock:
+            self._held += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._held -= 1
+
+    @property
+    def held(self) -> int:
+        return self._held
+
+
 @dataclass(frozen=True, slots=True)
 class Deps:
     clock: Clock
@@ -81,6 +111,8 @@ class Deps:
     #: The engine's "look at this attempt now" (engine.trigger_resolution), given at the composition
     #: root so use cases outside the engine (reconciliation) need not import it. None: nobody can ask.
     resolve_attempt: Callable[[Connection, Deps, Any], None] | None = None
+    #: Who this process is when it holds an in-flight Idempotency-Key, and for how long a hold lasts.
+    holder: KeyHolder = field(default_factory=KeyHolder)
 
 
 @overload

@@ -217,8 +217,20 @@ def payment_finished(view: PaymentView) -> tuple[int, PaymentView]:
     return (202 if view["status"] in PAYMENT_IN_FLIGHT else 201), view
 
 
-def payment_takeover(conn: Connection, merchant_id: str, payment_id: str) -> tuple[int, PaymentView]:
-    return payment_finished(get_payment(conn, merchant_id, payment_id))
+def payment_takeover(
+    conn: Connection, deps: Deps, merchant_id: str, payment_id: str
+) -> tuple[int, PaymentView]:
+    """Answer a resend whose first request's process died holding the key: from the attempt's state.
+
+    Pay is never sent again (only the request that created the attempt sends it). An attempt still
+    ``pending`` has nobody waiting on its answer any more, so the engine is asked to query it now instead
+    of at its safety-net time (``Deps.resolve_attempt``)."""
+    row = conn.execute(_PAYMENT, {"b_id": payment_id, "b_merchant": merchant_id}).first()
+    if row is None:
+        raise not_found("payment", payment_id)
+    if row.status == "pending" and deps.resolve_attempt is not None:
+        deps.resolve_attempt(conn, deps, row)
+    return payment_finished(payment_view(row))
 
 
 def get_payment(conn: Connection, merchant_id: str, payment_id: str) -> PaymentView:

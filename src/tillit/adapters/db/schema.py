@@ -364,6 +364,10 @@ idempotency_keys = Table(
     Column("locked_at", TS),
     # For multi-phase requests (provider calls): the resource the first request created.
     Column("resource_id", ID),
+    # Who holds an in-flight key (the process's boot id) and until when, unless it renews the hold: a key
+    # whose holder died is taken over once its lease has passed, not after a fixed long timeout.
+    Column("holder", String(64)),
+    Column("lease_until", TS),
     UniqueConstraint("scope", "key", name="uq_idempotency_scope_key"),
     CheckConstraint("status IN ('in_flight','done')", name="status"),
     CheckConstraint("status <> 'done' OR response_status IS NOT NULL", name="done_has_response"),

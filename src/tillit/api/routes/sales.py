@@ -141,7 +141,7 @@ def create_payment(
         key,
         data,
         lambda conn: payments.start_payment(c.db, conn, c.deps, who, data, c.gateway),
-        lambda conn, rid: payments.payment_takeover(conn, who.merchant(), rid),
+        lambda conn, rid: payments.payment_takeover(conn, c.deps, who.merchant(), rid),
     )
 
 
