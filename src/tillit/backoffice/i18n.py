@@ -1,6 +1,6 @@
 """Back-office messages in en and zh-CN, from Babel .po catalogues (read directly: no compile step).
 
-Templates call ``t("English msgid", name=value)``; a msgid missing from a catalogue shows in English.
+Templates call ``t(msgid, **params)`` with an English msgid; one missing from a catalogue shows in English.
 """
 
 from __future__ import annotations
