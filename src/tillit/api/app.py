@@ -57,7 +57,7 @@ def create_app(
     app.include_router(engine.notify_router)
     app.include_router(reconciliation.router)
     # The back office (backoffice/): server-rendered pages with their own sign-in, outside the OpenAPI.
-    app.mount(BACKOFFICE_PATH, create_backoffice_app(container))
+    app.mount(BACKOFFICE_PATH, create_backoffice_app(container, app.state.key_cache))
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: the process answers (touches no database)")
     def healthz() -> JSONResponse:

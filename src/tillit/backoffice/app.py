@@ -13,9 +13,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from tillit.access.keys import KeyCache
 from tillit.backoffice import sessions
 from tillit.backoffice.i18n import LOCALES
-from tillit.backoffice.pages import today
+from tillit.backoffice.pages import orders, products, shifts, terminals, today
 from tillit.backoffice.registry import Page, check
 from tillit.backoffice.web import (
     BASE,
@@ -36,12 +37,24 @@ from tillit.bootstrap import Container
 from tillit.domain.errors import DomainError
 
 # The registry (registry.py). Other areas' pages are added here, one line each.
-PAGES: tuple[Page, ...] = check((today.PAGE,))
+PAGES: tuple[Page, ...] = check(
+    (
+        today.PAGE,
+        orders.PAGE,
+        shifts.PAGE,
+        products.PAGE,
+        terminals.PAGE,
+    )
+)
 
 
-def create_backoffice_app(container: Container, pages: tuple[Page, ...] = PAGES) -> FastAPI:
+def create_backoffice_app(
+    container: Container, key_cache: KeyCache | None = None, pages: tuple[Page, ...] = PAGES
+) -> FastAPI:
+    """``key_cache`` is the API app's: a key revoked on a page is forgotten there at once."""
     app = FastAPI(title="Tillit back office", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.container = container
+    app.state.key_cache = key_cache if key_cache is not None else KeyCache()
     app.state.pages = pages
     app.mount("/static", StaticFiles(directory=__file__.rsplit("/", 1)[0] + "/static"), name="static")
     _install_error_pages(app)

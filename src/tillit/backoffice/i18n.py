@@ -31,8 +31,8 @@ def catalogue(locale: str) -> dict[str, str]:
 def translator(locale: str) -> Translate:
     table = catalogue(locale if locale in LOCALES else DEFAULT)
 
-    def t(message: str, **params: object) -> str:
-        text = table.get(message, message)
+    def t(msgid: str, /, **params: object) -> str:
+        text = table.get(msgid, msgid)
         return text.format(**params) if params else text
 
     return t

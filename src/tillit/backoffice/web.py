@@ -13,9 +13,10 @@ Contract:
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -205,3 +206,49 @@ ERROR_STATUS = {
 
 def error_status(exc: DomainError) -> int:
     return ERROR_STATUS[exc.kind]
+
+
+YUAN = re.compile(r"^\s*(\d{1,10})(?:\.(\d{1,2}))?\s*$")
+
+
+def parse_yuan(text: str | None, field_name: str = "amount") -> int | None:
+    """'12.5' -> 1250 fen; blank -> None; anything else is ``invalid_amount`` (at most 2 decimals)."""
+    if text is None or not text.strip():
+        return None
+    found = YUAN.match(text)
+    if found is None:
+        raise DomainError(
+            "invalid_amount",
+            f"{field_name}: enter an amount in yuan with at most two decimals, e.g. 12.50.",
+            ErrorKind.INVALID,
+            {"field": field_name},
+        )
+    return int(found.group(1)) * 100 + int((found.group(2) or "0").ljust(2, "0"))
+
+
+def parse_local_time(text: str | None, field_name: str) -> datetime | None:
+    """A ``datetime-local`` form value in the shop's time zone -> an aware datetime; blank -> None."""
+    if text is None or not text.strip():
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise DomainError(
+            "invalid_time",
+            f"{field_name}: enter a date and time such as 2026-12-03T09:30.",
+            ErrorKind.INVALID,
+            {"field": field_name},
+        ) from None
+    return value.replace(tzinfo=SHOP_TZ) if value.tzinfo is None else value
+
+
+def shop_time(value: str | None) -> str:
+    """An ISO UTC timestamp shown in the shop's time zone, to the second."""
+    if not value:
+        return "—"
+    return (
+        datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(SHOP_TZ).strftime("%Y-%m-%d %H:%M:%S")
+    )
+
+
+ENV.filters["shoptime"] = shop_time

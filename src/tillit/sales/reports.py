@@ -15,8 +15,11 @@ from typing import TypedDict
 from sqlalchemy import Connection, and_, case, func, select
 
 from tillit.adapters.db.schema import exceptions, orders, payments, refunds, shifts, terminals
+from tillit.domain.errors import not_found
 from tillit.domain.shifts import GENESIS, chain_hash
 from tillit.kernel.context import iso
+from tillit.sales.shifts import view as shift_view
+from tillit.sales.views import ShiftView
 
 TAKEN = ("captured", "refunded")  # payments whose money was taken (a refund does not undo the take)
 IN_FLIGHT = ("pending", "unknown", "reversing")
@@ -345,3 +348,29 @@ def _rehash(prev_hash: str, report_json: str) -> str:
     # The stored report is the canonical JSON that was hashed; decoding and re-encoding it canonically
     # gives the same text, so an edit to any field changes the hash.
     return chain_hash(prev_hash, json.loads(report_json))
+
+
+def get_shift(conn: Connection, merchant_id: str, shift_id: str) -> ShiftView:
+    """One of the merchant's shifts with its Z report; another merchant's id is ``shift_not_found``."""
+    row = conn.execute(
+        select(shifts).where(shifts.c.merchant_id == merchant_id, shifts.c.id == shift_id)
+    ).first()
+    if row is None:
+        raise not_found("shift", shift_id)
+    return shift_view(row)
+
+
+class TillName(TypedDict):
+    terminal_id: str
+    name: str
+
+
+def till_names(conn: Connection, merchant_id: str) -> list[TillName]:
+    return [
+        TillName(terminal_id=t.id, name=t.name)
+        for t in conn.execute(
+            select(terminals.c.id, terminals.c.name)
+            .where(terminals.c.merchant_id == merchant_id)
+            .order_by(terminals.c.name, terminals.c.id)
+        )
+    ]
