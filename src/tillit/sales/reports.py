@@ -302,7 +302,10 @@ def verify_chains(conn: Connection, merchant_id: str, terminal_id: str | None = 
     if terminal_id is not None:
         query = query.where(terminals.c.id == terminal_id)
     checks: list[ChainCheck] = []
-    for t in conn.execute(query.order_by(terminals.c.name, terminals.c.id)):
+    tills = list(conn.execute(query.order_by(terminals.c.name, terminals.c.id)))
+    if terminal_id is not None and not tills:
+        raise not_found("terminal", terminal_id)  # another merchant's terminal is an unused id here
+    for t in tills:
         links: list[ChainLink] = []
         prev_hash, prev_number = GENESIS, 0
         for s in conn.execute(
