@@ -624,3 +624,6 @@ backoffice_sessions = Table(
     CheckConstraint("expires_at > created_at", name="expiry_after_creation"),
 )
 Index("ix_backoffice_sessions_expires", backoffice_sessions.c.expires_at)
+# The back office's Today page reads a day of payments and refunds per merchant (sales/reports.today).
+Index("ix_payments_merchant_created", payments.c.merchant_id, payments.c.created_at)
+Index("ix_refunds_merchant_created", refunds.c.merchant_id, refunds.c.created_at)

@@ -1,4 +1,5 @@
-"""backoffice sessions: the back-office pages' sign-in sessions (token hash, key, CSRF token, expiry)
+"""backoffice sessions: the back-office pages' sign-in sessions (token hash, key, CSRF token, expiry), and
+the (merchant_id, created_at) indexes on payments and refunds that the Today page reads a day through
 
 Revision ID: 0009
 Revises: 0005
@@ -37,8 +38,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("token_hash", name=op.f("pk_backoffice_sessions")),
     )
     op.create_index("ix_backoffice_sessions_expires", "backoffice_sessions", ["expires_at"], unique=False)
+    # The Today page reads one day of a merchant's payments and refunds.
+    op.create_index("ix_payments_merchant_created", "payments", ["merchant_id", "created_at"], unique=False)
+    op.create_index("ix_refunds_merchant_created", "refunds", ["merchant_id", "created_at"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_refunds_merchant_created", table_name="refunds")
+    op.drop_index("ix_payments_merchant_created", table_name="payments")
     op.drop_index("ix_backoffice_sessions_expires", table_name="backoffice_sessions")
     op.drop_table("backoffice_sessions")
