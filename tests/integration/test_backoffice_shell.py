@@ -57,6 +57,7 @@ def test_signin_sets_a_strict_httponly_session_cookie_without_the_key(
     assert all(tenant.manager_key not in str(r) and token not in str(r) for r in stored)
     page = client.get(f"{BO}/today")
     assert page.status_code == 200 and 'id="nav-today"' in page.text
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["cache-control"] == "no-store"
 
 
 def test_secure_cookie_under_tls(container: Container, tenant: Tenant) -> None:

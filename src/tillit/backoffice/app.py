@@ -7,6 +7,7 @@ Mounted by api/app.py at ``/backoffice``. ``PAGES`` is the registry: to add a pa
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from fastapi import Depends, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -115,6 +116,19 @@ def create_backoffice_app(
 
     for page in pages:
         app.include_router(page.router, dependencies=[Depends(require(page.roles))])
+
+    @app.middleware("http")
+    async def page_headers(request: Request, call_next: Any) -> Response:
+        """No framing (clickjacking), no referrer leaving the site, no caching of signed-in pages."""
+        response: Response = await call_next(request)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if not request.url.path.startswith(BASE + "/static"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
     return app
 
 
