@@ -162,6 +162,13 @@ def test_product_csv_import_is_all_or_nothing_and_export_is_safe(
     lines = set(re.findall(r'class="row-error" data-line="(\d+)"', answer.text))
     assert lines == {"3"} and "formula_cell" in answer.text and "invalid_price" in answer.text
     assert count() == before  # the good row was not imported either
+    big = "sku,name,price\n" + "".join(f"BIG{i},Item {i},1.00\n" for i in range(6000))  # ~110 KB
+    too_many = client.post(
+        f"{BO}/products/import",
+        data={"csrf_token": token},
+        files={"file": ("b.csv", big.encode(), "text/csv")},
+    )
+    assert too_many.status_code == 422 and "csv_too_many_rows" in too_many.text and count() == before
     good = 'sku,name,price,stock\nCAKE,蛋糕,18.00,5\nLATTE,Latte,29.00,40\n"\'=SUM(A1)",Quoted,1.00,\n'
     done = client.post(
         f"{BO}/products/import",

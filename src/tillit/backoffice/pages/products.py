@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tillit.adapters.db.schema import merchants
 from tillit.backoffice.registry import MANAGER, Page
-from tillit.backoffice.web import CTX, Ctx, parse_yuan
+from tillit.backoffice.web import BASE, CTX, Ctx, parse_yuan
 from tillit.domain.errors import DomainError, invalid
 from tillit.domain.ids import normalise_id
 from tillit.sales import catalog, catalog_csv
@@ -21,6 +21,10 @@ PAGE = Page(
     key="products", label="Products and stock", path="/products", roles=MANAGER, router=router, order=40
 )
 SHOWN = 200
+IMPORT_PATH = BASE + "/products/import"
+# The API app's body limit (64 KiB by default) is raised for this path to the CSV limit plus the
+# multipart envelope (api/app.py reads these two names).
+IMPORT_MAX_BYTES = catalog_csv.MAX_BYTES + 16 * 1024
 
 
 def _page(ctx: Ctx, q: str = "", status: int = 200, **values: Any) -> HTMLResponse:
