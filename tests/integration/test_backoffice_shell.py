@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import timedelta
 
 import pytest
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
@@ -13,6 +15,7 @@ from tests.support.world import Tenant
 from tillit.access import keys
 from tillit.adapters.db.schema import backoffice_sessions
 from tillit.api.app import create_app
+from tillit.backoffice.app import PAGES
 from tillit.backoffice.web import SESSION_COOKIE
 from tillit.bootstrap import Container
 
@@ -132,3 +135,18 @@ def test_language_switch(client: TestClient, tenant: Tenant) -> None:
     assert "今日" in client.get(f"{BO}/today").text
     client.get(f"{BO}/lang/en?next=/today")
     assert "Today" in client.get(f"{BO}/today").text
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_every_form_route_refuses_a_post_without_the_token(client: TestClient, tenant: Tenant) -> None:
+    signin(client, tenant.manager_key)
+    posts = [
+        re.sub(r"{\w+}", uuid.uuid4().hex, route.path)
+        for page in PAGES
+        for route in page.router.routes
+        if isinstance(route, APIRoute) and "POST" in route.methods
+    ]
+    assert posts, "no form routes found"
+    for path in posts:
+        answer = client.post(BO + path, data={"name": "x"})
+        assert answer.status_code == 403 and 'id="refused"' in answer.text, path
