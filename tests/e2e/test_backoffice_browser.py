@@ -134,6 +134,7 @@ def test_another_merchants_ids_answer_404_like_unused_ids(world: World) -> None:
             theirs, nobodys = ask(method, path, form, ids), ask(method, path, form, unused)
             assert theirs.status_code == 404, (method, path, theirs.status_code, theirs.text[:300])
             assert nobodys.status_code == 404, (method, path, nobodys.status_code)
+            assert 'id="nav-today"' in theirs.text  # the refusal is shown inside the signed-in layout
             code = re.search(r'class="code">([a-z_]+)<', theirs.text)
             assert code is not None and code.group(1) == re.search(
                 r'class="code">([a-z_]+)<', nobodys.text

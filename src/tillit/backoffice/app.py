@@ -33,6 +33,7 @@ from tillit.backoffice.web import (
     plain_page,
     require,
     same_token,
+    signed_in,
 )
 from tillit.bootstrap import Container
 from tillit.domain.errors import DomainError
@@ -171,4 +172,8 @@ def _install_error_pages(app: FastAPI) -> None:
 
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> Response:
-        return plain_page(request, "error.html", error_status(exc), error=exc)
+        """The refusal with its code and message, inside the navigation when the caller is signed in."""
+        ctx = await signed_in(request)
+        if ctx is None:
+            return plain_page(request, "error.html", error_status(exc), error=exc)
+        return ctx.render("error.html", error_status(exc), error=exc)

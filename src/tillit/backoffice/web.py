@@ -149,7 +149,8 @@ class Ctx:
         return HTMLResponse(html, status_code=status)
 
 
-async def context(request: Request) -> Ctx:
+async def signed_in(request: Request) -> Ctx | None:
+    """The request's live session as a Ctx, or None; no CSRF check (see ``context``)."""
     c = container(request)
     token = request.cookies.get(SESSION_COOKIE)
 
@@ -159,12 +160,19 @@ async def context(request: Request) -> Ctx:
 
     session = await run_in_threadpool(load)
     if session is None:
-        raise SignInRequired()
-    if request.method not in SAFE_METHODS and not same_token(await sent_csrf(request), session.csrf_token):
-        raise CsrfRefused()
+        return None
     locale = locale_of(request)
     visible = [p for p in pages_of(request) if session.actor.role in p.roles]
     return Ctx(request, c, session, locale, translator(locale), visible)
+
+
+async def context(request: Request) -> Ctx:
+    ctx = await signed_in(request)
+    if ctx is None:
+        raise SignInRequired()
+    if request.method not in SAFE_METHODS and not same_token(await sent_csrf(request), ctx.csrf):
+        raise CsrfRefused()
+    return ctx
 
 
 CTX = Depends(context)
