@@ -150,3 +150,18 @@ def test_every_form_route_refuses_a_post_without_the_token(client: TestClient, t
     for path in posts:
         answer = client.post(BO + path, data={"name": "x"})
         assert answer.status_code == 403 and 'id="refused"' in answer.text, path
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_repeated_failed_signins_are_throttled(client: TestClient, tenant: Tenant) -> None:
+    page = client.get(f"{BO}/signin").text
+    answers = []
+    for i in range(11):  # each answer draws the sign-in form again, with a fresh token
+        answer = client.post(
+            f"{BO}/signin", data={"api_key": f"tk_mer_guess{i}", "csrf_token": csrf_of(page)}
+        )
+        answers.append(answer.status_code)
+        page = answer.text
+    assert answers == [401] * 10 + [429]
+    right_key = client.post(f"{BO}/signin", data={"api_key": tenant.manager_key, "csrf_token": csrf_of(page)})
+    assert right_key.status_code == 429  # blocked for the window, whatever the key

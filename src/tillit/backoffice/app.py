@@ -19,6 +19,7 @@ from tillit.backoffice import sessions
 from tillit.backoffice.i18n import LOCALES
 from tillit.backoffice.pages import orders, products, shifts, terminals, today
 from tillit.backoffice.registry import Page, check
+from tillit.backoffice.throttle import SignInThrottle
 from tillit.backoffice.web import (
     BASE,
     CTX,
@@ -57,6 +58,7 @@ def create_backoffice_app(
     app = FastAPI(title="Tillit back office", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.container = container
     app.state.key_cache = key_cache if key_cache is not None else KeyCache()
+    throttle = app.state.signin_throttle = SignInThrottle()
     app.state.pages = pages
     app.mount("/static", StaticFiles(directory=__file__.rsplit("/", 1)[0] + "/static"), name="static")
     _install_error_pages(app)
@@ -77,6 +79,9 @@ def create_backoffice_app(
         # Before a session exists the CSRF token is a double-submit cookie set by the sign-in form.
         if not same_token(csrf_token, request.cookies.get(SIGNIN_CSRF_COOKIE)):
             raise CsrfRefused()
+        client = request.client.host if request.client else "unknown"
+        if throttle.blocked(client):
+            return _signin_page(request, 429, error="Too many failed sign-ins: wait a minute and try again.")
 
         def start() -> str:
             with container.db.transaction() as conn:
@@ -86,6 +91,7 @@ def create_backoffice_app(
         try:
             token = await run_in_threadpool(start)
         except DomainError:
+            throttle.failed(client)
             return _signin_page(request, 401, error="The API key is unknown or revoked.")
         response = RedirectResponse(BASE + "/", status_code=303)
         _set_cookie(request, response, SESSION_COOKIE, token, int(sessions.SESSION_TTL.total_seconds()))
