@@ -165,3 +165,12 @@ def test_repeated_failed_signins_are_throttled(client: TestClient, tenant: Tenan
     assert answers == [401] * 10 + [429]
     right_key = client.post(f"{BO}/signin", data={"api_key": tenant.manager_key, "csrf_token": csrf_of(page)})
     assert right_key.status_code == 429  # blocked for the window, whatever the key
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_malformed_form_answers_a_page_not_json(client: TestClient, tenant: Tenant) -> None:
+    token = csrf_of(signin(client, tenant.manager_key).get(f"{BO}/today").text)
+    answer = client.post(
+        f"{BO}/products/{uuid.uuid4().hex}/active", data={"csrf_token": token, "active": "7"}
+    )
+    assert answer.status_code == 422 and "invalid_form" in answer.text and 'id="nav-today"' in answer.text

@@ -10,6 +10,7 @@ import secrets
 from typing import Any
 
 from fastapi import Depends, FastAPI, Form, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
@@ -175,6 +176,14 @@ def _install_error_pages(app: FastAPI) -> None:
     @app.exception_handler(RoleRefused)
     async def role_refused(request: Request, exc: RoleRefused) -> Response:
         return plain_page(request, "refused.html", 403, reason="role", role=exc.role, roles=exc.roles)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_form(request: Request, exc: RequestValidationError) -> Response:
+        fields = sorted({str(e.get("loc", ("", ""))[-1]) for e in exc.errors()[:20]})
+        error = DomainError(
+            "invalid_form", f"These fields are missing or too long: {', '.join(fields)}.", details=fields
+        )
+        return await domain_error(request, error)
 
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> Response:
