@@ -13,6 +13,7 @@ from tillit.access.keys import KeyCache
 from tillit.api import errors
 from tillit.api.limits import BodyLimit
 from tillit.api.routes import catalog, engine, operator, reconciliation, sales, till
+from tillit.api.routes import settlement as settlement_routes  # settle12
 from tillit.bootstrap import Container
 from tillit.worker import Worker
 
@@ -54,6 +55,7 @@ def create_app(
     app.include_router(till.router)
     app.include_router(engine.notify_router)
     app.include_router(reconciliation.router)
+    app.include_router(settlement_routes.router)  # settle12
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: the process answers (touches no database)")
     def healthz() -> JSONResponse:
@@ -70,6 +72,9 @@ def create_app(
     app.add_middleware(
         BodyLimit,
         max_bytes=container.settings.max_body_bytes,
-        overrides={reconciliation.UPLOAD_PATH: reconciliation.UPLOAD_MAX_BYTES},
+        overrides={
+            reconciliation.UPLOAD_PATH: reconciliation.UPLOAD_MAX_BYTES,
+            settlement_routes.STATEMENT_PATH: settlement_routes.STATEMENT_MAX_BYTES,  # settle12
+        },
     )
     return app

@@ -553,6 +553,16 @@ def day_lines(conn: Connection, merchant_id: str, provider: str, day: date) -> l
     return [_line_view(r) for r in rows]
 
 
+def get_statement(conn: Connection, merchant_id: str | None, statement_id: str) -> StatementView:
+    query = select(settlement_statements).where(settlement_statements.c.id == statement_id)
+    if merchant_id is not None:
+        query = query.where(settlement_statements.c.merchant_id == merchant_id)
+    row = conn.execute(query).mappings().first()
+    if row is None:
+        raise not_found("statement", statement_id)
+    return _statement_view(row, created=False)
+
+
 def list_statements(conn: Connection, merchant_id: str | None, *, limit: int = 100) -> list[StatementView]:
     query = select(settlement_statements).order_by(settlement_statements.c.imported_at.desc()).limit(limit)
     if merchant_id is not None:
