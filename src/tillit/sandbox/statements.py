@@ -114,8 +114,9 @@ def _booked(
     Trades settle ``SETTLE_DAYS`` after their day (plus a planted delay); refunds the day they are made."""
     planted = faults(rt)
     out: list[tuple[datetime, str, Trade, Refund | None, int, int]] = []
-    # A planted delay books a trade up to 30 days after its day: look that far back.
-    for back in range(SETTLE_DAYS, SETTLE_DAYS + 31):
+    # A planted delay books a trade up to 30 days after its day: look back as far as the longest.
+    longest = max((days for fault, days in planted.values() if fault == "late"), default=0)
+    for back in range(SETTLE_DAYS, SETTLE_DAYS + longest + 1):
         start, end, _ = rt.bill_window(day - timedelta(days=back))
         trades, _refunds = rt.engine.trades_for_bill(provider, merchant, start, end)
         for trade in trades:

@@ -355,7 +355,9 @@ def load(conn: Connection, con: duckdb.DuckDBPyConnection, merchant_id: str, fir
 def _window(first: date, last: date) -> None:
     if last < first:
         raise invalid(
-            "settlement_window_invalid", "`until` is before `since`", {"since": first, "until": last}
+            "settlement_window_invalid",
+            "`until` is before `since`",
+            {"since": first.isoformat(), "until": last.isoformat()},
         )
     if (last - first).days + 1 > MAX_WINDOW_DAYS:
         raise invalid(
