@@ -43,58 +43,68 @@ CREATE OR REPLACE TEMP TABLE st_line (merchant_id VARCHAR, provider VARCHAR, sou
   line_key VARCHAR, kind VARCHAR, amount BIGINT, out_trade_no VARCHAR, booked_day DATE, trade_day DATE);
 """
 
+
 # Half-up fee per transaction, in integers: (2 * amount * rate + 1e6) // 2e6, capped (domain/fees.py).
+def fee_sql(amount: str, rate: str, cap: str) -> str:
+    return f"least((2 * {amount} * {rate} + 1000000) // 2000000, coalesce({cap}, 9000000000000000000))"
+
+
+RATE = f"coalesce(c.rate_ppm, {STANDARD_RATE_PPM})"
+CONTRACT_JOIN = """LEFT JOIN st_contract c
+  ON c.merchant_id = p.merchant_id AND c.provider = p.provider
+ AND p.trade_day >= c.eff_from AND (c.eff_to IS NULL OR p.trade_day < c.eff_to)"""
+
+# Per payment, its fee and the provider lines naming it, aggregated first so the join is one to one.
 PAY = f"""
 CREATE OR REPLACE TEMP TABLE st_pay_fee AS
 SELECT p.merchant_id, p.provider, p.id, p.trade_day, p.amount, p.in_window,
-       c.rate_ppm IS NOT NULL AS contracted,
-       coalesce(c.rate_ppm, {STANDARD_RATE_PPM}) AS rate_ppm,
+       c.rate_ppm IS NOT NULL AS contracted, {RATE} AS rate_ppm,
        coalesce(c.settle_days, 1) AS settle_days, coalesce(c.working_days, FALSE) AS working_days,
-       least((2 * p.amount * coalesce(c.rate_ppm, {STANDARD_RATE_PPM}) + 1000000) // 2000000,
-             coalesce(c.cap_fen, 9000000000000000000)) AS fee
-FROM st_pay p LEFT JOIN st_contract c
-  ON c.merchant_id = p.merchant_id AND c.provider = p.provider
- AND p.trade_day >= c.eff_from AND (c.eff_to IS NULL OR p.trade_day < c.eff_to)
+       {fee_sql("p.amount", RATE, "c.cap_fen")} AS fee
+FROM st_pay p {CONTRACT_JOIN}
 """
 
-DAYS = """
-WITH exp_pay AS (
-  SELECT merchant_id, provider, trade_day, count(*) AS n, sum(amount) AS gross, sum(fee) AS fees,
-         bool_and(contracted) AS contracted, max(settle_days) AS settle_days, bool_or(working_days) AS wd
-  FROM st_pay_fee WHERE in_window GROUP BY ALL
+DAYS = f"""
+WITH credits AS (
+  SELECT merchant_id, out_trade_no, sum(amount) AS amt, count(*) AS n,
+         count(*) FILTER (WHERE kind = 'income') AS n_income, max(booked_day) AS last_day
+  FROM st_line WHERE source <> 'bank' AND kind IN ('income', 'fee') GROUP BY ALL
+), exp_pay AS (
+  SELECT p.merchant_id, p.provider, p.trade_day, count(*) AS n, sum(p.amount) AS gross,
+         sum({fee_sql("p.amount", RATE, "c.cap_fen")}) AS fees,
+         bool_and(c.rate_ppm IS NOT NULL) AS contracted, max(coalesce(c.settle_days, 1)) AS settle_days,
+         bool_or(coalesce(c.working_days, FALSE)) AS wd,
+         coalesce(sum(l.amt), 0) AS received, coalesce(sum(l.n), 0) AS lines, max(l.last_day) AS last_day,
+         count(*) FILTER (WHERE l.n_income > 1) AS dups
+  FROM st_pay p {CONTRACT_JOIN}
+  LEFT JOIN credits l ON l.merchant_id = p.merchant_id AND l.out_trade_no = p.id
+  WHERE p.in_window GROUP BY ALL
+), ref AS (
+  SELECT r.merchant_id, r.provider, r.id, r.trade_day, r.amount,
+         least({fee_sql("r.amount", RATE, "NULL")}, {fee_sql("p.amount", RATE, "c.cap_fen")}) AS returned
+  FROM st_ref r JOIN st_pay p ON p.merchant_id = r.merchant_id AND p.id = r.payment_id {CONTRACT_JOIN}
 ), exp_ref AS (
-  SELECT r.merchant_id, r.provider, r.trade_day, count(*) AS n, sum(r.amount) AS refunds,
-         sum(least((2 * r.amount * p.rate_ppm + 1000000) // 2000000, p.fee)) AS returns
-  FROM st_ref r JOIN st_pay_fee p ON p.merchant_id = r.merchant_id AND p.id = r.payment_id
-  GROUP BY ALL
+  SELECT merchant_id, provider, trade_day, count(*) AS n, sum(amount) AS refunds, sum(returned) AS returns
+  FROM ref GROUP BY ALL
+), other AS (
+  -- refund and returned-fee lines (by the refund they name, else their booked day) and bank lines
+  SELECT l.merchant_id, l.provider, l.source, l.amount, l.booked_day,
+         CASE WHEN l.source = 'bank' THEN coalesce(l.trade_day, l.booked_day - 1)
+              ELSE coalesce(r.trade_day, l.booked_day) END AS trade_day
+  FROM st_line l
+  LEFT JOIN ref r ON l.source <> 'bank' AND r.merchant_id = l.merchant_id AND r.id = l.out_trade_no
+  WHERE (l.source <> 'bank' AND l.kind IN ('refund', 'fee_return'))
+     OR (l.source = 'bank' AND l.kind = 'income')
 ), pick AS (
   SELECT merchant_id, provider, bool_or(source <> 'bank') AS provider_truth FROM st_line GROUP BY ALL
-), att AS (
-  SELECT l.merchant_id, l.provider, l.source, l.line_key, l.kind, l.amount, l.booked_day,
-         CASE WHEN l.source = 'bank' THEN coalesce(l.trade_day, l.booked_day - 1)
-              WHEN l.kind IN ('income', 'fee') THEN p.trade_day
-              ELSE coalesce(r.trade_day, l.booked_day) END AS day,
-         CASE WHEN l.kind = 'income' AND l.source <> 'bank' THEN p.id END AS pay_id
-  FROM st_line l
-  JOIN pick k ON k.merchant_id = l.merchant_id AND k.provider = l.provider
-   AND (l.source <> 'bank') = k.provider_truth
-  LEFT JOIN st_pay p ON l.kind IN ('income', 'fee') AND l.source <> 'bank'
-   AND p.merchant_id = l.merchant_id AND p.id = l.out_trade_no
-  LEFT JOIN st_ref r ON l.kind IN ('refund', 'fee_return') AND l.source <> 'bank'
-   AND r.merchant_id = l.merchant_id AND r.id = l.out_trade_no
-  WHERE l.kind IN ('income', 'refund', 'fee', 'fee_return')
-), recv AS (
-  SELECT merchant_id, provider, day AS trade_day, sum(amount) AS received, count(*) AS lines,
-         max(booked_day) AS last_day, any_value(source) AS source
-  FROM att WHERE day IS NOT NULL GROUP BY ALL
-), dup_pay AS (
-  SELECT merchant_id, provider, day AS trade_day, count(*) AS dups FROM (
-    SELECT merchant_id, provider, day, pay_id FROM att WHERE pay_id IS NOT NULL
-    GROUP BY ALL HAVING count(DISTINCT line_key) > 1) GROUP BY ALL
-), dup_bank AS (
-  SELECT merchant_id, provider, day AS trade_day, count(*) AS dups FROM (
-    SELECT merchant_id, provider, day, amount FROM att WHERE source = 'bank' AND amount > 0
-    GROUP BY ALL HAVING count(*) > 1) GROUP BY ALL
+), recv_other AS (
+  SELECT o.merchant_id, o.provider, o.trade_day, sum(o.amount) AS received, count(*) AS lines,
+         max(o.booked_day) AS last_day, bool_or(o.source = 'bank') AS bank,
+         count(*) FILTER (WHERE o.source = 'bank') - count(DISTINCT o.amount) FILTER (WHERE o.source = 'bank')
+           AS dups
+  FROM other o JOIN pick k ON k.merchant_id = o.merchant_id AND k.provider = o.provider
+   AND (o.source <> 'bank') = k.provider_truth
+  GROUP BY ALL
 ), keys AS (
   SELECT merchant_id, provider, trade_day FROM exp_pay UNION
   SELECT merchant_id, provider, trade_day FROM exp_ref
@@ -102,26 +112,30 @@ WITH exp_pay AS (
 SELECT k.merchant_id, k.provider, k.trade_day,
        coalesce(e.n, 0), coalesce(e.gross, 0), coalesce(e.fees, 0), coalesce(x.n, 0),
        coalesce(x.refunds, 0), coalesce(x.returns, 0), coalesce(e.settle_days, 1), coalesce(e.wd, FALSE),
-       coalesce(e.contracted, FALSE), coalesce(v.received, 0), coalesce(v.lines, 0), v.last_day, v.source,
-       coalesce(dp.dups, 0) + coalesce(db.dups, 0)
+       coalesce(e.contracted, FALSE),
+       coalesce(e.received, 0) + coalesce(v.received, 0), coalesce(e.lines, 0) + coalesce(v.lines, 0),
+       greatest(e.last_day, v.last_day),
+       CASE WHEN v.bank THEN 'bank' WHEN e.lines > 0 OR v.lines > 0 THEN 'provider' END,
+       coalesce(e.dups, 0) + coalesce(v.dups, 0)
 FROM keys k
 LEFT JOIN exp_pay e USING (merchant_id, provider, trade_day)
 LEFT JOIN exp_ref x USING (merchant_id, provider, trade_day)
-LEFT JOIN recv v USING (merchant_id, provider, trade_day)
-LEFT JOIN dup_pay dp USING (merchant_id, provider, trade_day)
-LEFT JOIN dup_bank db USING (merchant_id, provider, trade_day)
+LEFT JOIN recv_other v USING (merchant_id, provider, trade_day)
 """
 
 # For the days that are not settled: which trades have no income line, and which have two.
 EVIDENCE = f"""
 WITH credited AS (
-  SELECT merchant_id, out_trade_no, count(DISTINCT line_key) AS n FROM st_line
-  WHERE kind = 'income' AND source <> 'bank' GROUP BY ALL
-), open_days AS (SELECT * FROM st_open)
-SELECT p.merchant_id, p.provider, p.trade_day, p.id, p.amount, p.fee, coalesce(c.n, 0) AS n
-FROM st_pay_fee p JOIN open_days o USING (merchant_id, provider, trade_day)
-LEFT JOIN credited c ON c.merchant_id = p.merchant_id AND c.out_trade_no = p.id
-WHERE p.in_window AND coalesce(c.n, 0) <> 1
+  SELECT l.merchant_id, l.out_trade_no, count(*) AS n FROM st_line l
+  JOIN st_pay p ON p.merchant_id = l.merchant_id AND p.id = l.out_trade_no
+  JOIN st_open o ON o.merchant_id = p.merchant_id AND o.provider = p.provider AND o.trade_day = p.trade_day
+  WHERE l.kind = 'income' AND l.source <> 'bank' GROUP BY ALL
+)
+SELECT p.merchant_id, p.provider, p.trade_day, p.id, p.amount, {fee_sql("p.amount", RATE, "c.cap_fen")},
+       coalesce(cr.n, 0) AS n
+FROM st_pay p JOIN st_open o USING (merchant_id, provider, trade_day) {CONTRACT_JOIN}
+LEFT JOIN credited cr ON cr.merchant_id = p.merchant_id AND cr.out_trade_no = p.id
+WHERE p.in_window AND coalesce(cr.n, 0) <> 1
 QUALIFY row_number() OVER (PARTITION BY p.merchant_id, p.provider, p.trade_day ORDER BY p.id)
   <= {EVIDENCE_PER_DAY}
 """
@@ -150,7 +164,6 @@ def match(
     con: duckdb.DuckDBPyConnection, today: date, grace_days: int, *, evidence: bool = True
 ) -> list[DayResult]:
     """Every merchant-day of ``st_pay``/``st_ref`` classified on ``today``."""
-    con.execute(PAY)
     rows = con.execute(DAYS).fetchall()
     results: list[DayResult] = []
     for (
