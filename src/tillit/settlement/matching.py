@@ -22,10 +22,11 @@ provider the provider's own statements are the truth when any were imported, els
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 import duckdb
+import pyarrow as pa
 
 from tillit.domain.settlement import Expected, Outcome, Received, classify, due_day
 
@@ -65,20 +66,18 @@ FROM st_pay p {CONTRACT_JOIN}
 """
 
 DAYS = f"""
-WITH credits AS (
-  SELECT merchant_id, out_trade_no, sum(amount) AS amt, count(*) AS n,
-         count(*) FILTER (WHERE kind = 'income') AS n_income, max(booked_day) AS last_day
-  FROM st_line WHERE source <> 'bank' AND kind IN ('income', 'fee') GROUP BY ALL
-), exp_pay AS (
+WITH exp_pay AS (
   SELECT p.merchant_id, p.provider, p.trade_day, count(*) AS n, sum(p.amount) AS gross,
          sum({fee_sql("p.amount", RATE, "c.cap_fen")}) AS fees,
          bool_and(c.rate_ppm IS NOT NULL) AS contracted, max(coalesce(c.settle_days, 1)) AS settle_days,
-         bool_or(coalesce(c.working_days, FALSE)) AS wd,
-         coalesce(sum(l.amt), 0) AS received, coalesce(sum(l.n), 0) AS lines, max(l.last_day) AS last_day,
-         count(*) FILTER (WHERE l.n_income > 1) AS dups
+         bool_or(coalesce(c.working_days, FALSE)) AS wd
   FROM st_pay p {CONTRACT_JOIN}
-  LEFT JOIN credits l ON l.merchant_id = p.merchant_id AND l.out_trade_no = p.id
   WHERE p.in_window GROUP BY ALL
+), recv_pay AS (
+  SELECT p.merchant_id, p.provider, p.trade_day, sum(l.amount) AS received, count(*) AS lines,
+         count(*) FILTER (WHERE l.kind = 'income') AS n_income, max(l.booked_day) AS last_day
+  FROM st_line l JOIN st_pay p ON p.merchant_id = l.merchant_id AND p.id = l.out_trade_no
+  WHERE l.source <> 'bank' AND l.kind IN ('income', 'fee') AND p.in_window GROUP BY ALL
 ), ref AS (
   SELECT r.merchant_id, r.provider, r.id, r.trade_day, r.amount,
          least({fee_sql("r.amount", RATE, "NULL")}, {fee_sql("p.amount", RATE, "c.cap_fen")}) AS returned
@@ -113,12 +112,13 @@ SELECT k.merchant_id, k.provider, k.trade_day,
        coalesce(e.n, 0), coalesce(e.gross, 0), coalesce(e.fees, 0), coalesce(x.n, 0),
        coalesce(x.refunds, 0), coalesce(x.returns, 0), coalesce(e.settle_days, 1), coalesce(e.wd, FALSE),
        coalesce(e.contracted, FALSE),
-       coalesce(e.received, 0) + coalesce(v.received, 0), coalesce(e.lines, 0) + coalesce(v.lines, 0),
-       greatest(e.last_day, v.last_day),
-       CASE WHEN v.bank THEN 'bank' WHEN e.lines > 0 OR v.lines > 0 THEN 'provider' END,
-       coalesce(e.dups, 0) + coalesce(v.dups, 0)
+       coalesce(w.received, 0) + coalesce(v.received, 0), coalesce(w.lines, 0) + coalesce(v.lines, 0),
+       greatest(w.last_day, v.last_day),
+       CASE WHEN v.bank THEN 'bank' WHEN w.lines > 0 OR v.lines > 0 THEN 'provider' END,
+       greatest(coalesce(w.n_income, 0) - coalesce(e.n, 0), 0) + coalesce(v.dups, 0)
 FROM keys k
 LEFT JOIN exp_pay e USING (merchant_id, provider, trade_day)
+LEFT JOIN recv_pay w USING (merchant_id, provider, trade_day)
 LEFT JOIN exp_ref x USING (merchant_id, provider, trade_day)
 LEFT JOIN recv_other v USING (merchant_id, provider, trade_day)
 """
@@ -163,7 +163,12 @@ def create_tables(con: duckdb.DuckDBPyConnection) -> None:
 def match(
     con: duckdb.DuckDBPyConnection, today: date, grace_days: int, *, evidence: bool = True
 ) -> list[DayResult]:
-    """Every merchant-day of ``st_pay``/``st_ref`` classified on ``today``."""
+    """Every merchant-day of ``st_pay``/``st_ref`` classified on ``today``.
+
+    The day query flags a duplicate only when a day has more income lines than payments; the exact
+    per-trade count comes from the evidence query, run for every day that is not settled or pending
+    (a duplicate changes the total, so such a day is never settled unless a missing credit of exactly
+    the same amount hides it: docs/settlement.md)."""
     rows = con.execute(DAYS).fetchall()
     results: list[DayResult] = []
     for (
@@ -209,28 +214,52 @@ def match(
             )
         )
     if evidence:
-        _attach_evidence(con, results)
+        results = _attach_evidence(con, results, today, grace_days)
     return results
 
 
-def _attach_evidence(con: duckdb.DuckDBPyConnection, results: list[DayResult]) -> None:
+def _attach_evidence(
+    con: duckdb.DuckDBPyConnection, results: list[DayResult], today: date, grace_days: int
+) -> list[DayResult]:
     open_days = [
         (r.merchant_id, r.provider, r.expected.trade_day)
         for r in results
         if r.outcome.status not in ("settled", "pending")
     ]
     if not open_days:
-        return
+        return results
     con.execute(
         "CREATE OR REPLACE TEMP TABLE st_open (merchant_id VARCHAR, provider VARCHAR, trade_day DATE)"
     )
-    con.executemany("INSERT INTO st_open VALUES (?, ?, ?)", open_days)
+    _insert_open(con, open_days)
     by_day: dict[tuple[str, str, date], dict[str, list[dict[str, object]]]] = {}
     for m, prov, day, pay_id, amount, fee, n in con.execute(EVIDENCE).fetchall():
         entry = by_day.setdefault((m, prov, day), {"uncredited": [], "credited_twice": []})
         item: dict[str, object] = {"payment_id": pay_id, "amount": int(amount), "expected_fee": int(fee)}
         entry["uncredited" if n == 0 else "credited_twice"].append(item | ({"lines": int(n)} if n else {}))
+    out: list[DayResult] = []
     for r in results:
         found = by_day.get((r.merchant_id, r.provider, r.expected.trade_day))
-        if found:
-            r.evidence.update(found)
+        if not found:
+            out.append(r)
+            continue
+        twice = len(found["credited_twice"])
+        received = replace(r.received, duplicated_trades=max(r.received.duplicated_trades, twice))
+        outcome = classify(r.expected, received, today, grace_days)
+        out.append(replace(r, received=received, outcome=outcome, evidence=found))
+    return out
+
+
+def _insert_open(con: duckdb.DuckDBPyConnection, days: list[tuple[str, str, date]]) -> None:
+    table = pa.table(
+        {
+            "merchant_id": pa.array([d[0] for d in days], pa.string()),
+            "provider": pa.array([d[1] for d in days], pa.string()),
+            "trade_day": pa.array([d[2] for d in days], pa.date32()),
+        }
+    )
+    con.register("st_open_in", table)
+    try:
+        con.execute("INSERT INTO st_open SELECT * FROM st_open_in")
+    finally:
+        con.unregister("st_open_in")
