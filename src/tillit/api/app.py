@@ -14,6 +14,9 @@ from tillit.api import errors
 from tillit.api.limits import BodyLimit
 from tillit.api.routes import catalog, engine, operator, reconciliation, sales, till
 from tillit.api.routes import settlement as settlement_routes  # settle12
+from tillit.backoffice.app import create_backoffice_app
+from tillit.backoffice.pages import products as products_page
+from tillit.backoffice.web import BASE as BACKOFFICE_PATH
 from tillit.bootstrap import Container
 from tillit.worker import Worker
 
@@ -56,6 +59,8 @@ def create_app(
     app.include_router(engine.notify_router)
     app.include_router(reconciliation.router)
     app.include_router(settlement_routes.router)  # settle12
+    # The back office (backoffice/): server-rendered pages with their own sign-in, outside the OpenAPI.
+    app.mount(BACKOFFICE_PATH, create_backoffice_app(container, app.state.key_cache))
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: the process answers (touches no database)")
     def healthz() -> JSONResponse:
@@ -75,6 +80,7 @@ def create_app(
         overrides={
             reconciliation.UPLOAD_PATH: reconciliation.UPLOAD_MAX_BYTES,
             settlement_routes.STATEMENT_PATH: settlement_routes.STATEMENT_MAX_BYTES,  # settle12
+            products_page.IMPORT_PATH: products_page.IMPORT_MAX_BYTES,  # the back office's CSV import
         },
     )
     return app

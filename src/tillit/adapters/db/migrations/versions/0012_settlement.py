@@ -2,7 +2,7 @@
 daily settlement job kind; fee postings in the ledger
 
 Revision ID: 0012
-Revises: 0005
+Revises: 0009 (was 0005)
 Create Date: 2026-12-03 10:40:00
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0005"
+down_revision = "0009"  # 0005 before bo13 was merged in (the back-office shell); the lead re-chains
 branch_labels = None
 depends_on = None
 
