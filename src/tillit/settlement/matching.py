@@ -65,6 +65,14 @@ SELECT p.merchant_id, p.provider, p.id, p.trade_day, p.amount, p.in_window,
 FROM st_pay p {CONTRACT_JOIN}
 """
 
+# Each refund with the fee it returns (pro rata, at most the payment's fee), computed once.
+REFUNDS = f"""
+CREATE OR REPLACE TEMP TABLE st_ref_fee AS
+  SELECT r.merchant_id, r.provider, r.id, r.trade_day, r.amount,
+         least({fee_sql("r.amount", RATE, "NULL")}, {fee_sql("p.amount", RATE, "c.cap_fen")}) AS returned
+  FROM st_ref r JOIN st_pay p ON p.merchant_id = r.merchant_id AND p.id = r.payment_id {CONTRACT_JOIN}
+"""
+
 DAYS = f"""
 WITH exp_pay AS (
   SELECT p.merchant_id, p.provider, p.trade_day, count(*) AS n, sum(p.amount) AS gross,
@@ -78,20 +86,16 @@ WITH exp_pay AS (
          count(*) FILTER (WHERE l.kind = 'income') AS n_income, max(l.booked_day) AS last_day
   FROM st_line l JOIN st_pay p ON p.merchant_id = l.merchant_id AND p.id = l.out_trade_no
   WHERE l.source <> 'bank' AND l.kind IN ('income', 'fee') AND p.in_window GROUP BY ALL
-), ref AS (
-  SELECT r.merchant_id, r.provider, r.id, r.trade_day, r.amount,
-         least({fee_sql("r.amount", RATE, "NULL")}, {fee_sql("p.amount", RATE, "c.cap_fen")}) AS returned
-  FROM st_ref r JOIN st_pay p ON p.merchant_id = r.merchant_id AND p.id = r.payment_id {CONTRACT_JOIN}
 ), exp_ref AS (
   SELECT merchant_id, provider, trade_day, count(*) AS n, sum(amount) AS refunds, sum(returned) AS returns
-  FROM ref GROUP BY ALL
+  FROM st_ref_fee GROUP BY ALL
 ), other AS (
   -- refund and returned-fee lines (by the refund they name, else their booked day) and bank lines
   SELECT l.merchant_id, l.provider, l.source, l.amount, l.booked_day,
          CASE WHEN l.source = 'bank' THEN coalesce(l.trade_day, l.booked_day - 1)
               ELSE coalesce(r.trade_day, l.booked_day) END AS trade_day
   FROM st_line l
-  LEFT JOIN ref r ON l.source <> 'bank' AND r.merchant_id = l.merchant_id AND r.id = l.out_trade_no
+  LEFT JOIN st_ref_fee r ON l.source <> 'bank' AND r.merchant_id = l.merchant_id AND r.id = l.out_trade_no
   WHERE (l.source <> 'bank' AND l.kind IN ('refund', 'fee_return'))
      OR (l.source = 'bank' AND l.kind = 'income')
 ), pick AS (
@@ -125,10 +129,12 @@ LEFT JOIN recv_other v USING (merchant_id, provider, trade_day)
 
 # For the days that are not settled: which trades have no income line, and which have two.
 EVIDENCE = f"""
-WITH credited AS (
+WITH open_pay AS (
+  SELECT p.merchant_id, p.id FROM st_pay p JOIN st_open o USING (merchant_id, provider, trade_day)
+  WHERE p.in_window
+), credited AS (
   SELECT l.merchant_id, l.out_trade_no, count(*) AS n FROM st_line l
-  JOIN st_pay p ON p.merchant_id = l.merchant_id AND p.id = l.out_trade_no
-  JOIN st_open o ON o.merchant_id = p.merchant_id AND o.provider = p.provider AND o.trade_day = p.trade_day
+  JOIN open_pay p ON p.merchant_id = l.merchant_id AND p.id = l.out_trade_no
   WHERE l.kind = 'income' AND l.source <> 'bank' GROUP BY ALL
 )
 SELECT p.merchant_id, p.provider, p.trade_day, p.id, p.amount, {fee_sql("p.amount", RATE, "c.cap_fen")},
@@ -169,6 +175,7 @@ def match(
     per-trade count comes from the evidence query, run for every day that is not settled or pending
     (a duplicate changes the total, so such a day is never settled unless a missing credit of exactly
     the same amount hides it: docs/settlement.md)."""
+    con.execute(REFUNDS)
     rows = con.execute(DAYS).fetchall()
     results: list[DayResult] = []
     for (
