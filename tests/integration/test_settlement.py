@@ -82,6 +82,7 @@ def sign(client: TestClient, admin_key: str, merchant_id: str, provider: str, **
 # --------------------------------------------------------------------------- fees and 跳码
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # pure bookkeeping: one database is enough
 def test_contracts_are_signed_superseded_and_audited(
     client: TestClient, tenant: Tenant, other_tenant: Tenant, admin_key: str
 ) -> None:
