@@ -26,6 +26,7 @@ from tillit.reconciliation import daily
 from tillit.reconciliation.outcomes import late_payment_handler
 from tillit.reconciliation.service import resolve_for_exception
 from tillit.sales.gateway import ProviderGateway
+from tillit.settlement import daily as settlement_daily
 
 
 def wire_areas() -> None:
@@ -34,6 +35,9 @@ def wire_areas() -> None:
     cases.on_resolved("bill_", resolve_for_exception)  # a resolved bill exception closes its discrepancy
     accounts.on_account_connected(daily.ensure_scheduled)  # a connected account's bills are fetched daily
     engine.register_job_handler("reconcile_daily", daily.run_daily)  # the resolver runs that fetch
+    # settle12: a connected account's settlement is checked daily; the resolver runs that check.
+    accounts.on_account_connected(settlement_daily.ensure_scheduled)
+    engine.register_job_handler(settlement_daily.KIND, settlement_daily.run_daily)
 
 
 @dataclass

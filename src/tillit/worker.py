@@ -16,6 +16,7 @@ from tillit.kernel import jobs
 from tillit.kernel.context import Deps
 from tillit.payments import engine
 from tillit.reconciliation.daily import ensure_all
+from tillit.settlement import daily as settlement_daily
 
 log = structlog.get_logger("tillit.worker")
 BATCH = 20
@@ -54,6 +55,7 @@ class Worker:
         log.info("worker_started", worker=self.name)
         try:  # every merchant with a provider account has its daily bill reconciliation scheduled
             ensure_all(self.db, self.deps)
+            settlement_daily.ensure_all(self.db, self.deps)  # settle12
         except Exception as exc:
             log.warning("reconcile_schedule_failed", error=type(exc).__name__)
         while not self._stop.is_set():

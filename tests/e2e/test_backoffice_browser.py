@@ -79,6 +79,7 @@ def _rival_ids(world: World) -> dict[str, str]:
         "terminal_id": world.rival.terminal_id,
         "key_id": key_id,
         "store_id": world.rival.store_id,
+        "merchant_id": world.rival.merchant_id,  # settle12
     }
 
 
@@ -96,6 +97,11 @@ ISOLATION: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
     ("POST", "/products/{product_id}/active"): ("/products/{product_id}/active", {"active": "0"}),
     ("POST", "/terminals/{terminal_id}/keys"): ("/terminals/{terminal_id}/keys", {"name": "stolen"}),
     ("POST", "/keys/{key_id}/revoke"): ("/keys/{key_id}/revoke", {}),
+    # settle12: a settlement day is addressed by its merchant
+    ("GET", "/settlement/{merchant_id}/{provider}/{trade_day}"): (
+        "/settlement/{merchant_id}/wechat/2026-11-20",
+        {},
+    ),
 }
 # Routes whose id arrives in the form or query rather than the path.
 ISOLATION_BODY = [

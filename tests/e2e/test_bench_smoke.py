@@ -116,3 +116,21 @@ def test_reconcile_runs(tmp_path: Path) -> None:
     assert data["reconcile"]["found"] == data["planted"]
     ratios = {"parse_lines_per_s", "match_lines_per_s", "match_over_raw_join", "match_over_payload_join"}
     assert ratios <= set(data)
+
+
+def test_settlement_runs(tmp_path: Path) -> None:  # settle12
+    data = run_bench(
+        "settlement.py",
+        "--merchants",
+        "20",
+        "--days",
+        "5",
+        "--per-day",
+        "10",
+        "--plant",
+        "2",
+        "--repeat",
+        "1",
+        tmp_path=tmp_path,
+    )
+    assert data["ok"] and data["found"] == data["planted"]

@@ -18,11 +18,15 @@ from fastapi.testclient import TestClient
 from tests.support.api import new_order, pay_cash, post
 from tests.support.world import Tenant
 from tillit.api.routes import catalog, engine, operator, reconciliation, sales, till
+from tillit.api.routes import settlement as settlement_routes
 from tillit.bootstrap import Container
 from tillit.domain.shifts import ShiftTotals, chain_hash
 from tillit.exceptions import cases as exc_svc
 
 WECHAT_BILL = (Path(__file__).resolve().parents[1] / "data" / "wechat_all_20261120.csv").read_bytes()
+BANK_STATEMENT = (
+    "value_date,amount,currency,counterparty,bank_ref,memo\n2026-11-21,1.00,CNY,财付通,B1,结算 20261120\n"
+).encode()
 
 
 def _victim_report(terminal_id: str) -> dict[str, Any]:
@@ -122,6 +126,37 @@ PROBES: dict[tuple[str, str], Any] = {
         "json": {"resolution": "mine now"}
     },
     ("GET", "/v1/reconciliation/report"): lambda o: {"params": {"merchant_id": o["merchant_id"]}},
+    # settle12: fee contracts, fee findings and settlement
+    ("POST", "/v1/fee-contracts"): lambda o: {
+        "json": {
+            "merchant_id": o["merchant_id"],
+            "provider": "wechat",
+            "rate_ppm": 1,
+            "effective_from": "2027-01-01",
+        }
+    },
+    ("GET", "/v1/fee-contracts"): lambda o: {"params": {"merchant_id": o["merchant_id"]}},
+    ("GET", "/v1/fee-contracts/{contract_id}"): lambda o: {},
+    ("POST", "/v1/fee-contracts/{contract_id}/end"): lambda o: {
+        "json": {"end_day": "2030-01-01", "reason": "mine now"}
+    },
+    ("GET", "/v1/fees/findings"): lambda o: {"params": {"merchant_id": o["merchant_id"]}},
+    ("GET", "/v1/fees/leakage"): lambda o: {"params": {"merchant_id": o["merchant_id"]}},
+    ("POST", "/v1/settlement/statements"): lambda o: {
+        "params": {"source": "bank"},
+        "content": BANK_STATEMENT,
+        "headers": {"Content-Type": "text/csv"},
+    },
+    ("GET", "/v1/settlement/statements"): lambda o: {"params": {"merchant_id": o["merchant_id"]}},
+    ("GET", "/v1/settlement/statements/{statement_id}"): lambda o: {},
+    ("POST", "/v1/settlement/runs"): lambda o: {
+        "json": {"merchant_id": o["merchant_id"], "since": "2026-11-01", "until": "2026-11-30"}
+    },
+    ("GET", "/v1/settlement/days"): lambda o: {"params": {"merchant_id": o["merchant_id"]}},
+    ("GET", "/v1/settlement/days/{provider}/{trade_day}"): lambda o: {
+        "params": {"merchant_id": o["merchant_id"]}
+    },
+    ("GET", "/v1/settlement/statement.csv"): lambda o: {"params": {"merchant_id": o["merchant_id"]}},
 }
 # Routes whose answer is a list: they answer 200 but must hold none of the victim's objects.
 LISTS = {
@@ -138,13 +173,17 @@ BATCHES = {("POST", "/v1/sync")}
 # Routes whose victim reference is inside the request and is refused as a mismatch.
 MISMATCH = {("POST", "/v1/shifts"): "shift_report_mismatch"}
 # Routes that reference no existing object: they create inside the caller's own merchant only.
-OWN_SCOPE = {("POST", "/v1/products"), ("POST", "/v1/reconciliation/bills")}
+OWN_SCOPE = {
+    ("POST", "/v1/products"),
+    ("POST", "/v1/reconciliation/bills"),
+    ("POST", "/v1/settlement/statements"),  # settle12
+}
 
 
 def api_routes() -> list[APIRoute]:
     return [
         r
-        for mod in (operator, catalog, sales, engine, till, reconciliation)
+        for mod in (operator, catalog, sales, engine, till, reconciliation, settlement_routes)
         for r in mod.router.routes
         if isinstance(r, APIRoute)
     ]
@@ -188,6 +227,22 @@ def victim(client: TestClient, other_tenant: Tenant, admin_key: str, container: 
     discrepancy_id = client.get(
         f"/v1/reconciliation/runs/{bill['run']['id']}/discrepancies", headers=other_tenant.auth("merchant")
     ).json()["data"][0]["id"]
+    contract = client.post(  # settle12
+        "/v1/fee-contracts",
+        json={
+            "merchant_id": other_tenant.merchant_id,
+            "provider": "wechat",
+            "rate_ppm": 3800,
+            "effective_from": "2026-01-01",
+        },
+        headers={"Authorization": f"Bearer {admin_key}", "Idempotency-Key": uuid.uuid4().hex},
+    ).json()
+    statement = client.post(
+        "/v1/settlement/statements",
+        params={"source": "bank"},
+        content=BANK_STATEMENT,
+        headers=other_tenant.auth("merchant"),
+    ).json()
     keys = client.get(
         "/v1/api-keys",
         params={"merchant_id": other_tenant.merchant_id},
@@ -208,6 +263,9 @@ def victim(client: TestClient, other_tenant: Tenant, admin_key: str, container: 
         "bill_id": bill["id"],
         "run_id": bill["run"]["id"],
         "discrepancy_id": discrepancy_id,
+        "contract_id": contract["id"],
+        "statement_id": statement["id"],
+        "trade_day": "2026-11-20",
     }
 
 
@@ -306,6 +364,9 @@ def test_roles_are_enforced_for_every_route(
         "bill_id": uuid.uuid4().hex,
         "run_id": uuid.uuid4().hex,
         "discrepancy_id": uuid.uuid4().hex,
+        "contract_id": uuid.uuid4().hex,
+        "statement_id": uuid.uuid4().hex,
+        "trade_day": "2026-11-20",
     }
     for route in api_routes():
         roles = allowed_roles(route)

@@ -24,7 +24,9 @@ LAYERS: list[set[str]] = [
     {"sales"},  # catalogue, orders, cash payments, refunds, ledger postings, till sync, shifts
     {"exceptions"},  # cases for a person to decide
     {"payments"},  # the provider integrity engine, provider accounts, notifications
+    {"fees"},  # settle12: fee contracts (read by reconciliation and settlement)
     {"reconciliation"},  # provider bills, matching, actions, the daily job
+    {"settlement"},  # settle12: expected settlement, statements, matching, the daily settlement job
     {"worker"},
     {"bootstrap"},  # the composition root: wires every area and the hooks between them
     {"api", "cli", "till", "tools", "backoffice"},  # entry points

@@ -7,7 +7,15 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-RAISERS = {"invalid", "conflict", "DomainError", "not_found", "error_response", "BillFormatError"}
+RAISERS = {
+    "statement_error",  # settle12
+    "invalid",
+    "conflict",
+    "DomainError",
+    "not_found",
+    "error_response",
+    "BillFormatError",
+}
 # Codes built from a pattern (f-strings): documented by pattern, expanded here.
 PATTERNS = {
     "not_found": "{entity}_not_found",

@@ -13,6 +13,7 @@ from tillit.api.app import create_app
 # POSTs answering 201 that need no Idempotency-Key, and why.
 NATURALLY_IDEMPOTENT = {
     "/v1/reconciliation/bills": "an upload is deduplicated by the bill's sha256",
+    "/v1/settlement/statements": "deduplicated by the file's sha256 and each line's own key",  # settle12
 }
 
 

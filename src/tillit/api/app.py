@@ -14,6 +14,7 @@ from tillit.access.keys import KeyCache
 from tillit.api import errors
 from tillit.api.limits import BodyLimit
 from tillit.api.routes import catalog, engine, operator, reconciliation, sales, till
+from tillit.api.routes import settlement as settlement_routes  # settle12
 from tillit.backoffice.app import create_backoffice_app
 from tillit.backoffice.pages import products as products_page
 from tillit.backoffice.web import BASE as BACKOFFICE_PATH
@@ -66,6 +67,7 @@ def create_app(
     app.include_router(till.router)
     app.include_router(engine.notify_router)
     app.include_router(reconciliation.router)
+    app.include_router(settlement_routes.router)  # settle12
     # The back office (backoffice/): server-rendered pages with their own sign-in, outside the OpenAPI.
     app.mount(BACKOFFICE_PATH, create_backoffice_app(container, app.state.key_cache))
 
@@ -86,6 +88,7 @@ def create_app(
         max_bytes=container.settings.max_body_bytes,
         overrides={
             reconciliation.UPLOAD_PATH: reconciliation.UPLOAD_MAX_BYTES,
+            settlement_routes.STATEMENT_PATH: settlement_routes.STATEMENT_MAX_BYTES,  # settle12
             products_page.IMPORT_PATH: products_page.IMPORT_MAX_BYTES,  # the back office's CSV import
         },
     )

@@ -19,6 +19,7 @@ from tillit.access.keys import KeyCache
 from tillit.backoffice import sessions
 from tillit.backoffice.i18n import LOCALES
 from tillit.backoffice.pages import orders, products, shifts, terminals, today
+from tillit.backoffice.pages import settlement as settlement_pages  # settle12
 from tillit.backoffice.registry import Page, check
 from tillit.backoffice.throttle import SignInThrottle
 from tillit.backoffice.web import (
@@ -48,6 +49,8 @@ PAGES: tuple[Page, ...] = check(
         shifts.PAGE,
         products.PAGE,
         terminals.PAGE,
+        settlement_pages.PAGE,  # settle12
+        settlement_pages.FEES_PAGE,  # settle12
     )
 )
 

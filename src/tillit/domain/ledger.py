@@ -39,3 +39,19 @@ def refund_postings(order_id: str, method: str, amount: int) -> list[Posting]:
 
 def is_balanced(postings: list[Posting]) -> bool:
     return sum(p.amount for p in postings) == 0
+
+
+def fee_account(provider: str) -> str:
+    return f"expense:fees:{provider}"
+
+
+def fee_postings(provider: str, fee: int) -> list[Posting]:
+    """A provider fee the bill confirms: an expense, paid out of the provider's clearing account."""
+    assert fee > 0
+    return [Posting(fee_account(provider), fee), Posting(tender_account(provider), -fee)]
+
+
+def fee_return_postings(provider: str, fee: int) -> list[Posting]:
+    """A fee the provider gives back on a refund: the reverse of a fee."""
+    assert fee > 0
+    return [Posting(tender_account(provider), fee), Posting(fee_account(provider), -fee)]

@@ -60,6 +60,13 @@ KINDS = {
     "charge and refund the extra, then resolve.",
     "bill_fetch_failing": "Tillit cannot fetch the provider's daily bill: check the provider account "
     "settings and the provider's status; import the bill by hand if needed.",
+    # settle12: the daily settlement check (settlement/daily.py, docs/settlement.md)
+    "settlement_short": "Less money arrived for this trade day than expected (captures - refunds - fees): "
+    "compare the listed trades with the provider's fund-flow statement and claim the difference.",
+    "settlement_missing": "Nothing arrived for this trade day past its settlement cycle and grace: check "
+    "for a merchant restriction, frozen funds or a failed withdrawal, then open a case with the provider.",
+    "settlement_duplicate": "A trade was credited twice by the provider's statement: keep the extra aside "
+    "and ask the provider to reverse one line.",
 }
 
 

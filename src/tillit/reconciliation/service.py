@@ -8,7 +8,7 @@ import io
 import json
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -32,9 +32,10 @@ from tillit.adapters.db.schema import (
 from tillit.domain.csvsafe import safe_cell
 from tillit.domain.errors import conflict, invalid, not_found
 from tillit.exceptions import cases as exc_svc
+from tillit.fees.contracts import contract_on
 from tillit.kernel import jobs
 from tillit.kernel.context import Actor, Deps, iso
-from tillit.reconciliation import formats, match
+from tillit.reconciliation import fee_check, formats, match
 from tillit.reconciliation.actions import SETTLED_AT_ONCE, action_for
 from tillit.reconciliation.formats import Mapping, ParsedBill
 from tillit.reconciliation.views import BillView, DiscrepancyView, HistoryPoint, RunView
@@ -88,15 +89,21 @@ class AccountRules:
         )
 
 
-def account_rules(conn: Connection, merchant_id: str, provider: str) -> AccountRules:
+def account_rules(conn: Connection, merchant_id: str, provider: str, day: date | None = None) -> AccountRules:
+    """The account's settings; with ``day``, a fee contract in force that day sets the rate checked
+    (fees/contracts.py; it wins over a ``fee_rate_ppm`` in the account settings)."""
     row = conn.execute(
         select(provider_accounts.c.config, provider_accounts.c.account_ref).where(
             provider_accounts.c.merchant_id == merchant_id, provider_accounts.c.provider == provider
         )
     ).first()
-    if row is None:
-        return AccountRules()
-    return AccountRules.from_config(json.loads(row.config), row.account_ref)
+    rules = (
+        AccountRules() if row is None else AccountRules.from_config(json.loads(row.config), row.account_ref)
+    )
+    contract = contract_on(conn, merchant_id, provider, day) if day is not None else None
+    if contract is not None:
+        rules = replace(rules, fee_rate_ppm=contract.rate_ppm)
+    return rules
 
 
 def _check_account(bill: ParsedBill, rules: AccountRules) -> None:
@@ -371,7 +378,7 @@ def import_bill(
         existing = _existing(conn, merchant_id, bill)
         if existing is not None:
             return existing
-        rules = account_rules(conn, merchant_id, bill.provider)
+        rules = account_rules(conn, merchant_id, bill.provider, day)
         _check_account(bill, rules)
         window = _window(day, rules)
         load_local(conn, con, merchant_id, bill.provider, bill, window)
@@ -425,6 +432,10 @@ def import_bill(
                 found=found,
                 rules=rules,
                 started=started,
+            )
+            # settle12: fees and 跳码 against the contract; the ledger books the fees the bill confirms.
+            fee_check.check_bill(
+                conn, deps, con, merchant_id=merchant_id, bill=bill, bill_id=bill_id, day=day
             )
     except IntegrityError:
         with db.read() as conn:

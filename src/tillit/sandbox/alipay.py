@@ -18,6 +18,7 @@ from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request, Response
 
+from tillit.sandbox import statements
 from tillit.sandbox.bills import alipay_bill, mask_account
 from tillit.sandbox.clock import from_ms, to_ms
 from tillit.sandbox.config import AlipayMerchant
@@ -271,6 +272,13 @@ def refund_query(
 
 def bill_url(rt: Runtime, m: AlipayMerchant, biz: Biz, common: dict[str, str], request: Request) -> Answer:
     """``alipay.data.dataservice.bill.downloadurl.query``: a download URL valid 30 s."""
+    if biz.get("bill_type") == "signcustomer":  # settle12: the account statement (statements.py)
+        try:
+            day = datetime.strptime(str(biz.get("bill_date", "")), "%Y-%m-%d").date()
+        except ValueError:
+            return _invalid("bill_date参数无效，格式为yyyy-MM-dd")
+        answer = statements.signcustomer_url(rt, m, day, request)
+        return _biz_fail("isp.bill_not_exist", "账单不存在") if answer is None else _ok(**answer)
     if biz.get("bill_type") != "trade":
         return _biz_fail("isv.invalid-bill-type", "账单类型不支持，仅支持trade")
     try:

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Request, Response
 
+from tillit.sandbox import statements
 from tillit.sandbox.bills import wechat_bill
 from tillit.sandbox.config import WechatMerchant
 from tillit.sandbox.engine import Outcome, Refund, Trade
@@ -387,6 +388,7 @@ ROUTES: dict[str, tuple[str, Handler]] = {
     "/secapi/pay/refund": ("wechat.refund", refund),
     "/pay/refundquery": ("wechat.refundquery", refundquery),
     "/pay/downloadbill": ("wechat.downloadbill", downloadbill),
+    "/pay/downloadfundflow": ("wechat.downloadfundflow", statements.downloadfundflow),  # settle12
 }
 
 

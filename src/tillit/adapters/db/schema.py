@@ -331,7 +331,7 @@ ledger_postings = Table(
     Column("kind", String(16), nullable=False),
     Column("created_at", TS, nullable=False),
     CheckConstraint("amount <> 0", name="amount_nonzero"),
-    CheckConstraint("kind IN ('capture','refund')", name="kind"),
+    CheckConstraint("kind IN ('capture','refund','fee')", name="kind"),  # fee: settle12, booked from bills
     ForeignKeyConstraint(
         ["merchant_id", "order_id"], ["orders.merchant_id", "orders.id"], name="fk_ledger_postings_order"
     ),
@@ -412,7 +412,9 @@ jobs = Table(
     CheckConstraint("state IN ('pending','done')", name="state"),
     CheckConstraint(
         "kind IN ('resolve_payment','reverse_payment','confirm_refund','refund_unattached',"
-        "'reconcile_daily')",
+        "'reconcile_daily'"
+        ",'settlement_daily'"  # settle12: the daily settlement check
+        ")",
         name="kind",
     ),
     ForeignKeyConstraint(
@@ -613,6 +615,148 @@ Index(
 Index("ix_recon_discrepancies_payment", recon_discrepancies.c.payment_id)
 Index("ix_recon_discrepancies_exception", recon_discrepancies.c.exception_id)
 
+# --------------------------------------------------------------------------- settlement area (settle12)
+# Fees and settlement (docs/settlement.md): contracted fee rates with effective dates, the fee/跳码
+# findings of each bill row that disagrees with its contract, imported fund-flow / account / bank
+# statements line by line, and the outcome of each merchant-day's expected settlement.
+fee_contracts = Table(
+    "fee_contracts",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("provider", String(16), nullable=False),
+    Column("card_kind", String(8), nullable=False),
+    Column("rate_ppm", Integer, nullable=False),  # 0.38 % = 3800
+    Column("cap_fen", MONEY),  # at most this fee per payment (NULL: no cap)
+    Column("settle_days", Integer, nullable=False),  # T+N
+    Column("working_days", Integer, nullable=False),  # 1: N counts Monday-Friday only
+    # The registered identity the bills must show (NULL: not checked).
+    Column("merchant_no", String(32)),
+    Column("merchant_name", String(100)),
+    Column("mcc", String(4)),
+    Column("effective_from", Date, nullable=False),
+    Column("effective_to", Date),  # exclusive; NULL: open-ended
+    Column("note", String(300)),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", TS, nullable=False),
+    # A contract is never edited: it is ended (audited) and a new one starts.
+    Column("ended_by", String(100)),
+    Column("ended_at", TS),
+    Column("end_reason", String(300)),
+    UniqueConstraint("merchant_id", "provider", "card_kind", "effective_from", name="uq_fee_contracts_start"),
+    CheckConstraint("provider IN ('wechat','alipay')", name="provider"),
+    CheckConstraint("card_kind IN ('any','balance','debit','credit')", name="card_kind"),
+    CheckConstraint("rate_ppm >= 0 AND rate_ppm <= 100000", name="rate_range"),
+    CheckConstraint("cap_fen IS NULL OR cap_fen > 0", name="cap_pos"),
+    CheckConstraint("settle_days >= 0 AND settle_days <= 30", name="settle_days_range"),
+    CheckConstraint("working_days IN (0, 1)", name="working_days_bool"),
+    CheckConstraint("effective_to IS NULL OR effective_to > effective_from", name="period"),
+    CheckConstraint("mcc IS NULL OR length(mcc) = 4", name="mcc_len"),
+)
+
+fee_findings = Table(
+    "fee_findings",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("provider", String(16), nullable=False),
+    Column("bill_id", ID, ForeignKey("recon_bills.id"), nullable=False),
+    Column("bill_date", Date, nullable=False),
+    Column("line", Integer, nullable=False),
+    Column("finding_class", String(16), nullable=False),  # code_jump (跳码) or fee_mismatch
+    Column("kind", String(8), nullable=False),
+    Column("out_trade_no", String(64)),
+    Column("amount", MONEY, nullable=False),
+    Column("contract_id", ID, ForeignKey("fee_contracts.id"), nullable=False),
+    Column("evidence", Text, nullable=False),  # JSON [{field, contracted, billed}]
+    Column("billed_fee_e5", BigInteger),
+    Column("expected_fee_e5", BigInteger, nullable=False),
+    Column("leakage_e5", BigInteger, nullable=False),  # billed - expected (positive: merchant overpaid)
+    Column("created_at", TS, nullable=False),
+    UniqueConstraint("bill_id", "line", name="uq_fee_findings_line"),
+    CheckConstraint("finding_class IN ('code_jump','fee_mismatch')", name="finding_class"),
+    CheckConstraint("kind IN ('payment','refund','revoke')", name="kind"),
+)
+Index("ix_fee_findings_merchant_day", fee_findings.c.merchant_id, fee_findings.c.bill_date)
+
+settlement_statements = Table(
+    "settlement_statements",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("provider", String(16)),  # NULL for a bank statement
+    Column("filename", String(255), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("line_count", Integer, nullable=False),
+    Column("new_lines", Integer, nullable=False),
+    Column("totals", Text, nullable=False),
+    Column("imported_by", String(100), nullable=False),
+    Column("imported_at", TS, nullable=False),
+    UniqueConstraint("merchant_id", "source", "sha256", name="uq_settlement_statements_content"),
+    CheckConstraint("source IN ('wechat_fundflow','alipay_account','bank')", name="source"),
+    CheckConstraint("line_count >= 0 AND new_lines >= 0", name="counts_nonneg"),
+)
+
+statement_lines = Table(
+    "statement_lines",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("statement_id", ID, ForeignKey("settlement_statements.id"), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("provider", String(16), nullable=False),  # the provider whose money the line moves
+    # The statement's own line id (资金流水单号, 账务流水号, the bank's reference): the import key.
+    Column("line_key", String(64), nullable=False),
+    Column("booked_at", TS, nullable=False),
+    Column("booked_day", Date, nullable=False),  # China time
+    Column("kind", String(12), nullable=False),
+    Column("amount", MONEY, nullable=False),  # signed fen: + into the account, - out of it
+    Column("fee", MONEY),  # the fee the line says it kept (fen), when it says so
+    Column("out_trade_no", String(64)),  # our payment (or refund) id, when the line names it
+    Column("business_no", String(64)),  # the provider's transaction / refund id
+    Column("trade_day", Date),  # for bank lines: the settlement batch day the reference names
+    Column("balance", MONEY),
+    Column("note", String(300)),
+    UniqueConstraint("merchant_id", "source", "line_key", name="uq_statement_lines_key"),
+    CheckConstraint("source IN ('wechat_fundflow','alipay_account','bank')", name="source"),
+    CheckConstraint("provider IN ('wechat','alipay')", name="provider"),
+    CheckConstraint("kind IN ('income','refund','fee','fee_return','withdrawal','other')", name="kind"),
+)
+Index("ix_statement_lines_trade", statement_lines.c.merchant_id, statement_lines.c.out_trade_no)
+Index("ix_statement_lines_day", statement_lines.c.merchant_id, statement_lines.c.booked_day)
+
+settlement_days = Table(
+    "settlement_days",
+    metadata,
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("provider", String(16), nullable=False),
+    Column("trade_day", Date, nullable=False),
+    Column("due_day", Date, nullable=False),
+    Column("payments", Integer, nullable=False),
+    Column("refund_count", Integer, nullable=False),
+    Column("gross", MONEY, nullable=False),
+    Column("refunds", MONEY, nullable=False),
+    Column("fees", MONEY, nullable=False),
+    Column("fee_returns", MONEY, nullable=False),
+    Column("expected", MONEY, nullable=False),
+    Column("received", MONEY, nullable=False),
+    Column("received_lines", Integer, nullable=False),
+    Column("received_source", String(16)),
+    Column("last_credit_day", Date),
+    Column("status", String(12), nullable=False),
+    Column("age_days", Integer, nullable=False),
+    Column("next_action", String(400), nullable=False),
+    Column("evidence", Text, nullable=False),  # JSON: trades without a credit, duplicated trades
+    Column("checked_at", TS, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "provider", "trade_day", name="pk_settlement_days"),
+    CheckConstraint("provider IN ('wechat','alipay')", name="provider"),
+    CheckConstraint(
+        "status IN ('pending','settled','late','short','missing','over','duplicate')", name="status"
+    ),
+    CheckConstraint("age_days >= 0", name="age_nonneg"),
+)
+Index("ix_settlement_days_status", settlement_days.c.merchant_id, settlement_days.c.status)
 # ---- backoffice (branch bo13): sign-in sessions of the back-office pages --------------------------------
 # A session is a random token in an HttpOnly cookie; only its SHA-256 is stored here, never the API key.
 # The key is re-checked on every request (a revoked key ends its sessions at once); sign-out deletes the row.
