@@ -134,3 +134,18 @@ def test_settlement_runs(tmp_path: Path) -> None:  # settle12
         tmp_path=tmp_path,
     )
     assert data["ok"] and data["found"] == data["planted"]
+
+
+def test_refund_confirmation_bench_runs(tmp_path: Path) -> None:
+    data = run_bench("refund_confirm.py", "--db", "sqlite", "--refunds", "4", tmp_path=tmp_path)
+    figures = data["databases"]["sqlite"]
+    assert figures["refunds"] == 4 and figures["unconfirmed"] == 0
+    for group in figures["providers"].values():
+        assert {"count", "p50_s", "p99_s", "max_s"} == set(group)
+
+
+def test_resend_bench_runs(tmp_path: Path) -> None:
+    data = run_bench("resend.py", "--db", "sqlite", "--rounds", "1", tmp_path=tmp_path)
+    figures = data["databases"]["sqlite"]
+    assert figures["rounds"] == 1 and figures["problems"] == []
+    assert set(figures["statuses"]) <= {"201", "202"}

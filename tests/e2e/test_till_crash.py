@@ -3,6 +3,7 @@ and restarted. Afterwards the server holds every completed sale exactly once and
 
 from __future__ import annotations
 
+import contextlib
 import random
 import sqlite3
 import threading
@@ -32,6 +33,13 @@ def test_sigkill_loop_loses_and_duplicates_nothing(tmp_path: Path) -> None:
                     stack.kill("till")
                     kills += 1
                     stack.start("till", wait=False)
+                # Three kills in four count their interval from when the till answers again, so the loop
+                # makes progress however slowly a loaded machine starts a process; the fourth may land
+                # while the restarted till is still recovering its journal.
+                if rng.random() < 0.75:
+                    # not up within the wait: the next kill or the main loop deals with it
+                    with contextlib.suppress(AssertionError):
+                        stack.wait("till")
 
         def step(method: str, path: str, data: dict[str, str] | None = None) -> httpx.Response | None:
             try:

@@ -14,6 +14,7 @@ cash when the provider payment failed. A monkey SIGKILLs and restarts servers an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -30,6 +31,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +42,7 @@ from sqlalchemy import create_engine, func, select, text
 from tillit.access import keys, merchants
 from tillit.adapters.db import migrate
 from tillit.adapters.db.engine import normalise_url
-from tillit.adapters.db.schema import exceptions, payments, refunds
+from tillit.adapters.db.schema import events, exceptions, payments, refunds
 from tillit.bootstrap import build
 from tillit.config import Settings
 from tillit.kernel.check import run_checks
@@ -92,6 +95,12 @@ class ChaosOptions:
     cancel_share: float = 0.4  # of the password payments, how many the customer cancels
     duplicate_share: float = 0.05
     refund_share: float = 0.05  # of the captured provider payments, how many get a partial refund
+    # What tills meet besides lost answers (issue 16.4), each a share of the checkouts (or of the kind):
+    client_timeout_share: float = 0.05  # the till's own request times out; it resends with the same key
+    double_scan_share: float = 0.03  # two scans of one order sent at the same moment (two keys, two codes)
+    cancel_in_password_share: float = 0.25  # of the password payments: the cashier cancels the order
+    late_password_share: float = 0.2  # of the password payments: the password comes near the windows
+    double_refund_share: float = 0.3  # of the refunds: two full refunds of one payment at the same moment
     settle_seconds: float = 120.0
     keep_dir: bool = False
     progress: Callable[[int], None] | None = None
@@ -118,6 +127,10 @@ class ChaosReport:
     wallet_refunds: int = 0
     seconds: float = 0.0
     load_seconds: float = 0.0
+    # Real seconds from a call's first failed try (transport error, 5xx, 409 in flight) to its answer.
+    resend_waits: list[float] = field(default_factory=list)
+    # Provider seconds from the money's return at the provider to Tillit's refund saying succeeded.
+    refund_lags: list[float] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -141,10 +154,21 @@ class ChaosReport:
             "open_exceptions": dict(self.open_exceptions),
             "wallet_debited_fen": self.wallet_debits,
             "wallet_refunded_fen": self.wallet_refunds,
+            "resend_wait_p99_s": _p99(self.resend_waits),
+            "resends": len(self.resend_waits),
+            "refund_confirmation_p99_s": _p99(self.refund_lags),
+            "refunds_confirmed": len(self.refund_lags),
             "seconds": round(self.seconds, 1),
             "load_seconds": round(self.load_seconds, 1),
             "ok": self.ok,
         }
+
+
+def _p99(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))], 2)
 
 
 def _free_port() -> int:
@@ -259,24 +283,40 @@ class Client:
         return self.bases[self.turn % len(self.bases)]
 
     def call(
-        self, method: str, path: str, body: Any = None, key: str | None = None, budget: float = 120
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        key: str | None = None,
+        budget: float = 120,
+        first_timeout: float | None = None,
     ) -> httpx.Response:
+        """``first_timeout``: the first try gives up this soon (the till's own timeout); the resend
+        carries the same key, as the till does."""
         deadline = time.monotonic() + budget
         headers = {"Idempotency-Key": key} if key else {}
+        failed_at: float | None = None
+        timeout: float | None = first_timeout
         while True:
             try:
-                r = self.http.request(method, self._base() + path, json=body, headers=headers)
+                limit = httpx.USE_CLIENT_DEFAULT if timeout is None else httpx.Timeout(timeout)
+                timeout = None
+                r = self.http.request(method, self._base() + path, json=body, headers=headers, timeout=limit)
                 if r.status_code == 409 and r.json()["error"]["code"] in ("idempotency_key_in_flight",):
                     raise httpx.TransportError("in flight")
                 if r.status_code >= 500:
                     raise httpx.TransportError(f"server error {r.status_code}")
+                if failed_at is not None:
+                    with self.lock:
+                        self.report.resend_waits.append(time.monotonic() - failed_at)
                 return r
             except (httpx.TransportError, ValueError):
+                failed_at = failed_at if failed_at is not None else time.monotonic()
                 with self.lock:
                     self.report.client_retries += 1
                 if time.monotonic() > deadline:
                     raise
-                time.sleep(0.2)
+                time.sleep(0.1)
 
 
 @contextmanager
@@ -423,9 +463,16 @@ def run(opts: ChaosOptions) -> ChaosReport:
             def monkey() -> None:
                 mrng = random.Random(opts.seed + 1)
                 while not stop.wait(mrng.uniform(*opts.kill_every)):
-                    fleet.restart(mrng.choice(victims))
+                    victim = mrng.choice(victims)
+                    fleet.restart(victim)
                     with lock:
                         report.kills += 1
+                    if victim.startswith("api"):
+                        # The next kill is counted from when this process serves again: a loaded machine
+                        # may take longer to start one than the interval, and a server killed before it
+                        # ever answers tests nothing.
+                        with contextlib.suppress(RuntimeError):
+                            wait_http(bases[int(victim[3:])] + "/healthz", log=work / f"{victim}.log")
 
             counter = iter(range(opts.checkouts))
             done = [0]
@@ -469,9 +516,29 @@ def run(opts: ChaosOptions) -> ChaosReport:
                 ).json()
                 code = control.post(f"/sandbox/wallets/{wallet}/codes").json()["code"]
                 key = uuid.uuid4().hex
-                r = client.call(
-                    "POST", "/v1/payments", {"order_id": order["id"], "payment_code": code}, key=key
-                )
+                body = {"order_id": order["id"], "payment_code": code}
+                if crng.random() < opts.double_scan_share:
+                    # Two scans of one order at the same moment (a second till, a double trigger): two keys,
+                    # two codes. At most one attempt may be in flight; the verifier checks the money.
+                    code2 = control.post(f"/sandbox/wallets/{wallet}/codes").json()["code"]
+                    key2 = uuid.uuid4().hex
+                    body2 = {"order_id": order["id"], "payment_code": code2}
+                    twin = Client(bases, cashier, report, lock)
+                    r, r2 = _at_once(
+                        partial(client.call, "POST", "/v1/payments", body, key),
+                        partial(twin.call, "POST", "/v1/payments", body2, key2),
+                    )
+                    with lock:
+                        report.scenarios[f"double_scan:{_codes(r, r2)}"] += 1
+                    if r.status_code not in (201, 202) and r2.status_code in (201, 202):
+                        r, key, code = r2, key2, code2
+                else:
+                    timed_out = crng.random() < opts.client_timeout_share
+                    if timed_out:
+                        with lock:
+                            report.scenarios["client_timeout_resend"] += 1
+                    first_timeout = crng.uniform(0.02, 0.3) if timed_out else None
+                    r = client.call("POST", "/v1/payments", body, key=key, first_timeout=first_timeout)
                 with lock:
                     report.scenarios[f"{provider}:{scenario}"] += 1
                 if r.status_code not in (201, 202):
@@ -490,7 +557,24 @@ def run(opts: ChaosOptions) -> ChaosReport:
                     with lock:
                         report.scenarios[f"duplicate_scan:{again.status_code}"] += 1
                 if password:
-                    time.sleep(crng.uniform(0.05, 0.8))  # the customer reads the screen, then acts
+                    if crng.random() < opts.late_password_share:
+                        # The password comes near the providers' windows (45 s WeChat, Alipay's polls).
+                        time.sleep(crng.uniform(38, 52) / opts.speed)
+                        with lock:
+                            report.scenarios["late_password"] += 1
+                    else:
+                        time.sleep(crng.uniform(0.05, 0.8))  # the customer reads the screen, then acts
+                    if crng.random() < opts.cancel_in_password_share:
+                        # The cashier cancels the order during the password step; the customer pays anyway.
+                        cancelled = client.call(
+                            "POST",
+                            f"/v1/orders/{order['id']}/cancel",
+                            {"reason": "cashier_cancelled"},
+                            key=uuid.uuid4().hex,
+                        )
+                        with lock:
+                            report.scenarios[f"cancel_in_password:{cancelled.status_code}"] += 1
+                        scenario = "password"  # and then the customer pays anyway
                     action = "cancel" if scenario == "password_cancel" else "confirm"
                     control.post(f"/sandbox/wallets/{wallet}/{action}", json={"password": "123456"})
                 status = pay["status"]
@@ -501,11 +585,21 @@ def run(opts: ChaosOptions) -> ChaosReport:
                 with lock:
                     report.outcomes[status] += 1
                 if status == "captured" and crng.random() < opts.refund_share:
-                    refund = client.call(
-                        "POST", "/v1/refunds", {"payment_id": pay["id"], "amount": 300}, key=uuid.uuid4().hex
-                    )
-                    with lock:
-                        report.scenarios[f"refund:{refund.status_code}"] += 1
+                    if crng.random() < opts.double_refund_share:
+                        # Two full refunds of one payment at the same moment: at most one may return money.
+                        twin = Client(bases, cashier, report, lock)
+                        full = {"payment_id": pay["id"], "amount": pay["amount"]}
+                        answers = _at_once(
+                            partial(client.call, "POST", "/v1/refunds", full, uuid.uuid4().hex),
+                            partial(twin.call, "POST", "/v1/refunds", full, uuid.uuid4().hex),
+                        )
+                        with lock:
+                            report.scenarios[f"double_refund:{_codes(*answers)}"] += 1
+                    else:
+                        part = {"payment_id": pay["id"], "amount": 300}
+                        refund = client.call("POST", "/v1/refunds", part, key=uuid.uuid4().hex)
+                        with lock:
+                            report.scenarios[f"refund:{refund.status_code}"] += 1
                 if status in ("failed", "reversed"):
                     cash = client.call(
                         "POST",
@@ -549,6 +643,37 @@ def run(opts: ChaosOptions) -> ChaosReport:
     return report
 
 
+def _at_once(*calls: Callable[[], httpx.Response]) -> list[httpx.Response]:
+    """Send the calls at the same moment (one thread each); their answers in order; re-raises a failure."""
+    answers: list[httpx.Response | BaseException | None] = [None] * len(calls)
+    start = threading.Barrier(len(calls))
+
+    def one(i: int) -> None:
+        start.wait(10)
+        try:
+            answers[i] = calls[i]()
+        except BaseException as exc:  # handed to the caller below
+            answers[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(calls))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(300)
+    done: list[httpx.Response] = []
+    for a in answers:
+        if isinstance(a, BaseException):
+            raise a
+        if a is None:
+            raise TimeoutError("a concurrent call did not finish")
+        done.append(a)
+    return done
+
+
+def _codes(*answers: httpx.Response) -> str:
+    return "+".join(str(code) for code in sorted(a.status_code for a in answers))
+
+
 def _settle(c: Any, seconds: float) -> None:
     """Wait (bounded) until no attempt or refund is in flight and no recovery job is pending."""
     deadline = time.monotonic() + seconds
@@ -571,6 +696,7 @@ def _settle(c: Any, seconds: float) -> None:
 def _verify(c: Any, control: httpx.Client, merchant_id: str, report: ChaosReport) -> None:
     """Compare Tillit's books with the sandbox's ground truth (every wallet's real debits and refunds)."""
     net_by_trade: Counter[str] = Counter()
+    returned_at: dict[str, datetime] = {}  # out_refund_no -> when the provider returned the money
     for wallet in control.get("/sandbox/wallets").json()["wallets"]:
         book = control.get(f"/sandbox/wallets/{wallet['id']}/ledger").json()
         for d in book["debits"]:
@@ -579,6 +705,8 @@ def _verify(c: Any, control: httpx.Client, merchant_id: str, report: ChaosReport
         for r in book["refunds"]:
             net_by_trade[r["out_trade_no"]] -= r["amount_fen"]
             report.wallet_refunds += r["amount_fen"]
+            if r.get("out_refund_no"):
+                returned_at[r["out_refund_no"]] = datetime.fromisoformat(r["at"])
     with c.db.read() as conn:
         rows = conn.execute(
             text(
@@ -602,6 +730,17 @@ def _verify(c: Any, control: httpx.Client, merchant_id: str, report: ChaosReport
         ):
             report.open_exceptions[exc_row.kind] += 1
         report.ledger_violations = [f"{r.name}: {r.violations[:3]}" for r in run_checks(conn) if not r.ok]
+        # Refund confirmation: Tillit's clock and the sandbox's share one anchor, so both are provider time.
+        for ev in conn.execute(
+            select(events.c.entity_id, events.c.at).where(
+                events.c.merchant_id == merchant_id,
+                events.c.entity == "refund",
+                events.c.to_status == "succeeded",
+            )
+        ):
+            at_provider = returned_at.get(str(ev.entity_id))
+            if at_provider is not None:
+                report.refund_lags.append(max(0.0, (ev.at - at_provider).total_seconds()))
     known = {r.id for r in rows}
     per_order: dict[str, dict[str, int]] = {}
     for r in rows:
@@ -617,7 +756,18 @@ def _verify(c: Any, control: httpx.Client, merchant_id: str, report: ChaosReport
                     {"p": r.id},
                 ).all()
             report.unresolved.append(f"{r.id} ({r.status}); jobs: {[tuple(j) for j in job_rows]}")
-        o = per_order.setdefault(r.order_id, {"expected": r.paid_amount - r.order_refunded, "actual": 0})
+        # What the customer may have paid at most: the order's total less what was refunded of it. Not what
+        # Tillit booked: an order that booked two captured payments would then look fine.
+        o = per_order.setdefault(
+            r.order_id,
+            {
+                # a cancelled order must end with none of the customer's money
+                "expected": 0 if r.order_status == "cancelled" else r.total - r.order_refunded,
+                "total": r.total,
+                "booked": r.paid_amount,
+                "actual": 0,
+            },
+        )
         if r.method == "cash":
             o["actual"] += r.amount - r.refunded_amount if r.status in ("captured", "refunded") else 0
         else:
@@ -634,8 +784,10 @@ def _verify(c: Any, control: httpx.Client, merchant_id: str, report: ChaosReport
     for order_id, o in per_order.items():
         if o["actual"] > o["expected"]:
             report.double_charged.append(
-                f"{order_id}: customer paid {o['actual']}, order took {o['expected']}"
+                f"{order_id}: customer paid {o['actual']}, the order is worth {o['expected']}"
             )
+        elif o["booked"] > o["total"]:
+            report.double_charged.append(f"{order_id}: Tillit booked {o['booked']} paid of {o['total']}")
 
 
 def format_report(report: ChaosReport) -> str:
