@@ -31,6 +31,10 @@ def assert_clean(report: chaos.ChaosReport) -> None:
     cancels = sum(v for k, v in report.scenarios.items() if k.endswith("password_cancel"))
     assert passwords >= 0.10 * CHECKOUTS and cancels >= 0.05 * CHECKOUTS, report.scenarios
     assert any(k.startswith("duplicate_scan") for k in report.scenarios)
+    # What tills meet besides lost answers (issue 16.4): each play really happened.
+    plays = ("double_scan:", "cancel_in_password:", "late_password", "client_timeout_resend", "double_refund")
+    for play in plays:
+        assert any(k.startswith(play) for k in report.scenarios), (play, report.scenarios)
 
 
 @pytest.mark.slow
