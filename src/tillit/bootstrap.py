@@ -18,6 +18,7 @@ from tillit.domain.ids import IdGenerator
 from tillit.domain.provider import PaymentProvider
 from tillit.exceptions import cases
 from tillit.kernel.context import Deps
+from tillit.monitoring import alerts
 from tillit.payments import accounts, engine
 from tillit.payments.accounts import ProviderDirectory, ProviderFactory
 from tillit.payments.engine import EngineConfig, trigger_resolution
@@ -34,6 +35,7 @@ def wire_areas() -> None:
     cases.on_resolved("bill_", resolve_for_exception)  # a resolved bill exception closes its discrepancy
     accounts.on_account_connected(daily.ensure_scheduled)  # a connected account's bills are fetched daily
     engine.register_job_handler("reconcile_daily", daily.run_daily)  # the resolver runs that fetch
+    engine.register_job_handler(alerts.KIND, alerts.run_evaluation)  # monitoring: alert rules evaluated
 
 
 @dataclass

@@ -24,6 +24,8 @@ class Settings:
     worker_poll_s: float = 0.25
     # Base64 of the 32-byte key sealing provider secrets; unset: the keyring file under ``home``.
     secret_key: str | None = None
+    # monitoring: a token a Prometheus scraper may send (`Bearer <token>`) to read /metrics without a key.
+    metrics_token: str | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -47,4 +49,5 @@ class Settings:
             clock_start=env.get("TILLIT_CLOCK_START") or None,
             worker_poll_s=float(env.get("TILLIT_WORKER_POLL_S", "0.25")),
             secret_key=env.get("TILLIT_SECRET_KEY") or None,
+            metrics_token=env.get("TILLIT_METRICS_TOKEN") or None,
         )

@@ -14,6 +14,7 @@ import structlog
 from tillit.adapters.db.engine import Database
 from tillit.kernel import jobs
 from tillit.kernel.context import Deps
+from tillit.monitoring import alerts
 from tillit.payments import engine
 from tillit.reconciliation.daily import ensure_all
 
@@ -30,15 +31,23 @@ def run_once(db: Database, deps: Deps, cfg: engine.EngineConfig, name: str, limi
     """Claim and run the jobs due now; returns how many ran. A job that raises is retried later."""
     claimed = jobs.claim(db, deps, name, limit)
     for job in claimed:
-        try:
-            engine.run_job(db, deps, cfg, job)
-        except Exception as exc:
-            log.warning("job_failed", job=job.id, kind=job.kind, error=type(exc).__name__)
-            with db.transaction() as conn:
-                jobs.retry_later(
-                    conn, deps, job.id, deps.clock.now() + ERROR_RETRY, f"{type(exc).__name__}: {exc}"
-                )
+        # The job's log lines carry the request that scheduled it (or the job id when none did).
+        with structlog.contextvars.bound_contextvars(
+            request_id=job.request_id or f"job-{job.id}", job=job.id, job_kind=job.kind
+        ):
+            _run(db, deps, cfg, job)
     return len(claimed)
+
+
+def _run(db: Database, deps: Deps, cfg: engine.EngineConfig, job: jobs.Job) -> None:
+    try:
+        engine.run_job(db, deps, cfg, job)
+    except Exception as exc:
+        log.warning("job_failed", job=job.id, kind=job.kind, error=type(exc).__name__)
+        with db.transaction() as conn:
+            jobs.retry_later(
+                conn, deps, job.id, deps.clock.now() + ERROR_RETRY, f"{type(exc).__name__}: {exc}"
+            )
 
 
 class Worker:
@@ -56,6 +65,10 @@ class Worker:
             ensure_all(self.db, self.deps)
         except Exception as exc:
             log.warning("reconcile_schedule_failed", error=type(exc).__name__)
+        try:  # every merchant with an active alert rule has its evaluation scheduled
+            alerts.ensure_all(self.db, self.deps)
+        except Exception as exc:
+            log.warning("alerts_schedule_failed", error=type(exc).__name__)
         while not self._stop.is_set():
             try:
                 busy = run_once(self.db, self.deps, self.cfg, self.name)

@@ -25,6 +25,7 @@ LAYERS: list[set[str]] = [
     {"exceptions"},  # cases for a person to decide
     {"payments"},  # the provider integrity engine, provider accounts, notifications
     {"reconciliation"},  # provider bills, matching, actions, the daily job
+    {"monitoring"},  # analytics, channel health, alerts, metrics, logs
     {"worker"},
     {"bootstrap"},  # the composition root: wires every area and the hooks between them
     {"api", "cli", "till", "tools"},  # entry points

@@ -12,7 +12,9 @@ from tillit import __version__
 from tillit.access.keys import KeyCache
 from tillit.api import errors
 from tillit.api.limits import BodyLimit
+from tillit.api.observability import Observability
 from tillit.api.routes import catalog, engine, operator, reconciliation, sales, till
+from tillit.api.routes import monitoring as monitoring_routes
 from tillit.bootstrap import Container
 from tillit.worker import Worker
 
@@ -54,6 +56,9 @@ def create_app(
     app.include_router(till.router)
     app.include_router(engine.notify_router)
     app.include_router(reconciliation.router)
+    # monitoring: analytics, channel health, alerts, and /metrics for Prometheus
+    app.include_router(monitoring_routes.router)
+    app.include_router(monitoring_routes.metrics_router)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: the process answers (touches no database)")
     def healthz() -> JSONResponse:
@@ -72,4 +77,6 @@ def create_app(
         max_bytes=container.settings.max_body_bytes,
         overrides={reconciliation.UPLOAD_PATH: reconciliation.UPLOAD_MAX_BYTES},
     )
+    # monitoring: outermost, so every answer (even a refused body) carries a request id and is counted.
+    app.add_middleware(Observability)
     return app

@@ -237,6 +237,8 @@ payments = Table(
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
     Column("resolved_at", TS),
+    # monitoring (migration 0010): wall-clock milliseconds the pay call took, for channel health.
+    Column("pay_latency_ms", Integer),
     CheckConstraint("method IN ('cash','wechat','alipay')", name="method"),
     CheckConstraint(
         "status IN ('pending','unknown','reversing','captured','failed','reversed','refunded')", name="status"
@@ -405,10 +407,12 @@ jobs = Table(
     Column("last_error", String(500)),
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
+    # monitoring (migration 0010): the request that scheduled the job, carried into the job's logs.
+    Column("request_id", String(64)),
     CheckConstraint("state IN ('pending','done')", name="state"),
     CheckConstraint(
         "kind IN ('resolve_payment','reverse_payment','confirm_refund','refund_unattached',"
-        "'reconcile_daily')",
+        "'reconcile_daily','evaluate_alerts')",  # evaluate_alerts: monitoring (migration 0010)
         name="kind",
     ),
     ForeignKeyConstraint(
@@ -608,3 +612,84 @@ Index(
 )
 Index("ix_recon_discrepancies_payment", recon_discrepancies.c.payment_id)
 Index("ix_recon_discrepancies_exception", recon_discrepancies.c.exception_id)
+
+
+# --- monitoring (migration 0010): alert rules, alerts and their events (docs/monitoring.md) ---------------
+# A rule belongs to one merchant; its kind and parameters are validated by domain/alerts.py.
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", ID, nullable=False),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("provider", String(16)),  # NULL: every provider
+    Column("threshold", BigInteger, nullable=False),  # per mille for rates, a count or hours otherwise
+    Column("window_minutes", Integer, nullable=False),
+    Column("min_attempts", Integer, nullable=False),
+    Column("channels", String(200), nullable=False),  # comma-separated: email:<addr> / webhook:<url>
+    Column("active", Integer, nullable=False, server_default="1"),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "id", name="pk_alert_rules"),
+    UniqueConstraint("merchant_id", "name", name="uq_alert_rules_merchant_name"),
+    CheckConstraint(
+        "kind IN ('failure_rate','unknown_rate','provider_errors','failure_spike','open_exceptions',"
+        "'recon_differences','not_credited')",
+        name="kind",
+    ),
+    CheckConstraint("threshold >= 0 AND window_minutes > 0 AND min_attempts >= 0", name="bounds"),
+    CheckConstraint("active IN (0, 1)", name="active"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", ID, nullable=False),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("rule_id", ID, nullable=False),
+    # What the alert is about (rule + provider); one alert per key stays open: firing again updates it.
+    Column("dedup_key", String(120), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("value", BigInteger, nullable=False),
+    Column("threshold", BigInteger, nullable=False),
+    Column("message", String(500), nullable=False),
+    Column("occurrences", Integer, nullable=False, server_default="1"),
+    Column("opened_at", TS, nullable=False),
+    Column("last_seen_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("resolved_at", TS),
+    PrimaryKeyConstraint("merchant_id", "id", name="pk_alerts"),
+    ForeignKeyConstraint(
+        ["merchant_id", "rule_id"], ["alert_rules.merchant_id", "alert_rules.id"], name="fk_alerts_rule"
+    ),
+    CheckConstraint("status IN ('firing','acknowledged','resolved')", name="status"),
+    CheckConstraint("(status = 'resolved') = (resolved_at IS NOT NULL)", name="resolved"),
+    CheckConstraint("occurrences > 0", name="occurrences"),
+)
+Index(
+    "uq_alerts_one_open",
+    alerts.c.merchant_id,
+    alerts.c.dedup_key,
+    unique=True,
+    sqlite_where=text("status <> 'resolved'"),
+    postgresql_where=text("status <> 'resolved'"),
+)
+Index("ix_alerts_merchant_status", alerts.c.merchant_id, alerts.c.status)
+
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("merchant_id", ID, nullable=False),
+    Column("alert_id", ID, nullable=False),
+    Column("from_status", String(16)),
+    Column("to_status", String(16), nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("reason", String(500)),
+    Column("at", TS, nullable=False),
+    ForeignKeyConstraint(
+        ["merchant_id", "alert_id"], ["alerts.merchant_id", "alerts.id"], name="fk_alert_events_alert"
+    ),
+)
+Index("ix_alert_events_alert", alert_events.c.merchant_id, alert_events.c.alert_id, alert_events.c.id)
