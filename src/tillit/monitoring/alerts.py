@@ -7,14 +7,16 @@ unique index ``uq_alerts_one_open``; a rule that keeps breaking updates that ale
 (actor ``system:alerts``); breaking again later opens a new one.
 
 Delivery: when an alert opens, one ``AlertNotice`` per configured channel (``email:<address>``,
-``webhook:<https url>``) is handed, in the same transaction, to the sinks registered with
-``on_alert_opened`` (the notifications outbox, wired in bootstrap), so a delivery is never lost nor sent
-for an alert that was rolled back. Not-credited settlement days come from ``on_not_credited`` sources
+``webhook:<https url>``) is written to the notifications outbox (``notifications/outbox.enqueue``,
+template ``alert``, event id ``alert:<id>``) in the same transaction, so a delivery is never lost nor
+sent for an alert that was rolled back; the resolver sends it (SMTP, or a signed webhook with retries
+and backoff: docs/notifications.md). Not-credited settlement days come from ``on_not_credited`` sources
 (the settlement area); with none registered the count is 0.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,11 +28,13 @@ from sqlalchemy import Connection, func, insert, select, update
 from tillit.adapters.db.engine import Database
 from tillit.adapters.db.schema import alert_events, alert_rules, alerts, exceptions, jobs, recon_discrepancies
 from tillit.domain import alerts as rules
-from tillit.domain.errors import conflict, invalid, not_found
+from tillit.domain.errors import DomainError, conflict, invalid, not_found
 from tillit.domain.ids import normalise_id
 from tillit.kernel import jobs as job_queue
 from tillit.kernel.context import Deps
 from tillit.monitoring import health
+from tillit.notifications import outbox
+from tillit.notifications.messages import Channel, Message, check_recipient
 
 log = structlog.get_logger("tillit.monitoring.alerts")
 
@@ -39,6 +43,7 @@ EVERY = timedelta(minutes=1)
 SYSTEM = "system:alerts"
 MAX_CHANNELS = 5
 MAX_RULES_PER_MERCHANT = 100
+_LONG_DIGITS = re.compile(r"[0-9]{16,}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +88,8 @@ class AlertEventView:
 
 @dataclass(frozen=True, slots=True)
 class AlertNotice:
-    """One delivery of an opened alert through one channel. ``idempotency_key`` is stable per alert and
-    channel, so an outbox that sees it twice keeps one."""
+    """One delivery of an opened alert through one channel; ``event_id`` with the channel is the outbox's
+    deduplication key, so the same alert is delivered once per channel."""
 
     merchant_id: str
     alert_id: str
@@ -92,22 +97,13 @@ class AlertNotice:
     target: str  # the address or URL
     subject: str
     body: str
-    payload: dict[str, str | int]
-    idempotency_key: str
+    event_id: str
 
 
-AlertSink = Callable[[Connection, AlertNotice], None]
 #: Settlement days not credited for a merchant as of a time (the settlement area registers one).
 NotCreditedSource = Callable[[Connection, str, datetime], int]
 
-_SINKS: list[AlertSink] = []
 _NOT_CREDITED: list[NotCreditedSource] = []
-
-
-def on_alert_opened(sink: AlertSink) -> None:
-    """Deliver opened alerts through ``sink`` (idempotent: registering the same sink twice keeps one)."""
-    if sink not in _SINKS:
-        _SINKS.append(sink)
 
 
 def on_not_credited(source: NotCreditedSource) -> None:
@@ -135,11 +131,13 @@ def _rule_view(r: Any) -> RuleView:
 
 
 def check_channel(channel: str) -> str:
+    """``email:<address>`` or ``webhook:<http(s) URL>``, with the recipient the outbox would accept."""
     kind, _, target = channel.partition(":")
-    if kind == "email" and "@" in target and " " not in target and 3 <= len(target) <= 120:
-        return channel
-    if kind == "webhook" and target.startswith(("https://", "http://")) and len(target) <= 180:
-        return channel
+    if kind in ("email", "webhook"):
+        try:
+            return f"{kind}:{check_recipient(kind, target)}"
+        except DomainError:
+            pass
     raise invalid(
         "alert_channel_invalid",
         "A channel is `email:<address>` or `webhook:<http(s) URL>`.",
@@ -161,6 +159,8 @@ def create_rule(
     channels: tuple[str, ...] = (),
 ) -> RuleView:
     """A new active rule for ``merchant_id``; schedules the merchant's evaluation job."""
+    if not name.strip() or _LONG_DIGITS.search(name):  # the outbox refuses what looks like a payment code
+        raise invalid("alert_rule_name_invalid", "A rule name is non-empty and holds no long digit run.")
     if kind not in rules.RULE_KINDS:
         raise invalid(
             "alert_rule_kind_invalid", f"Unknown rule kind {kind!r}.", {"kinds": sorted(rules.RULE_KINDS)}
@@ -428,21 +428,28 @@ def _notices(rule: RuleView, alert_id: str, m: rules.Measurement, message: str) 
                 target=target,
                 subject=f"[Tillit alert] {rule.name}: {m.subject}"[:200],
                 body=message,
-                payload={
-                    "type": "alert.opened",
-                    "alert_id": alert_id,
-                    "rule_id": rule.id,
-                    "rule": rule.name,
-                    "kind": rule.kind,
-                    "subject": m.subject,
-                    "value": m.value,
-                    "threshold": rule.threshold,
-                    "merchant_id": rule.merchant_id,
-                },
-                idempotency_key=f"alert:{alert_id}:{channel}"[:255],
+                event_id=f"alert:{alert_id}",
             )
         )
     return out
+
+
+def deliver(conn: Connection, deps: Deps, notice: AlertNotice) -> bool:
+    """Write the notice to the outbox (in the caller's transaction); False if it was already there."""
+    channel: Channel = "email" if notice.channel == "email" else "webhook"
+    return outbox.enqueue(
+        conn,
+        deps,
+        Message(
+            merchant_id=notice.merchant_id,
+            event_id=notice.event_id,
+            channel=channel,
+            recipient=notice.target,
+            template="alert",
+            locale="en",
+            params={"alert_title": notice.subject, "alert_detail": notice.body, "severity": "alert"},
+        ),
+    )
 
 
 def evaluate(conn: Connection, deps: Deps, merchant_id: str) -> Evaluation:
@@ -507,8 +514,7 @@ def evaluate(conn: Connection, deps: Deps, merchant_id: str) -> Evaluation:
             )
             _event(conn, merchant_id, alert_id, None, "firing", SYSTEM, message, now)
             for notice in _notices(rule, alert_id, m, message):
-                for sink in _SINKS:
-                    sink(conn, notice)
+                deliver(conn, deps, notice)
             opened.append(alert_id)
             log.info("alert_opened", merchant_id=merchant_id, alert=alert_id, rule=rule.id, kind=rule.kind)
         for row in open_rows.values():  # open alerts whose condition cleared
