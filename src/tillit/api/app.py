@@ -15,6 +15,8 @@ from tillit.api.limits import BodyLimit
 from tillit.api.observability import Observability
 from tillit.api.routes import catalog, engine, operator, reconciliation, sales, till
 from tillit.api.routes import monitoring as monitoring_routes
+from tillit.backoffice.app import create_backoffice_app
+from tillit.backoffice.web import BASE as BACKOFFICE_PATH
 from tillit.bootstrap import Container
 from tillit.worker import Worker
 
@@ -65,6 +67,8 @@ def create_app(
     # monitoring: analytics, channel health, alerts, and /metrics for Prometheus
     app.include_router(monitoring_routes.router)
     app.include_router(monitoring_routes.metrics_router)
+    # The back office (backoffice/): server-rendered pages with their own sign-in, outside the OpenAPI.
+    app.mount(BACKOFFICE_PATH, create_backoffice_app(container))
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: the process answers (touches no database)")
     def healthz() -> JSONResponse:

@@ -1,7 +1,7 @@
 """monitoring: alert rules, alerts and their events; the pay call's latency; the evaluate_alerts job kind
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0007, 0009
 Create Date: 2026-12-03 10:30:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0007"  # chained after notify14 (merged into this branch); was 0005
+down_revision = ("0007", "0009")  # merges notify14 and bo13 (both merged into this branch); was 0005
 branch_labels = None
 depends_on = None
 
