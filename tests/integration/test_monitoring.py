@@ -5,11 +5,14 @@ resolved when it clears); /metrics shows what the database holds. Provider time 
 
 from __future__ import annotations
 
+import json
 import re
+import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -17,21 +20,39 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.support.live import live_server
+from tests.support.mailbox import Mailbox, start_smtp
 from tests.support.sandbox import START, Accounts, SandboxControl, running_sandbox
 from tests.support.sandbox import provider_accounts as account_settings
 from tests.support.world import Tenant, make_admin_key, make_tenant
 from tillit.access import keys, merchants
 from tillit.adapters.db import migrate
 from tillit.adapters.db.schema import payments
+from tillit.adapters.webhook import SIGNATURE_HEADER, verify
 from tillit.bootstrap import Container, build
 from tillit.config import Settings
 from tillit.domain.clock import ManualClock
+from tillit.domain.links import webhook_secret
 from tillit.payments import accounts as provider_accounts
 from tillit.sales import catalog
 from tillit.worker import drain
 
 SCRAPE_TOKEN = "scrape-" + uuid.uuid4().hex
 WEEK = timedelta(days=7)
+
+
+class _Hooks(BaseHTTPRequestHandler):
+    """A local webhook receiver: keeps every POST (headers, raw body)."""
+
+    got: list[tuple[dict[str, str], bytes]]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.got.append((dict(self.headers), body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
 
 
 @dataclass
@@ -46,12 +67,16 @@ class World:
     admin_key: str
     base: str
     http: httpx.Client
+    mailbox: Mailbox
+    hook_url: str
+    hooks: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
 
     def advance(self, seconds: float) -> None:
+        """Move time on both sides, then let the resolver run what is due (jobs and the outbox)."""
         self.clock.advance(seconds)
         self.sbx.advance(seconds)
         assert self.c.engine is not None
-        drain(self.c.db, self.c.deps, self.c.engine, max_seconds=30)
+        drain(self.c.db, self.c.deps, self.c.engine, max_seconds=30, outbox=self.c.outbox)
 
     def post(self, path: str, body: Any, key: str) -> httpx.Response:
         return self.http.post(
@@ -100,9 +125,20 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         url = f"sqlite:///{home / 'tillit.sqlite'}"
     # Four weeks of history first: the clock starts 28 days before the sandbox's day.
     clock = ManualClock((START - 4 * WEEK).astimezone(UTC))
-    c = build(
-        Settings(home=home, database_url=url, provider_timeout_s=3.0, metrics_token=SCRAPE_TOKEN), clock=clock
+    smtp, mailbox = start_smtp()
+    hooks: list[tuple[dict[str, str], bytes]] = []
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), type("Hooks", (_Hooks,), {"got": hooks}))
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    settings = Settings(
+        home=home,
+        database_url=url,
+        provider_timeout_s=3.0,
+        metrics_token=SCRAPE_TOKEN,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp.port,
+        outbox_backoff_s=1.0,
     )
+    c = build(settings, clock=clock)
     migrate.upgrade(c.db)
     accounts = Accounts.fresh()
     with running_sandbox(home / "sandbox", accounts) as sbx, live_server(c) as base:
@@ -126,8 +162,28 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                 stock=None,
             )
         with httpx.Client(base_url=base, timeout=30) as http:
-            yield World(c, clock, sbx, tenant, other, till2_key, till2["id"], make_admin_key(c), base, http)
+            hook_url = f"http://127.0.0.1:{receiver.server_address[1]}/alerts"
+            yield World(
+                c,
+                clock,
+                sbx,
+                tenant,
+                other,
+                till2_key,
+                till2["id"],
+                make_admin_key(c),
+                base,
+                http,
+                mailbox,
+                hook_url,
+                hooks,
+            )
     c.db.dispose()
+    if c.outbox is not None:
+        c.outbox.close()
+    smtp.stop()
+    receiver.shutdown()
+    receiver.server_close()
 
 
 def _spike_day(world: World) -> None:
@@ -242,7 +298,7 @@ def test_spike_raises_one_alert_acknowledged_then_resolved(history: World) -> No
             "window_minutes": 60,
             "min_attempts": 5,
             "provider": "wechat",
-            "channels": ["email:ops@example.com"],
+            "channels": ["email:ops@example.com", f"webhook:{w.hook_url}"],
         },
         w.manager,
     )
@@ -260,9 +316,20 @@ def test_spike_raises_one_alert_acknowledged_then_resolved(history: World) -> No
         ("firing", 318, "wechat")
     ]
     alert_id = alerts[0]["id"]
+    # Delivered through the notifications outbox: a mail to the local SMTP server, a signed webhook.
+    mails = w.mailbox.to("ops@example.com")
+    assert len(mails) == 1 and "wechat spike: wechat" in mails[0]["Subject"]
+    assert "318% of the usual rate" in mails[0].get_content()
+    assert len(w.hooks) == 1
+    headers, raw = w.hooks[0]
+    assert w.c.signing_key is not None
+    secret = webhook_secret(w.c.signing_key, w.tenant.merchant_id)
+    assert verify(secret, headers[SIGNATURE_HEADER], raw, int(w.clock.now().timestamp()))
+    assert json.loads(raw)["event_id"] == f"alert:{alert_id}"
     w.advance(61)  # evaluated again: the same alert, seen twice
     again = w.get("/v1/monitoring/alerts", status="open").json()["alerts"]
     assert [(a["id"], a["occurrences"]) for a in again] == [(alert_id, 2)]
+    assert len(w.mailbox.to("ops@example.com")) == 1 and len(w.hooks) == 1  # deduplicated: no second send
     assert w.get(f"/v1/monitoring/alerts/{alert_id}", key=w.other.manager_key).status_code == 404
     ack = w.post(f"/v1/monitoring/alerts/{alert_id}/acknowledge", {"reason": "looking"}, w.manager)
     assert ack.status_code == 200 and ack.json()["status"] == "acknowledged", ack.text
