@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -384,3 +386,64 @@ def test_metrics_show_what_the_database_holds(history: World) -> None:
     assert 'tillit_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/orders"}' in text
     assert "tillit_recovery_jobs_due" in text and "tillit_till_sync_age_seconds" in text
     assert w.tenant.terminal_id in text
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "monitoring"
+
+
+def test_heat_map_page_in_a_browser(history: World) -> None:
+    """The back office's analytics page in Debian's chromium: the heat map's cells hold the planted
+    counts, labelled in Chinese; the channel-health and alerts pages open from the navigation."""
+    w = history
+    if w.c.db.is_postgres:
+        pytest.skip("one browser run (SQLite): the pages read the same use cases on both databases")
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.skip("no chromium here")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            page.set_default_timeout(20_000)
+            page.goto(f"{w.base}/backoffice/signin")
+            page.fill("#api_key", w.manager)
+            page.click("#signin")
+            page.wait_for_selector("#nav-analytics")
+            page.click("#nav-analytics")
+            page.goto(f"{w.base}/backoffice/analytics?day=2026-11-20&days=1")
+            cell = page.locator(
+                'svg.heat-map rect[data-reason="insufficient_balance"]'
+                f'[data-terminal="{w.tenant.terminal_id}"][data-hour="9"]'
+            )
+            assert cell.get_attribute("data-count") == "6"
+            cancels = page.locator(
+                'svg.heat-map rect[data-reason="order:customer_cancelled"][data-hour="9"]'
+            )
+            assert cancels.get_attribute("data-count") == "2"
+            assert "顾客余额不足" in page.locator("svg.heat-map").inner_html()
+            assert page.locator("#failed-attempts").inner_text() == "8"
+            page.screenshot(path=str(ARTIFACTS / "analytics-heat-map.png"), full_page=True)
+            with page.expect_download() as download:
+                page.click("#csv-failures")
+            lines = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+            assert lines[0].startswith("reason,") and len(lines) == 4
+            page.click("#nav-channel-health")
+            assert page.locator('#channel-health tr[data-provider="wechat"][data-window="60"]').count() == 1
+            page.click("#nav-alerts")
+            assert page.locator("#alerts tr[data-status]").count() >= 1
+            page.screenshot(path=str(ARTIFACTS / "alerts.png"), full_page=True)
+        finally:
+            browser.close()

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tillit.backoffice import sessions
 from tillit.backoffice.i18n import LOCALES
-from tillit.backoffice.pages import today
+from tillit.backoffice.pages import monitoring, today
 from tillit.backoffice.registry import Page, check
 from tillit.backoffice.web import (
     BASE,
@@ -36,7 +36,14 @@ from tillit.bootstrap import Container
 from tillit.domain.errors import DomainError
 
 # The registry (registry.py). Other areas' pages are added here, one line each.
-PAGES: tuple[Page, ...] = check((today.PAGE,))
+PAGES: tuple[Page, ...] = check(
+    (
+        today.PAGE,
+        monitoring.ANALYTICS,  # mon13: analytics, channel health, alerts
+        monitoring.HEALTH,
+        monitoring.ALERTS,
+    )
+)
 
 
 def create_backoffice_app(container: Container, pages: tuple[Page, ...] = PAGES) -> FastAPI:

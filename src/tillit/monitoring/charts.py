@@ -26,7 +26,7 @@ def bar_chart(title: str, buckets: Sequence[SalesBucket], *, width: int = 640, h
     pad, label_h = 36, 28
     top = max((b.sales for b in buckets), default=0)
     n = max(len(buckets), 1)
-    bar_w = (width - 2 * pad) / n
+    bar_w = min((width - 2 * pad) / n, 48.0)  # a few buckets stay bars, not blocks
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" class="chart bar-chart"><title>{escape(title)}</title>',
