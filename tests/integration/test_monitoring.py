@@ -429,9 +429,7 @@ def test_heat_map_page_in_a_browser(history: World) -> None:
                 f'[data-terminal="{w.tenant.terminal_id}"][data-hour="9"]'
             )
             assert cell.get_attribute("data-count") == "6"
-            cancels = page.locator(
-                'svg.heat-map rect[data-reason="order:customer_cancelled"][data-hour="9"]'
-            )
+            cancels = page.locator('svg.heat-map rect[data-reason="order:customer_cancelled"][data-hour="9"]')
             assert cancels.get_attribute("data-count") == "2"
             assert "顾客余额不足" in page.locator("svg.heat-map").inner_html()
             assert page.locator("#failed-attempts").inner_text() == "8"
@@ -447,3 +445,57 @@ def test_heat_map_page_in_a_browser(history: World) -> None:
             page.screenshot(path=str(ARTIFACTS / "alerts.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_alert_acknowledged_on_the_back_office_with_csrf(history: World) -> None:
+    w = history
+    r = w.post(
+        "/v1/monitoring/alert-rules",
+        {
+            "name": "any wechat failure today",
+            "kind": "failure_rate",
+            "threshold": 1,
+            "window_minutes": 1440,
+            "min_attempts": 1,
+            "provider": "wechat",
+        },
+        w.manager,
+    )
+    assert r.status_code == 201, r.text
+    w.advance(0)
+    firing = [
+        a
+        for a in w.get("/v1/monitoring/alerts", status="firing").json()["alerts"]
+        if a["rule_id"] == r.json()["id"]
+    ]
+    assert len(firing) == 1
+    alert_id = firing[0]["id"]
+    with httpx.Client(base_url=w.base + "/backoffice", timeout=30, follow_redirects=True) as bo:
+        form = bo.get("/signin").text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form)
+        assert token is not None
+        assert (
+            bo.post("/signin", data={"api_key": w.manager, "csrf_token": token.group(1)}).status_code == 200
+        )
+        page = bo.get("/alerts").text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert csrf is not None and f'data-alert="{alert_id}" data-status="firing"' in page
+        forged = bo.post(f"/alerts/{alert_id}/acknowledge", data={"csrf_token": "forged"})
+        assert forged.status_code == 403
+        assert w.get(f"/v1/monitoring/alerts/{alert_id}").json()["status"] == "firing"  # nothing written
+        done = bo.post(
+            f"/alerts/{alert_id}/acknowledge", data={"csrf_token": csrf.group(1), "reason": "on it"}
+        )
+        assert done.status_code == 200 and f'data-alert="{alert_id}" data-status="acknowledged"' in done.text
+    events = w.get(f"/v1/monitoring/alerts/{alert_id}").json()["events"]
+    assert events[-1]["to_status"] == "acknowledged" and events[-1]["actor"].startswith("merchant:")
+    # Another merchant's manager: the same id is simply not there.
+    with httpx.Client(base_url=w.base + "/backoffice", timeout=30, follow_redirects=True) as bo:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', bo.get("/signin").text)
+        assert token is not None
+        bo.post("/signin", data={"api_key": w.other.manager_key, "csrf_token": token.group(1)})
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', bo.get("/alerts").text)
+        assert csrf is not None
+        other = bo.post(f"/alerts/{alert_id}/resolve", data={"csrf_token": csrf.group(1)})
+        assert other.status_code == 404
+    assert w.get(f"/v1/monitoring/alerts/{alert_id}").json()["status"] == "acknowledged"

@@ -26,7 +26,7 @@ import structlog
 from sqlalchemy import Connection, func, insert, select, update
 
 from tillit.adapters.db.engine import Database
-from tillit.adapters.db.schema import alert_events, alert_rules, alerts, exceptions, jobs, recon_discrepancies
+from tillit.adapters.db.schema import alert_events, alert_rules, alerts, exceptions, recon_discrepancies
 from tillit.domain import alerts as rules
 from tillit.domain.errors import DomainError, conflict, invalid, not_found
 from tillit.domain.ids import normalise_id
@@ -524,14 +524,7 @@ def evaluate(conn: Connection, deps: Deps, merchant_id: str) -> Evaluation:
 
 
 def ensure_scheduled(conn: Connection, deps: Deps, merchant_id: str) -> str:
-    """One pending evaluation job for the merchant (due now if it has none)."""
-    row = conn.execute(
-        select(jobs.c.id).where(
-            jobs.c.kind == KIND, jobs.c.merchant_id == merchant_id, jobs.c.state == "pending"
-        )
-    ).first()
-    if row is not None:
-        return str(row.id)
+    """The merchant's one pending evaluation job, due now (a new or changed rule is evaluated at once)."""
     return job_queue.schedule(conn, deps, kind=KIND, merchant_id=merchant_id, due_at=deps.clock.now())
 
 
