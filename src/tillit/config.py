@@ -26,6 +26,8 @@ class Settings:
     secret_key: str | None = None
     # monitoring: a token a Prometheus scraper may send (`Bearer <token>`) to read /metrics without a key.
     metrics_token: str | None = None
+    # monitoring: count and time requests for /metrics (off only to measure what that costs: bench/).
+    metrics_enabled: bool = True
     # --- notifications (issue 14): the outbox's channels, e-receipt links ---
     smtp_host: str | None = None  # unset: e-mail is not configured and mail rows wait (status pending)
     smtp_port: int = 25
@@ -69,6 +71,7 @@ class Settings:
             worker_poll_s=float(env.get("TILLIT_WORKER_POLL_S", "0.25")),
             secret_key=env.get("TILLIT_SECRET_KEY") or None,
             metrics_token=env.get("TILLIT_METRICS_TOKEN") or None,
+            metrics_enabled=env.get("TILLIT_METRICS", "1") != "0",
             # --- notifications (issue 14) ---
             smtp_host=env.get("TILLIT_SMTP_HOST") or None,
             smtp_port=int(env.get("TILLIT_SMTP_PORT", "25")),

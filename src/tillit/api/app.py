@@ -88,5 +88,6 @@ def create_app(
         overrides={reconciliation.UPLOAD_PATH: reconciliation.UPLOAD_MAX_BYTES},
     )
     # monitoring: outermost, so every answer (even a refused body) carries a request id and is counted.
-    app.add_middleware(Observability)
+    if container.settings.metrics_enabled:
+        app.add_middleware(Observability)
     return app

@@ -40,11 +40,12 @@ class Observability:
             await send(message)
 
         started = time.perf_counter()
-        structlog.contextvars.clear_contextvars()
+        # Each request runs in its own task (its own copy of the context); the token puts it back.
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
-            with structlog.contextvars.bound_contextvars(request_id=request_id):
-                await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_with_id)
         finally:
+            structlog.contextvars.reset_contextvars(**tokens)
             route: Any = scope.get("route")
             template = getattr(route, "path", None) or UNMATCHED
             metrics.observe(scope.get("method", ""), template, status, time.perf_counter() - started)

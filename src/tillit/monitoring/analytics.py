@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 
 from tillit.domain.csvsafe import safe_cell
 from tillit.domain.messages import FAILURE_REASONS, MESSAGES
-from tillit.monitoring.frames import Range, load
+from tillit.monitoring.frames import Range, duck, load, load_failures
 
 TABLES = ("by_hour", "by_day", "by_method", "by_product", "failures", "summary")
 MAX_OFFSET_MINUTES = 14 * 60
@@ -113,6 +113,47 @@ def heatmap_sql(offset: int) -> str:
         ) GROUP BY ALL ORDER BY reason, terminal_id, hour"""
 
 
+#: The heat map from the counts the database made (frames.load_failures): reasons mapped, re-grouped.
+COUNTED_SQL = f"""
+    SELECT reason, terminal_id, hour, sum(n)::BIGINT AS n FROM (
+        SELECT {_reason_sql()} AS reason, coalesce(p.terminal_id, '') AS terminal_id, p.hour, p.n FROM pf AS p
+        UNION ALL
+        SELECT 'order:' || cancel_reason, coalesce(terminal_id, ''), hour, n FROM oc
+    ) GROUP BY ALL ORDER BY reason, terminal_id, hour"""
+
+
+def _cells(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[FailureCell, ...]:
+    names = dict(con.execute("SELECT id, name FROM t").fetchall())
+    failures = []
+    for reason, terminal_id, hr, n in con.execute(sql).fetchall():
+        key = str(reason).removeprefix("order:")
+        msg = MESSAGES.get(key)
+        failures.append(
+            FailureCell(
+                str(reason),
+                msg.en if msg else key.replace("_", " "),
+                msg.zh if msg else key,
+                str(terminal_id),
+                str(names.get(terminal_id, terminal_id or "—")),
+                int(hr),
+                int(n),
+            )
+        )
+    return tuple(failures)
+
+
+def heat_map_cells(conn: Connection, rng: Range, *, utc_offset_minutes: int = 480) -> tuple[FailureCell, ...]:
+    """Only the heat map: the database filters and counts the failed attempts and cancelled orders by
+    code, terminal and local hour; DuckDB maps the codes to cashier reasons and groups again. The same
+    cells as ``compute(...).failures`` (tests/integration/test_monitoring.py compares them)."""
+    con = duck()
+    try:
+        load_failures(con, conn, rng, int(utc_offset_minutes))
+        return _cells(con, COUNTED_SQL)
+    finally:
+        con.close()
+
+
 def _sales(con: duckdb.DuckDBPyConnection, key: str, label: str, order_by: str) -> tuple[SalesBucket, ...]:
     rows = con.execute(
         f"""SELECT {key} AS bucket, {label} AS label, count(*)::BIGINT, sum(paid_amount)::BIGINT,
@@ -125,7 +166,7 @@ def _sales(con: duckdb.DuckDBPyConnection, key: str, label: str, order_by: str) 
 def compute(conn: Connection, rng: Range, *, utc_offset_minutes: int = 480) -> Analytics:
     """All analytics tables for ``rng`` (one merchant)."""
     offset = int(utc_offset_minutes)
-    con = duckdb.connect()
+    con = duck()
     try:
         load(con, conn, rng)
         hour = f"lpad(hour({_local('ts', offset)})::VARCHAR, 2, '0')"
@@ -147,26 +188,11 @@ def compute(conn: Connection, rng: Range, *, utc_offset_minutes: int = 480) -> A
                    FROM l GROUP BY sku ORDER BY 4 DESC, 1 LIMIT 200"""
             ).fetchall()
         )
-        names = dict(con.execute("SELECT id, name FROM t").fetchall())
-        failures = []
-        for reason, terminal_id, hr, n in con.execute(heatmap_sql(offset)).fetchall():
-            key = str(reason).removeprefix("order:")
-            msg = MESSAGES.get(key)
-            failures.append(
-                FailureCell(
-                    str(reason),
-                    msg.en if msg else key.replace("_", " "),
-                    msg.zh if msg else key,
-                    str(terminal_id),
-                    str(names.get(terminal_id, terminal_id or "—")),
-                    int(hr),
-                    int(n),
-                )
-            )
+        failures = _cells(con, heatmap_sql(offset))
         summary = _summary(con)
     finally:
         con.close()
-    return Analytics(by_hour, by_day, by_method, by_product, tuple(failures), summary)
+    return Analytics(by_hour, by_day, by_method, by_product, failures, summary)
 
 
 def _summary(con: duckdb.DuckDBPyConnection) -> Summary:

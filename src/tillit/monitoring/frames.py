@@ -7,18 +7,30 @@ arrive as naive UTC (DuckDB ``TIMESTAMP``); no payment code, key or secret colum
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
 import pyarrow as pa
-from sqlalchemy import Connection, Select, and_, select
+from sqlalchemy import Connection, Integer, Select, and_, cast, func, select
 
 from tillit.adapters.db.schema import events, order_lines, orders, payments, terminals
 
 #: The widest range one analytics or health question may cover (a limit, stated in the API).
 MAX_RANGE_DAYS = 400
+
+# One in-memory DuckDB per process: opening one costs ~0.1 s, a cursor (its own connection to the same
+# in-memory database, with its own registered views) almost nothing. Every question takes a cursor.
+_DUCKDB = duckdb.connect()
+_DUCKDB_LOCK = threading.Lock()
+
+
+def duck() -> duckdb.DuckDBPyConnection:
+    """A fresh DuckDB cursor for one question (close it after); safe from any thread."""
+    with _DUCKDB_LOCK:
+        return _DUCKDB.cursor()
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,4 +139,52 @@ def load(con: duckdb.DuckDBPyConnection, conn: Connection, rng: Range) -> None:
         conn, select(terminals.c.id, terminals.c.name).where(terminals.c.merchant_id == rng.merchant_id), {}
     )
     for name, table in (("o", o), ("p", p), ("l", lines), ("u", u), ("t", t)):
+        con.register(name, table)
+
+
+def local_hour(conn: Connection, column: Any, offset_minutes: int) -> Any:
+    """The hour (0-23) of a stored UTC timestamp at ``offset_minutes`` from UTC, as SQL for this database."""
+    offset = int(offset_minutes)
+    if conn.dialect.name == "postgresql":
+        shifted = func.timezone("UTC", column) + func.make_interval(0, 0, 0, 0, 0, offset)
+        return cast(func.extract("hour", shifted), Integer)
+    return cast(func.strftime("%H", column, f"{offset:+d} minutes"), Integer)
+
+
+def load_failures(con: duckdb.DuckDBPyConnection, conn: Connection, rng: Range, offset_minutes: int) -> None:
+    """Register what the heat map needs only, already counted by the database (so the rows handed over
+    are few whatever the number of orders): ``pf`` (failed or reversed provider attempts by failure
+    code, terminal and local hour), ``oc`` (cancelled orders by reason, terminal and local hour) and
+    ``t`` (terminal names)."""
+    p_hour = local_hour(conn, payments.c.created_at, offset_minutes).label("hour")
+    pf = arrow_table(
+        conn,
+        select(payments.c.failure_code, payments.c.terminal_id, p_hour, func.count().label("n"))
+        .where(
+            payments.c.merchant_id == rng.merchant_id,
+            payments.c.created_at >= rng.start,
+            payments.c.created_at < rng.end,
+            payments.c.status.in_(("failed", "reversed")),
+            payments.c.method != "cash",
+        )
+        .group_by(payments.c.failure_code, payments.c.terminal_id, p_hour),
+        {"hour": INT, "n": INT},
+    )
+    o_hour = local_hour(conn, orders.c.created_at, offset_minutes).label("hour")
+    oc = arrow_table(
+        conn,
+        select(orders.c.cancel_reason, orders.c.terminal_id, o_hour, func.count().label("n"))
+        .where(
+            orders.c.merchant_id == rng.merchant_id,
+            orders.c.created_at >= rng.start,
+            orders.c.created_at < rng.end,
+            orders.c.status == "cancelled",
+        )
+        .group_by(orders.c.cancel_reason, orders.c.terminal_id, o_hour),
+        {"hour": INT, "n": INT},
+    )
+    t = arrow_table(
+        conn, select(terminals.c.id, terminals.c.name).where(terminals.c.merchant_id == rng.merchant_id), {}
+    )
+    for name, table in (("pf", pf), ("oc", oc), ("t", t)):
         con.register(name, table)

@@ -11,13 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import duckdb
 import pyarrow as pa
 from sqlalchemy import Connection, and_, select
 
 from tillit.adapters.db.schema import events, payments
 from tillit.domain.alerts import rate_permille
-from tillit.monitoring.frames import INT, TS, arrow_table
+from tillit.monitoring.frames import INT, TS, arrow_table, duck
 
 WINDOWS = (5, 60, 24 * 60)  # minutes
 MAX_WINDOW_MINUTES = 7 * 24 * 60
@@ -89,7 +88,7 @@ def measure(
     until = end or now
     longest = max(windows)
     frame = _frame(conn, merchant_id, until - timedelta(minutes=longest), until)
-    con = duckdb.connect()
+    con = duck()
     out: list[ChannelHealth] = []
     try:
         con.register("a", frame)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -53,9 +54,21 @@ LATENCY = Histogram(
 )
 
 
+_COUNTERS: dict[tuple[str, str, int], Any] = {}
+_TIMERS: dict[tuple[str, str], Any] = {}
+
+
 def observe(method: str, route: str, status: int, seconds: float) -> None:
-    REQUESTS.labels(method, route, str(status)).inc()
-    LATENCY.labels(method, route).observe(seconds)
+    """Count and time one answered request. The labelled children are cached (route templates and
+    statuses are few), which saves prometheus-client's locked lookup on every request."""
+    counter = _COUNTERS.get((method, route, status))
+    if counter is None:
+        counter = _COUNTERS.setdefault((method, route, status), REQUESTS.labels(method, route, str(status)))
+    timer = _TIMERS.get((method, route))
+    if timer is None:
+        timer = _TIMERS.setdefault((method, route), LATENCY.labels(method, route))
+    counter.inc()
+    timer.observe(seconds)
 
 
 class DatabaseCollector(Collector):
