@@ -32,6 +32,7 @@ def raised_codes() -> set[str]:
                     if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                         codes.add(arg.value if name != "not_found" else f"{arg.value}_not_found")
     from tillit.api.errors import HTTP_CODES
+    from tillit.domain.alerts import ALERT
     from tillit.domain.states import MACHINES
 
     codes |= set(HTTP_CODES.values()) | {
@@ -41,6 +42,7 @@ def raised_codes() -> set[str]:
         "body_too_large",
     }
     codes |= {f"{m}_invalid_transition" for m in MACHINES} | {f"{m}_changed" for m in MACHINES}
+    codes.add(f"{ALERT.name}_invalid_transition")  # monitoring: the alert machine (domain/alerts.py)
     codes.discard("http_error")
     return codes
 

@@ -88,6 +88,6 @@ def create_app(
         overrides={reconciliation.UPLOAD_PATH: reconciliation.UPLOAD_MAX_BYTES},
     )
     # monitoring: outermost, so every answer (even a refused body) carries a request id and is counted.
-    if container.settings.metrics_enabled:
+    if getattr(container.settings, "metrics_enabled", True):  # settings stand-ins may lack the field
         app.add_middleware(Observability)
     return app
