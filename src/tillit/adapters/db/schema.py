@@ -258,6 +258,8 @@ payments = Table(
     ),
 )
 Index("ix_payments_order", payments.c.order_id)
+# monitoring (migration 0010): channel health, alert evaluation and analytics read payments by time.
+Index("ix_payments_merchant_created", payments.c.merchant_id, payments.c.created_at)
 # One in-flight attempt per order, enforced by the database on both SQLite and PostgreSQL.
 Index(
     "uq_payments_one_in_flight",

@@ -28,6 +28,7 @@ def _job_kinds(extra: str) -> None:
 def upgrade() -> None:
     with op.batch_alter_table("payments") as batch:
         batch.add_column(sa.Column("pay_latency_ms", sa.Integer(), nullable=True))
+    op.create_index("ix_payments_merchant_created", "payments", ["merchant_id", "created_at"], unique=False)
     op.create_table(
         "alert_rules",
         sa.Column("id", sa.String(length=32), nullable=False),
@@ -128,5 +129,6 @@ def downgrade() -> None:
     op.drop_index("ix_alerts_merchant_status", table_name="alerts")
     op.drop_table("alerts")
     op.drop_table("alert_rules")
+    op.drop_index("ix_payments_merchant_created", table_name="payments")
     with op.batch_alter_table("payments") as batch:
         batch.drop_column("pay_latency_ms")
