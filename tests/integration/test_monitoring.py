@@ -499,3 +499,14 @@ def test_alert_acknowledged_on_the_back_office_with_csrf(history: World) -> None
         other = bo.post(f"/alerts/{alert_id}/resolve", data={"csrf_token": csrf.group(1)})
         assert other.status_code == 404
     assert w.get(f"/v1/monitoring/alerts/{alert_id}").json()["status"] == "acknowledged"
+    # Switching the rule off resolves its open alert; another merchant cannot switch it.
+    rule_id = r.json()["id"]
+    assert (
+        w.post(
+            f"/v1/monitoring/alert-rules/{rule_id}/active", {"active": False}, w.other.manager_key
+        ).status_code
+        == 404
+    )
+    off = w.post(f"/v1/monitoring/alert-rules/{rule_id}/active", {"active": False}, w.manager)
+    assert off.status_code == 200 and off.json()["active"] is False, off.text
+    assert w.get(f"/v1/monitoring/alerts/{alert_id}").json()["status"] == "resolved"

@@ -145,6 +145,17 @@ def rule_add(
     print(json.dumps(asdict(rule), default=str))
 
 
+@alerts_app.command("rule-active")
+def rule_active(
+    merchant_id: str, rule_id: str, active: Annotated[bool, typer.Option("--on/--off")] = True
+) -> None:
+    """Switch a rule on (evaluated at once) or off (its open alerts are resolved)."""
+    c = build()
+    with exit_on_refusal(), c.db.transaction() as conn:
+        rule = alerts.set_active(conn, c.deps, merchant_id, rule_id, active, ACTOR)
+    print(json.dumps(asdict(rule), default=str))
+
+
 @alerts_app.command("evaluate")
 def evaluate(merchant_id: str) -> None:
     """Evaluate the merchant's rules now (what the resolver's job does)."""

@@ -225,13 +225,28 @@ def list_rules(conn: Connection, merchant_id: str) -> list[RuleView]:
     return [_rule_view(r) for r in rows]
 
 
-def set_active(conn: Connection, deps: Deps, merchant_id: str, rule_id: str, active: bool) -> RuleView:
+def set_active(
+    conn: Connection, deps: Deps, merchant_id: str, rule_id: str, active: bool, actor: str = SYSTEM
+) -> RuleView:
+    """Switch a rule on or off. Switching it off resolves its open alerts (nobody is told of them any
+    more); switching it on has it evaluated at once."""
     rule = get_rule(conn, merchant_id, rule_id)
     conn.execute(
         update(alert_rules)
         .where(alert_rules.c.merchant_id == merchant_id, alert_rules.c.id == rule.id)
         .values(active=int(active), updated_at=deps.clock.now())
     )
+    if active:
+        ensure_scheduled(conn, deps, merchant_id)
+    else:
+        for row in conn.execute(
+            select(alerts.c.id).where(
+                alerts.c.merchant_id == merchant_id,
+                alerts.c.rule_id == rule.id,
+                alerts.c.status.in_(tuple(rules.ALERT_OPEN)),
+            )
+        ).all():
+            move(conn, deps, merchant_id, row.id, "resolved", actor, "rule switched off")
     return get_rule(conn, merchant_id, rule.id)
 
 

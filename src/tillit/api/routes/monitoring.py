@@ -241,6 +241,33 @@ def create_rule(
     return idempotent(request, who, key, body.model_dump(), op)
 
 
+class RuleActive(Strict):
+    active: bool
+    merchant_id: Annotated[str | None, Field(max_length=45, description="Operators only")] = None
+
+
+@router.post(
+    "/alert-rules/{rule_id}/active",
+    summary="Switch a rule on or off (off resolves its open alerts)",
+)
+def set_rule_active(
+    body: RuleActive,
+    request: Request,
+    rule_id: IdPath,
+    who: Actor = OVERSEER,
+    key: str | None = IDEMPOTENCY_HEADER,
+) -> Response:
+    c = container(request)
+    merchant_id = _merchant(who, body.merchant_id)
+
+    def op(conn):  # type: ignore[no-untyped-def]
+        return 200, _json(
+            asdict(alerts.set_active(conn, c.deps, merchant_id, rule_id, body.active, who.label))
+        )
+
+    return idempotent(request, who, key, body.model_dump(), op)
+
+
 @router.get("/alert-rules", summary="The merchant's alert rules")
 def list_rules(request: Request, who: Actor = OVERSEER, merchant_id: IdQuery = None) -> JSONResponse:
     scope = _merchant(who, merchant_id)
