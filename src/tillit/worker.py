@@ -14,6 +14,8 @@ import structlog
 from tillit.adapters.db.engine import Database
 from tillit.kernel import jobs
 from tillit.kernel.context import Deps
+from tillit.monitoring import alerts
+from tillit.notifications.sender import OutboxSender
 from tillit.payments import engine
 from tillit.reconciliation.daily import ensure_all
 from tillit.settlement import daily as settlement_daily
@@ -27,26 +29,62 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 100000}"
 
 
-def run_once(db: Database, deps: Deps, cfg: engine.EngineConfig, name: str, limit: int = BATCH) -> int:
-    """Claim and run the jobs due now; returns how many ran. A job that raises is retried later."""
+def run_once(
+    db: Database,
+    deps: Deps,
+    cfg: engine.EngineConfig,
+    name: str,
+    limit: int = BATCH,
+    outbox: OutboxSender | None = None,
+) -> int:
+    """Claim and run the jobs due now, then send the outbox messages due; returns how many of both
+    ran. A job that raises is retried later."""
+    sent = _send_outbox(db, deps, outbox, name)
     claimed = jobs.claim(db, deps, name, limit)
     for job in claimed:
-        try:
-            engine.run_job(db, deps, cfg, job)
-        except Exception as exc:
-            log.warning("job_failed", job=job.id, kind=job.kind, error=type(exc).__name__)
-            with db.transaction() as conn:
-                jobs.retry_later(
-                    conn, deps, job.id, deps.clock.now() + ERROR_RETRY, f"{type(exc).__name__}: {exc}"
-                )
-    return len(claimed)
+        # The job's log lines carry the request that scheduled it (or the job id when none did).
+        with structlog.contextvars.bound_contextvars(
+            request_id=job.request_id or f"job-{job.id}", job=job.id, job_kind=job.kind
+        ):
+            _run(db, deps, cfg, job)
+    return len(claimed) + sent
+
+
+def _send_outbox(db: Database, deps: Deps, outbox: OutboxSender | None, name: str) -> int:
+    """The notification outbox (issue 14): never lets a mail server's trouble stop recovery jobs."""
+    if outbox is None:
+        return 0
+    try:
+        return outbox.send_due(db, deps, name)
+    except Exception as exc:
+        log.warning("outbox_round_failed", error=type(exc).__name__)
+        return 0
+
+
+def _run(db: Database, deps: Deps, cfg: engine.EngineConfig, job: jobs.Job) -> None:
+    try:
+        engine.run_job(db, deps, cfg, job)
+    except Exception as exc:
+        log.warning("job_failed", job=job.id, kind=job.kind, error=type(exc).__name__)
+        with db.transaction() as conn:
+            jobs.retry_later(
+                conn, deps, job.id, deps.clock.now() + ERROR_RETRY, f"{type(exc).__name__}: {exc}"
+            )
 
 
 class Worker:
     """A background loop; ``stop()`` lets the current batch finish."""
 
-    def __init__(self, db: Database, deps: Deps, cfg: engine.EngineConfig, poll_s: float = 0.25) -> None:
+    def __init__(
+        self,
+        db: Database,
+        deps: Deps,
+        cfg: engine.EngineConfig,
+        poll_s: float = 0.25,
+        outbox: OutboxSender | None = None,
+    ) -> None:
         self.db, self.deps, self.cfg, self.poll_s = db, deps, cfg, poll_s
+        self.outbox = outbox
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.name = worker_name()
@@ -58,9 +96,13 @@ class Worker:
             settlement_daily.ensure_all(self.db, self.deps)  # settle12
         except Exception as exc:
             log.warning("reconcile_schedule_failed", error=type(exc).__name__)
+        try:  # every merchant with an active alert rule has its evaluation scheduled
+            alerts.ensure_all(self.db, self.deps)
+        except Exception as exc:
+            log.warning("alerts_schedule_failed", error=type(exc).__name__)
         while not self._stop.is_set():
             try:
-                busy = run_once(self.db, self.deps, self.cfg, self.name)
+                busy = run_once(self.db, self.deps, self.cfg, self.name, outbox=self.outbox)
             except Exception as exc:
                 log.warning("worker_error", error=type(exc).__name__)
                 busy = 0
@@ -77,8 +119,15 @@ class Worker:
             self._thread.join(timeout)
 
 
-def drain(db: Database, deps: Deps, cfg: engine.EngineConfig, max_seconds: float = 60) -> None:
-    """Run jobs until none is due (tests and the chaos run). Bounded by ``max_seconds`` of real time."""
+def drain(
+    db: Database,
+    deps: Deps,
+    cfg: engine.EngineConfig,
+    max_seconds: float = 60,
+    outbox: OutboxSender | None = None,
+) -> None:
+    """Run jobs (and the outbox) until none is due (tests and the chaos run). Bounded by ``max_seconds``
+    of real time."""
     deadline = time.monotonic() + max_seconds
-    while time.monotonic() < deadline and run_once(db, deps, cfg, "drain"):
+    while time.monotonic() < deadline and run_once(db, deps, cfg, "drain", outbox=outbox):
         pass

@@ -21,12 +21,14 @@ LAYERS: list[set[str]] = [
     {"adapters"},
     {"kernel"},  # use-case context, state transitions, the job queue
     {"access"},  # merchants, stores, terminals, API keys, idempotency
+    {"notifications"},  # the outbox (mail, SMS, webhook), consent, customer contacts (notify14)
     {"sales"},  # catalogue, orders, cash payments, refunds, ledger postings, till sync, shifts
     {"exceptions"},  # cases for a person to decide
     {"payments"},  # the provider integrity engine, provider accounts, notifications
     {"fees"},  # settle12: fee contracts (read by reconciliation and settlement)
     {"reconciliation"},  # provider bills, matching, actions, the daily job
     {"settlement"},  # settle12: expected settlement, statements, matching, the daily settlement job
+    {"monitoring"},  # analytics, channel health, alerts, metrics, logs
     {"worker"},
     {"bootstrap"},  # the composition root: wires every area and the hooks between them
     {"api", "cli", "till", "tools", "backoffice"},  # entry points

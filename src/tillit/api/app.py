@@ -13,7 +13,9 @@ from tillit.access import idempotency
 from tillit.access.keys import KeyCache
 from tillit.api import errors
 from tillit.api.limits import BodyLimit
+from tillit.api.observability import Observability
 from tillit.api.routes import catalog, engine, operator, reconciliation, sales, till
+from tillit.api.routes import monitoring as monitoring_routes
 from tillit.api.routes import settlement as settlement_routes  # settle12
 from tillit.backoffice.app import create_backoffice_app
 from tillit.backoffice.pages import products as products_page
@@ -45,7 +47,13 @@ def create_app(
         renewer.start()
         worker = None
         if run_worker and container.engine is not None:
-            worker = Worker(container.db, container.deps, container.engine, container.settings.worker_poll_s)
+            worker = Worker(
+                container.db,
+                container.deps,
+                container.engine,
+                container.settings.worker_poll_s,
+                outbox=container.outbox,
+            )
             worker.start()
         try:
             yield
@@ -68,6 +76,9 @@ def create_app(
     app.include_router(engine.notify_router)
     app.include_router(reconciliation.router)
     app.include_router(settlement_routes.router)  # settle12
+    # monitoring: analytics, channel health, alerts, and /metrics for Prometheus
+    app.include_router(monitoring_routes.router)
+    app.include_router(monitoring_routes.metrics_router)
     # The back office (backoffice/): server-rendered pages with their own sign-in, outside the OpenAPI.
     app.mount(BACKOFFICE_PATH, create_backoffice_app(container, app.state.key_cache))
 
@@ -92,4 +103,7 @@ def create_app(
             products_page.IMPORT_PATH: products_page.IMPORT_MAX_BYTES,  # the back office's CSV import
         },
     )
+    # monitoring: outermost, so every answer (even a refused body) carries a request id and is counted.
+    if getattr(container.settings, "metrics_enabled", True):  # settings stand-ins may lack the field
+        app.add_middleware(Observability)
     return app

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from tillit.access.keys import KeyCache
 from tillit.backoffice import sessions
 from tillit.backoffice.i18n import LOCALES
-from tillit.backoffice.pages import orders, products, shifts, terminals, today
+from tillit.backoffice.pages import monitoring, orders, products, shifts, terminals, today
 from tillit.backoffice.pages import settlement as settlement_pages  # settle12
 from tillit.backoffice.registry import Page, check
 from tillit.backoffice.throttle import SignInThrottle
@@ -51,6 +51,9 @@ PAGES: tuple[Page, ...] = check(
         terminals.PAGE,
         settlement_pages.PAGE,  # settle12
         settlement_pages.FEES_PAGE,  # settle12
+        monitoring.ANALYTICS,  # mon13: analytics, channel health, alerts
+        monitoring.HEALTH,
+        monitoring.ALERTS,
     )
 )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 from datetime import timedelta
 from typing import Annotated
@@ -102,6 +103,12 @@ def serve(
     _seal_legacy(c)
     c.db.dispose()
     os.environ["TILLIT_RUN_WORKER"] = "1" if worker else "0"
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # monitoring: the processes share their /metrics counters through files in a fresh directory.
+        shared = c.settings.home / "prometheus"
+        shutil.rmtree(shared, ignore_errors=True)
+        shared.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(shared)
     uvicorn.run(
         "tillit.api.asgi:create",
         factory=True,
@@ -158,9 +165,12 @@ def prune(
 @app.command("worker")
 def worker_cmd() -> None:
     """Run the payment resolver (recovery jobs) until interrupted; any number may run on PostgreSQL."""
+    from tillit.monitoring import logs  # lazy: only the worker process configures its logs here
+
+    logs.configure()
     c = build()
     assert c.engine is not None
-    loop = Worker(c.db, c.deps, c.engine, c.settings.worker_poll_s)
+    loop = Worker(c.db, c.deps, c.engine, c.settings.worker_poll_s, outbox=c.outbox)
     signal.signal(signal.SIGTERM, lambda *_: loop.stop(timeout=0))
     console.print(f"worker {loop.name} running (Ctrl-C to stop)")
     with contextlib.suppress(KeyboardInterrupt):

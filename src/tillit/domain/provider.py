@@ -25,6 +25,7 @@ class PayResult:
     message: str | None = None
     provider_ref: str | None = None  # WeChat transaction_id / Alipay trade_no
     user_paying: bool = False  # USERPAYING / 10003: the customer is at the password step
+    latency_ms: int | None = None  # wall-clock time of the call, set by the engine (channel health)
 
 
 class TradeState(StrEnum):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
 from sqlalchemy import Connection, and_, insert, or_, select, update
 
 from tillit.adapters.db.engine import Database
@@ -31,6 +32,7 @@ class Job:
     exception_id: str | None
     attempts: int
     created_at: datetime
+    request_id: str | None = None  # the request that scheduled it (its logs carry it)
 
 
 def schedule(
@@ -44,7 +46,9 @@ def schedule(
     refund_id: str | None = None,
     exception_id: str | None = None,
 ) -> str:
-    """Make sure one pending job of ``kind`` exists for the object, due no later than ``due_at``."""
+    """Make sure one pending job of ``kind`` exists for the object, due no later than ``due_at``.
+
+    A new job remembers the request id bound in the log context (monitoring/logs.py), if any."""
     now = deps.clock.now()
     existing = conn.execute(
         select(jobs.c.id, jobs.c.due_at).where(
@@ -75,11 +79,17 @@ def schedule(
             state="pending",
             due_at=due_at,
             attempts=0,
+            request_id=_request_id(),
             created_at=now,
             updated_at=now,
         )
     )
     return job_id
+
+
+def _request_id() -> str | None:
+    value = structlog.contextvars.get_contextvars().get("request_id")
+    return str(value)[:64] if value else None
 
 
 def claim(db: Database, deps: Deps, worker: str, limit: int = 20) -> list[Job]:
@@ -118,6 +128,7 @@ def claim(db: Database, deps: Deps, worker: str, limit: int = 20) -> list[Job]:
             r.exception_id,
             r.attempts + 1,
             r.created_at,
+            r.request_id,
         )
         for r in rows
     ]

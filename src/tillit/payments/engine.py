@@ -16,8 +16,9 @@ Pay is only ever called by the API request that created the attempt, never by a 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -292,13 +293,27 @@ def prepare_provider_payment(
 
 
 def call_pay(provider: PaymentProvider, attempt: Any, payment_code: str, order_number: int) -> PayResult:
-    return provider.pay(
+    """The pay call, timed on the monotonic clock (real elapsed time, whatever the business clock says);
+    the latency travels in the result to ``apply_pay_result``, which records it for channel health."""
+    started = time.perf_counter()
+    result = provider.pay(
         out_trade_no=attempt.id,
         auth_code=payment_code,
         amount=attempt.amount,
         currency=attempt.currency,
         description=f"Tillit order {order_number}",
     )
+    latency_ms = round((time.perf_counter() - started) * 1000)
+    log.info(
+        "provider_call",
+        op="pay",
+        provider=attempt.method,
+        payment=attempt.id,
+        outcome=str(result.outcome),
+        code=result.code,
+        latency_ms=latency_ms,
+    )
+    return replace(result, latency_ms=latency_ms)
 
 
 def apply_pay_result(
@@ -319,6 +334,12 @@ def apply_pay_result(
     pay = _lock_payment(db, conn, attempt_id, merchant_id=merchant_id)
     now = deps.clock.now()
     sched = SCHEDULES[pay.method]
+    if result.latency_ms is not None and pay.pay_latency_ms is None:  # monitoring: channel latency
+        conn.execute(
+            update(payments)
+            .where(payments.c.merchant_id == merchant_id, payments.c.id == attempt_id)
+            .values(pay_latency_ms=min(result.latency_ms, 2**31 - 1))
+        )
     if pay.status not in ("pending", "unknown"):
         return payment_view(pay)
     if result.outcome is Outcome.SUCCESS:
@@ -462,6 +483,7 @@ def _start_reverse(conn: Connection, deps: Deps, pay: Any, reason: str, code: st
 
 def run_job(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) -> None:
     handler = HANDLERS[job.kind]
+    log.info("job_run", kind=job.kind, payment=job.payment_id, attempt=job.attempts)  # ids only, no secret
     handler(db, deps, cfg, job)
 
 

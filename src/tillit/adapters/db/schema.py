@@ -237,6 +237,8 @@ payments = Table(
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
     Column("resolved_at", TS),
+    # monitoring (migration 0010): wall-clock milliseconds the pay call took, for channel health.
+    Column("pay_latency_ms", Integer),
     CheckConstraint("method IN ('cash','wechat','alipay')", name="method"),
     CheckConstraint(
         "status IN ('pending','unknown','reversing','captured','failed','reversed','refunded')", name="status"
@@ -409,11 +411,14 @@ jobs = Table(
     Column("last_error", String(500)),
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
+    # monitoring (migration 0010): the request that scheduled the job, carried into the job's logs.
+    Column("request_id", String(64)),
     CheckConstraint("state IN ('pending','done')", name="state"),
     CheckConstraint(
         "kind IN ('resolve_payment','reverse_payment','confirm_refund','refund_unattached',"
         "'reconcile_daily'"
-        ",'settlement_daily'"  # settle12: the daily settlement check
+        ",'evaluate_alerts'"  # monitoring (migration 0010)
+        ",'settlement_daily'"  # settle12: the daily settlement check (migration 0012)
         ")",
         name="kind",
     ),
@@ -757,6 +762,163 @@ settlement_days = Table(
     CheckConstraint("age_days >= 0", name="age_nonneg"),
 )
 Index("ix_settlement_days_status", settlement_days.c.merchant_id, settlement_days.c.status)
+
+# --- monitoring (migration 0010): alert rules, alerts and their events (docs/monitoring.md) ---------------
+# A rule belongs to one merchant; its kind and parameters are validated by domain/alerts.py.
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", ID, nullable=False),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("provider", String(16)),  # NULL: every provider
+    Column("threshold", BigInteger, nullable=False),  # per mille for rates, a count or hours otherwise
+    Column("window_minutes", Integer, nullable=False),
+    Column("min_attempts", Integer, nullable=False),
+    Column("channels", String(200), nullable=False),  # comma-separated: email:<addr> / webhook:<url>
+    Column("active", Integer, nullable=False, server_default="1"),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "id", name="pk_alert_rules"),
+    UniqueConstraint("merchant_id", "name", name="uq_alert_rules_merchant_name"),
+    CheckConstraint(
+        "kind IN ('failure_rate','unknown_rate','provider_errors','failure_spike','open_exceptions',"
+        "'recon_differences','not_credited')",
+        name="kind",
+    ),
+    CheckConstraint("threshold >= 0 AND window_minutes > 0 AND min_attempts >= 0", name="bounds"),
+    CheckConstraint("active IN (0, 1)", name="active"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", ID, nullable=False),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("rule_id", ID, nullable=False),
+    # What the alert is about (rule + provider); one alert per key stays open: firing again updates it.
+    Column("dedup_key", String(120), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("value", BigInteger, nullable=False),
+    Column("threshold", BigInteger, nullable=False),
+    Column("message", String(500), nullable=False),
+    Column("occurrences", Integer, nullable=False, server_default="1"),
+    Column("opened_at", TS, nullable=False),
+    Column("last_seen_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("resolved_at", TS),
+    PrimaryKeyConstraint("merchant_id", "id", name="pk_alerts"),
+    ForeignKeyConstraint(
+        ["merchant_id", "rule_id"], ["alert_rules.merchant_id", "alert_rules.id"], name="fk_alerts_rule"
+    ),
+    CheckConstraint("status IN ('firing','acknowledged','resolved')", name="status"),
+    CheckConstraint("(status = 'resolved') = (resolved_at IS NOT NULL)", name="resolved"),
+    CheckConstraint("occurrences > 0", name="occurrences"),
+)
+Index(
+    "uq_alerts_one_open",
+    alerts.c.merchant_id,
+    alerts.c.dedup_key,
+    unique=True,
+    sqlite_where=text("status <> 'resolved'"),
+    postgresql_where=text("status <> 'resolved'"),
+)
+Index("ix_alerts_merchant_status", alerts.c.merchant_id, alerts.c.status)
+
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("merchant_id", ID, nullable=False),
+    Column("alert_id", ID, nullable=False),
+    Column("from_status", String(16)),
+    Column("to_status", String(16), nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("reason", String(500)),
+    Column("at", TS, nullable=False),
+    ForeignKeyConstraint(
+        ["merchant_id", "alert_id"], ["alerts.merchant_id", "alerts.id"], name="fk_alert_events_alert"
+    ),
+)
+Index("ix_alert_events_alert", alert_events.c.merchant_id, alert_events.c.alert_id, alert_events.c.id)
+# --- notifications (issue 14: the outbox, recipients' consent, a customer's contact on an order) -------
+
+outbox_messages = Table(
+    "outbox_messages",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    # What happened (payment id, refund id, alert id ...): with the channel, the deduplication key.
+    Column("event_id", String(64), nullable=False),
+    Column("channel", String(8), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("template", String(48), nullable=False),
+    Column("locale", String(8), nullable=False),
+    Column("params", Text, nullable=False),  # JSON of notifications.messages.MessageParams
+    Column("status", String(12), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", TS, nullable=False),
+    Column("lease_until", TS),
+    Column("leased_by", String(64)),
+    Column("last_error", String(500)),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("sent_at", TS),
+    UniqueConstraint("merchant_id", "event_id", "channel", name="uq_outbox_messages_dedup"),
+    CheckConstraint("channel IN ('email','sms','webhook')", name="channel"),
+    CheckConstraint("locale IN ('zh-CN','en')", name="locale"),
+    CheckConstraint("status IN ('pending','sent','dead','suppressed')", name="status"),
+    CheckConstraint("attempts >= 0", name="attempts_nonneg"),
+    CheckConstraint("status <> 'sent' OR sent_at IS NOT NULL", name="sent_has_time"),
+)
+Index("ix_outbox_messages_due", outbox_messages.c.status, outbox_messages.c.next_attempt_at)
+
+outbox_consents = Table(
+    "outbox_consents",
+    metadata,
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("channel", String(8), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("opted_in", Integer, nullable=False),  # 1 in, 0 out; the latest word of the recipient wins
+    Column("source", String(32), nullable=False),
+    Column("updated_at", TS, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "channel", "recipient", name="pk_outbox_consents"),
+    CheckConstraint("channel IN ('email','sms','webhook')", name="channel"),
+    CheckConstraint("opted_in IN (0, 1)", name="opted_in"),
+)
+
+order_contacts = Table(
+    "order_contacts",
+    metadata,
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("order_id", ID, nullable=False),
+    Column("email", String(254)),
+    Column("phone", String(20)),
+    Column("locale", String(8), nullable=False),
+    Column("created_at", TS, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "order_id", name="pk_order_contacts"),
+    ForeignKeyConstraint(
+        ["merchant_id", "order_id"], ["orders.merchant_id", "orders.id"], name="fk_order_contacts_order"
+    ),
+    CheckConstraint("email IS NOT NULL OR phone IS NOT NULL", name="has_address"),
+    CheckConstraint("locale IN ('zh-CN','en')", name="locale"),
+)
+
+# Reprints of a paper receipt: the counter printed as 重印 / COPY n.
+receipt_prints = Table(
+    "receipt_prints",
+    metadata,
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("order_id", ID, nullable=False),
+    Column("prints", Integer, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "order_id", name="pk_receipt_prints"),
+    ForeignKeyConstraint(
+        ["merchant_id", "order_id"], ["orders.merchant_id", "orders.id"], name="fk_receipt_prints_order"
+    ),
+    CheckConstraint("prints >= 1", name="prints_pos"),
+)
 # ---- backoffice (branch bo13): sign-in sessions of the back-office pages --------------------------------
 # A session is a random token in an HttpOnly cookie; only its SHA-256 is stored here, never the API key.
 # The key is re-checked on every request (a revoked key ends its sessions at once); sign-out deletes the row.

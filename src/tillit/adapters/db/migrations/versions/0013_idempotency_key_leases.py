@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0005"
+down_revision = "0012"  # chained by the lead at merge (issues 12, 13, 14, 16, 17)
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,243 @@
+"""Sales and cancellation analytics for one merchant over a time range, computed in DuckDB.
+
+Every table is a typed shape (a frozen dataclass per row, a ``Table`` with its column names) so the API,
+the CLI, the CSV export and the SVG charts read the same thing. Hours and days are the merchant's local
+time, given as a fixed offset from UTC (``utc_offset_minutes``; China: +480).
+
+Reasons in the heat map: a failed or reversed provider attempt counts under the cashier message its
+provider code maps to (``domain/messages.FAILURE_REASONS``: PAYERROR -> customer_cancelled, NOTENOUGH
+-> insufficient_balance, ...); a cancelled order counts under its cancel reason (``order:<reason>``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import astuple, dataclass, fields
+from typing import Any
+
+import duckdb
+from sqlalchemy import Connection
+
+from tillit.domain.csvsafe import safe_cell
+from tillit.domain.messages import FAILURE_REASONS, MESSAGES
+from tillit.monitoring.frames import Range, duck, load, load_failures
+
+TABLES = ("by_hour", "by_day", "by_method", "by_product", "failures", "summary")
+MAX_OFFSET_MINUTES = 14 * 60
+
+
+@dataclass(frozen=True, slots=True)
+class SalesBucket:
+    bucket: str  # hour "00".."23", day "YYYY-MM-DD", method or product sku
+    label: str
+    orders: int
+    sales: int  # paid amount, minor units
+    refunds: int
+
+
+@dataclass(frozen=True, slots=True)
+class FailureCell:
+    reason: str
+    message_en: str
+    message_zh: str
+    terminal_id: str
+    terminal: str
+    hour: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    orders: int
+    paid_orders: int
+    cancelled_orders: int
+    sales: int
+    refunds: int
+    refund_rate_permille: int  # refunded amount / paid amount
+    provider_attempts: int
+    failed_attempts: int
+    avg_time_to_pay_ms: int | None  # order created -> its capturing payment resolved
+    unknown_attempts: int
+    unknown_rate_permille: int
+    avg_time_to_settle_ms: int | None  # unknown attempt created -> its outcome settled
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    name: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Analytics:
+    by_hour: tuple[SalesBucket, ...]
+    by_day: tuple[SalesBucket, ...]
+    by_method: tuple[SalesBucket, ...]
+    by_product: tuple[SalesBucket, ...]
+    failures: tuple[FailureCell, ...]
+    summary: Summary
+
+    def table(self, name: str) -> Table:
+        """One of TABLES as columns and rows (for CSV and the CLI)."""
+        if name == "summary":
+            cols = tuple(f.name for f in fields(Summary))
+            return Table(name, cols, (astuple(self.summary),))
+        items: Sequence[Any] = getattr(self, name)
+        shape = FailureCell if name == "failures" else SalesBucket
+        return Table(name, tuple(f.name for f in fields(shape)), tuple(astuple(i) for i in items))
+
+
+def _reason_sql() -> str:
+    cases = " ".join(f"WHEN '{code}' THEN '{reason}'" for code, reason in FAILURE_REASONS.items())
+    return f"CASE coalesce(p.failure_code, '') {cases} ELSE 'declined' END"
+
+
+def _local(column: str, offset: int) -> str:
+    return f"({column} + INTERVAL {int(offset)} MINUTE)"
+
+
+def heatmap_sql(offset: int) -> str:
+    """The query behind the heat map (bench/monitoring.py times it raw against the whole build)."""
+    return f"""
+        SELECT reason, terminal_id, hour, count(*)::BIGINT AS n FROM (
+            SELECT {_reason_sql()} AS reason, coalesce(p.terminal_id, '') AS terminal_id,
+                   hour({_local("p.ts", offset)})::INT AS hour
+            FROM p WHERE p.method <> 'cash' AND p.status IN ('failed', 'reversed')
+            UNION ALL
+            SELECT 'order:' || o.cancel_reason, coalesce(o.terminal_id, ''),
+                   hour({_local("o.ts", offset)})::INT
+            FROM o WHERE o.status = 'cancelled'
+        ) GROUP BY ALL ORDER BY reason, terminal_id, hour"""
+
+
+#: The heat map from the counts the database made (frames.load_failures): reasons mapped, re-grouped.
+COUNTED_SQL = f"""
+    SELECT reason, terminal_id, hour, sum(n)::BIGINT AS n FROM (
+        SELECT {_reason_sql()} AS reason, coalesce(p.terminal_id, '') AS terminal_id, p.hour, p.n FROM pf AS p
+        UNION ALL
+        SELECT 'order:' || cancel_reason, coalesce(terminal_id, ''), hour, n FROM oc
+    ) GROUP BY ALL ORDER BY reason, terminal_id, hour"""
+
+
+def _cells(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[FailureCell, ...]:
+    names = dict(con.execute("SELECT id, name FROM t").fetchall())
+    failures = []
+    for reason, terminal_id, hr, n in con.execute(sql).fetchall():
+        key = str(reason).removeprefix("order:")
+        msg = MESSAGES.get(key)
+        failures.append(
+            FailureCell(
+                str(reason),
+                msg.en if msg else key.replace("_", " "),
+                msg.zh if msg else key,
+                str(terminal_id),
+                str(names.get(terminal_id, terminal_id or "—")),
+                int(hr),
+                int(n),
+            )
+        )
+    return tuple(failures)
+
+
+def heat_map_cells(conn: Connection, rng: Range, *, utc_offset_minutes: int = 480) -> tuple[FailureCell, ...]:
+    """Only the heat map: the database filters and counts the failed attempts and cancelled orders by
+    code, terminal and local hour; DuckDB maps the codes to cashier reasons and groups again. The same
+    cells as ``compute(...).failures`` (tests/integration/test_monitoring.py compares them)."""
+    con = duck()
+    try:
+        load_failures(con, conn, rng, int(utc_offset_minutes))
+        return _cells(con, COUNTED_SQL)
+    finally:
+        con.close()
+
+
+def _sales(con: duckdb.DuckDBPyConnection, key: str, label: str, order_by: str) -> tuple[SalesBucket, ...]:
+    rows = con.execute(
+        f"""SELECT {key} AS bucket, {label} AS label, count(*)::BIGINT, sum(paid_amount)::BIGINT,
+                   sum(refunded_amount)::BIGINT
+            FROM o WHERE status IN ('paid', 'refunded') GROUP BY ALL ORDER BY {order_by}"""
+    ).fetchall()
+    return tuple(SalesBucket(str(b), str(lab), int(n), int(s or 0), int(r or 0)) for b, lab, n, s, r in rows)
+
+
+def compute(conn: Connection, rng: Range, *, utc_offset_minutes: int = 480) -> Analytics:
+    """All analytics tables for ``rng`` (one merchant)."""
+    offset = int(utc_offset_minutes)
+    con = duck()
+    try:
+        load(con, conn, rng)
+        hour = f"lpad(hour({_local('ts', offset)})::VARCHAR, 2, '0')"
+        day = f"strftime({_local('ts', offset)}, '%Y-%m-%d')"
+        by_hour = _sales(con, hour, hour, "bucket")
+        by_day = _sales(con, day, day, "bucket")
+        by_method = tuple(
+            SalesBucket(str(m), str(m), int(n), int(s or 0), int(r or 0))
+            for m, n, s, r in con.execute(
+                """SELECT method, count(DISTINCT order_id)::BIGINT, sum(amount)::BIGINT,
+                          sum(refunded_amount)::BIGINT
+                   FROM p WHERE status IN ('captured', 'refunded') GROUP BY ALL ORDER BY 3 DESC, 1"""
+            ).fetchall()
+        )
+        by_product = tuple(
+            SalesBucket(str(sku), str(name), int(n), int(s or 0), 0)
+            for sku, name, n, s in con.execute(
+                """SELECT sku, any_value(name), sum(quantity)::BIGINT, sum(amount)::BIGINT
+                   FROM l GROUP BY sku ORDER BY 4 DESC, 1 LIMIT 200"""
+            ).fetchall()
+        )
+        failures = _cells(con, heatmap_sql(offset))
+        summary = _summary(con)
+    finally:
+        con.close()
+    return Analytics(by_hour, by_day, by_method, by_product, failures, summary)
+
+
+def _summary(con: duckdb.DuckDBPyConnection) -> Summary:
+    orders_n, paid_n, cancelled_n, sales, refunds = con.execute(
+        """SELECT count(*)::BIGINT, count(*) FILTER (status IN ('paid', 'refunded'))::BIGINT,
+                  count(*) FILTER (status = 'cancelled')::BIGINT, coalesce(sum(paid_amount), 0)::BIGINT,
+                  coalesce(sum(refunded_amount), 0)::BIGINT FROM o"""
+    ).fetchone() or (0, 0, 0, 0, 0)
+    attempts, failed, unknown, settle = con.execute(
+        """SELECT count(*)::BIGINT, count(*) FILTER (status IN ('failed', 'reversed'))::BIGINT,
+                  count(u.payment_id)::BIGINT,
+                  avg(epoch_ms(resolved_at) - epoch_ms(ts)) FILTER (u.payment_id IS NOT NULL
+                                                                    AND resolved_at IS NOT NULL)
+           FROM p LEFT JOIN u ON u.payment_id = p.id WHERE method <> 'cash'"""
+    ).fetchone() or (0, 0, 0, None)
+    (to_pay,) = con.execute(
+        """SELECT avg(epoch_ms(p.resolved_at) - epoch_ms(o.ts)) FROM o
+           JOIN p ON p.order_id = o.id AND p.status IN ('captured', 'refunded') AND p.resolved_at IS NOT NULL
+           WHERE o.status IN ('paid', 'refunded')"""
+    ).fetchone() or (None,)
+    return Summary(
+        orders=int(orders_n),
+        paid_orders=int(paid_n),
+        cancelled_orders=int(cancelled_n),
+        sales=int(sales),
+        refunds=int(refunds),
+        refund_rate_permille=_permille(int(refunds), int(sales)),
+        provider_attempts=int(attempts),
+        failed_attempts=int(failed),
+        avg_time_to_pay_ms=None if to_pay is None else round(to_pay),
+        unknown_attempts=int(unknown),
+        unknown_rate_permille=_permille(int(unknown), int(attempts)),
+        avg_time_to_settle_ms=None if settle is None else round(settle),
+    )
+
+
+def _permille(part: int, whole: int) -> int:
+    return 0 if whole <= 0 else (part * 1000 + whole // 2) // whole
+
+
+def to_csv(table: Table) -> str:
+    """The table as CSV, every cell through domain/csvsafe (no formula reaches a spreadsheet)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(table.columns)
+    for row in table.rows:
+        writer.writerow([safe_cell(v) for v in row])
+    return out.getvalue()
