@@ -14,6 +14,7 @@ from tillit.api import errors
 from tillit.api.limits import BodyLimit
 from tillit.api.routes import catalog, engine, operator, reconciliation, sales, till
 from tillit.bootstrap import Container
+from tillit.customer import receipt as customer_receipt
 from tillit.worker import Worker
 
 DESCRIPTION = """Tillit's REST API. Amounts are integers of minor units (fen for CNY). Every POST that creates
@@ -60,6 +61,7 @@ def create_app(
     app.include_router(till.router)
     app.include_router(engine.notify_router)
     app.include_router(reconciliation.router)
+    app.include_router(customer_receipt.router)  # notify14: e-receipt page and PDF (signed links)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: the process answers (touches no database)")
     def healthz() -> JSONResponse:

@@ -121,3 +121,31 @@ def notify_order(
             message = Message(merchant_id, event_id, channel, address, template, contact.locale, full)
             sent += enqueue_at(conn, now, message)
     return sent
+
+
+def notify_paid(conn: Connection, now: datetime, *, merchant_id: str, order_id: str, amount: int) -> int:
+    """The order is paid: ``payment_captured`` with the e-receipt link, once per order."""
+    return notify_order(
+        conn,
+        now,
+        merchant_id=merchant_id,
+        order_id=order_id,
+        event_id=f"paid:{order_id}",
+        template="payment_captured",
+        params={"amount": amount},
+    )
+
+
+def notify_refunded(
+    conn: Connection, now: datetime, *, merchant_id: str, order_id: str, refund_id: str, amount: int
+) -> int:
+    """A refund succeeded: ``refund_done``, once per refund."""
+    return notify_order(
+        conn,
+        now,
+        merchant_id=merchant_id,
+        order_id=order_id,
+        event_id=f"refund:{refund_id}",
+        template="refund_done",
+        params={"refund_amount": amount},
+    )
