@@ -10,12 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import structlog
 from sqlalchemy import Connection, insert, select
 
 from tillit.adapters.db.schema import merchants, order_contacts, orders, stores
-from tillit.domain.errors import invalid
+from tillit.domain.errors import DomainError, invalid
 from tillit.notifications.messages import LOCALES, Channel, Locale, Message, MessageParams, check_recipient
 from tillit.notifications.outbox import consent, enqueue_at, set_consent
+
+log = structlog.get_logger("tillit.notifications")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +95,9 @@ def notify_order(
 ) -> int:
     """Enqueue ``template`` to every address of the order's customer who opted in; returns how many
     messages are new. No contact, or no consent: nothing. The order's number, currency, merchant and
-    store names are added to ``params`` here, so callers pass only what their event knows."""
+    store names are added to ``params`` here, so callers pass only what their event knows. A message
+    the outbox refuses (a parameter that looks like a payment code) is logged and skipped: it never
+    fails the state change it announces."""
     contact = get_contact(conn, merchant_id, order_id)
     if contact is None:
         return 0
@@ -119,7 +124,10 @@ def notify_order(
     for channel, address in addresses:
         if address and consent(conn, merchant_id, channel, address):
             message = Message(merchant_id, event_id, channel, address, template, contact.locale, full)
-            sent += enqueue_at(conn, now, message)
+            try:
+                sent += enqueue_at(conn, now, message)
+            except DomainError as exc:  # a message that cannot be built never blocks the sale it announces
+                log.warning("notification_refused", event=event_id, channel=channel, code=exc.code)
     return sent
 
 

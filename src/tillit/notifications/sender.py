@@ -107,8 +107,10 @@ class OutboxSender:
                 for row, out in rows
             ]
             with db.transaction() as conn:
+                self._record_sent(conn, deps, worker, [o.id for o in outcomes if o.status == "sent"])
                 for outcome, (row, _) in zip(outcomes, rows, strict=True):
-                    self._record(conn, deps, worker, row, outcome)
+                    if outcome.status != "sent":
+                        self._record(conn, deps, worker, row, outcome)
             return len(rows)
 
     def close(self) -> None:
@@ -206,6 +208,19 @@ class OutboxSender:
             log.warning("outbox_send_error", message=row.id, channel=row.channel, error=type(exc).__name__)
             return _Outcome(row.id, "retry", f"{type(exc).__name__}: {exc}")
         return _Outcome(row.id, "sent")
+
+    @staticmethod
+    def _record_sent(conn: Connection, deps: Deps, worker: str, ids: list[int]) -> None:
+        """The common case in one statement: sent, while this worker still holds the lease."""
+        if not ids:
+            return
+        now = deps.clock.now()
+        m = outbox_messages
+        conn.execute(
+            update(m)
+            .where(m.c.id.in_(ids), m.c.leased_by == worker[:64], m.c.status == "pending")
+            .values(status="sent", sent_at=now, lease_until=None, updated_at=now)
+        )
 
     def _record(self, conn: Connection, deps: Deps, worker: str, row: Any, outcome: _Outcome) -> None:
         now = deps.clock.now()
