@@ -125,18 +125,19 @@ class OutboxSender:
             return []
         now = deps.clock.now()
         m = outbox_messages
+        due = (
+            m.c.status == "pending",
+            m.c.next_attempt_at <= now,
+            m.c.channel.in_(configured),
+            or_(m.c.lease_until.is_(None), m.c.lease_until < now),
+        )
+        # A read first: an idle resolver polls often, and on SQLite a write transaction takes the
+        # database's single writer lock away from the sales.
+        with db.read() as conn:
+            if conn.execute(select(m.c.id).where(*due).limit(1)).first() is None:
+                return []
         with db.transaction() as conn:
-            query = (
-                select(m)
-                .where(
-                    m.c.status == "pending",
-                    m.c.next_attempt_at <= now,
-                    m.c.channel.in_(configured),
-                    or_(m.c.lease_until.is_(None), m.c.lease_until < now),
-                )
-                .order_by(m.c.next_attempt_at, m.c.id)
-                .limit(self.config.batch)
-            )
+            query = select(m).where(*due).order_by(m.c.next_attempt_at, m.c.id).limit(self.config.batch)
             if db.is_postgres:
                 query = query.with_for_update(skip_locked=True)
             rows = list(conn.execute(query))
