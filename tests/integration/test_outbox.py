@@ -9,7 +9,9 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -28,6 +30,7 @@ from tillit.kernel.context import Deps
 from tillit.notifications import outbox
 from tillit.notifications.messages import Message
 from tillit.notifications.sender import Channels, OutboxSender, SenderConfig
+from tillit.tools.mailbox import start_mailbox
 
 SECRET = b"k" * 32
 # An id that is all digits by chance: ids are checked for their shape, not as payment codes.
@@ -322,3 +325,16 @@ def test_outbox_rows_count_per_merchant(
             select(func.count()).where(m.c.merchant_id == other_tenant.merchant_id)
         ).scalar_one()
     assert (mine, theirs) == (1, 0)
+
+
+def test_demo_mailbox_keeps_each_message_as_a_file(tmp_path: Path) -> None:
+    box = start_mailbox(tmp_path / "mail", port=free_port())
+    try:
+        mailer = SmtpMailer(SmtpConfig(host="127.0.0.1", port=int(box.port), timeout_s=2))
+        mailer.send("li@example.com", "支付成功", "电子小票：http://x/r", "m:e:email")
+        mailer.close()
+    finally:
+        box.stop()
+    (eml,) = (tmp_path / "mail").glob("*.eml")
+    parsed = message_from_bytes(eml.read_bytes(), policy=policy.default)
+    assert parsed["Subject"] == "支付成功" and "电子小票" in parsed.get_content()  # type: ignore[union-attr]
