@@ -100,7 +100,7 @@ def test_no_consent_no_message_and_bad_contacts_write_nothing(
     before = count()
     lines = [{"sku": "LATTE", "quantity": 1}]
     for customer, code in [
-        ({"email": "not an address", "opt_in": True}, "invalid_recipient"),
+        ({"email": "not an address", "opt_in": True}, "validation_error"),
         ({"opt_in": True}, "invalid_customer"),
         ({"phone": "12"}, "validation_error"),
         ({"email": "a@example.com", "locale": "fr"}, "validation_error"),

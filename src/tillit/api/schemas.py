@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tillit.domain.money import MAX_AMOUNT
+from tillit.notifications.messages import EMAIL
 
 # 32 hex digits, hyphenated 8-4-4-4-12 or not: every string this matches domain/ids.normalise_id accepts.
 UUIDStr = Annotated[
@@ -93,7 +94,7 @@ class OrderLineIn(Strict):
 class CustomerIn(Strict):
     """Who to tell about the order (issue 14): nothing is sent unless ``opt_in`` is true."""
 
-    email: Annotated[str, Field(min_length=3, max_length=254)] | None = None
+    email: Annotated[str, Field(max_length=254, pattern=EMAIL.pattern)] | None = None
     phone: Annotated[str, Field(pattern=r"^\+?[0-9]{6,15}$")] | None = None
     locale: Literal["zh-CN", "en"] = "zh-CN"
     opt_in: bool = Field(default=False, description="The customer agreed to receive messages.")
