@@ -1,16 +1,12 @@
-"""The receipt of a paid order as the customer sees it (e-receipt page, PDF, paper), and the reprint
-counter. Only paid (or since refunded) orders have a receipt; anything else answers like a missing
-order, so a receipt link never tells whether an unpaid order exists."""
+"""The receipt of a paid order as the customer sees it (e-receipt page, PDF). Only paid (or since
+refunded) orders have a receipt; anything else answers like a missing order, so a receipt link never
+tells whether an unpaid order exists."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from sqlalchemy import Connection, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from tillit.adapters.db.schema import merchants, orders, receipt_prints, stores, terminals
+from tillit.adapters.db.schema import merchants, orders, stores, terminals
 from tillit.domain.errors import not_found
 from tillit.domain.receipt import Receipt, ReceiptLine, ReceiptPayment, ReceiptRefund
 from tillit.sales.orders import get_order
@@ -19,8 +15,7 @@ RECEIPT_STATUSES = ("paid", "refunded")
 
 
 def receipt(conn: Connection, merchant_id: str, order_id: str, url: str | None = None) -> Receipt:
-    """The receipt of ``merchant_id``'s paid order; ``order_not_found`` otherwise. A paper print sets
-    ``copy`` from ``count_print`` (``dataclasses.replace``)."""
+    """The receipt of ``merchant_id``'s paid order; ``order_not_found`` otherwise."""
     names = conn.execute(
         select(
             merchants.c.name.label("merchant_name"),
@@ -62,22 +57,3 @@ def receipt(conn: Connection, merchant_id: str, order_id: str, url: str | None =
         ],
         url=url,
     )
-
-
-def count_print(conn: Connection, now: datetime, merchant_id: str, order_id: str) -> int:
-    """Count one paper print of the order's receipt; returns the copy number to print on it (0 for the
-    first print, n for the n-th reprint: 重印 / COPY n)."""
-    values = {"merchant_id": merchant_id, "order_id": order_id, "prints": 1, "updated_at": now}
-    keys = ["merchant_id", "order_id"]
-    bump = {"prints": receipt_prints.c.prints + 1, "updated_at": now}
-    if conn.dialect.name == "postgresql":
-        pg = pg_insert(receipt_prints).values(**values)
-        prints = conn.execute(
-            pg.on_conflict_do_update(index_elements=keys, set_=bump).returning(receipt_prints.c.prints)
-        ).scalar_one()
-    else:
-        lite = sqlite_insert(receipt_prints).values(**values)
-        prints = conn.execute(
-            lite.on_conflict_do_update(index_elements=keys, set_=bump).returning(receipt_prints.c.prints)
-        ).scalar_one()
-    return int(prints) - 1
