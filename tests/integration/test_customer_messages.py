@@ -143,6 +143,5 @@ def test_receipt_page_and_pdf_over_http(
             container.receipt_url(mid, open_order["id"]).removeprefix(container.settings.public_url),
             f"/receipts/not-an-id/{oid}/{sig}",
         ]
-        answers = {(http.get(p).status_code, http.get(p).text) for p in forged}
-        answers |= {(http.get(f"{p}/pdf").status_code, http.get(f"{p}/pdf").text) for p in forged}
+        answers = {(r.status_code, r.text) for p in forged for r in (http.get(p), http.get(f"{p}/pdf"))}
         assert len(answers) == 1 and next(iter(answers))[0] == 404
