@@ -88,3 +88,28 @@ def test_starttls_and_auth(tls_smtp: tuple[int, Mailbox]) -> None:
     with pytest.raises(TransientDeliveryError):
         plain.send("tls@example.com", "x", "y", "m:tls3:email")
     assert len(box.to("tls@example.com")) == 1
+
+
+def test_implicit_tls(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=free_port(), ssl_context=context)
+    controller.start()
+    try:
+        config = SmtpConfig(
+            host="127.0.0.1", port=int(controller.port), security="tls", verify_tls=False, timeout_s=5
+        )
+        mailer = SmtpMailer(config)
+        mailer.send("465@example.com", "退款成功", "已退款", "m:tls4:email")
+        mailer.close()
+        # Verifying the certificate (the default) refuses the self-signed one: retried, never sent in clear.
+        strict = SmtpMailer(
+            SmtpConfig(host="127.0.0.1", port=int(controller.port), security="tls", timeout_s=5)
+        )
+        with pytest.raises(TransientDeliveryError):
+            strict.send("465@example.com", "x", "y", "m:tls5:email")
+    finally:
+        controller.stop()
+    assert [m["Subject"] for m in box.to("465@example.com")] == ["退款成功"]
