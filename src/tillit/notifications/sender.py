@@ -1,4 +1,4 @@
-"""The outbox sender, run by the resolver (worker.py) after its jobs.
+"""The outbox sender, run by the resolver (worker.py) in every round beside its jobs.
 
 Each round claims due messages under a lease — ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, the single
 ``BEGIN IMMEDIATE`` writer on SQLite — so two workers never hold one message at once; sends them
