@@ -56,7 +56,7 @@ class Container:
     engine: EngineConfig | None = None
     gateway: ProviderGateway | None = None  # provider payments and refunds as sales sees them
     # --- notifications (issue 14) ---
-    outbox: OutboxSender | None = None  # run by the resolver (worker.py) after its jobs
+    outbox: OutboxSender | None = None  # run by the resolver (worker.py) in every round
     signing_key: bytes | None = None  # signs e-receipt links and derives webhook secrets
 
     def receipt_url(self, merchant_id: str, order_id: str) -> str:

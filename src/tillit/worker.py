@@ -37,7 +37,7 @@ def run_once(
     limit: int = BATCH,
     outbox: OutboxSender | None = None,
 ) -> int:
-    """Claim and run the jobs due now, then send the outbox messages due; returns how many of both
+    """Send the outbox messages due, then claim and run the jobs due now; returns how many of both
     ran. A job that raises is retried later."""
     sent = _send_outbox(db, deps, outbox, name)
     claimed = jobs.claim(db, deps, name, limit)

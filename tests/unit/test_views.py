@@ -24,9 +24,13 @@ PAIRS = [
 ]
 
 
+# Fields the entry point adds to an area's view, because only it knows them (a signed link's host).
+ADDED_BY_THE_API = {schemas.OrderOut: ["receipt_url"]}
+
+
 @pytest.mark.parametrize(("view", "model"), PAIRS, ids=[v.__name__ for v, _ in PAIRS])
 def test_view_has_the_fields_of_its_api_model_in_order(view: Any, model: type[BaseModel]) -> None:
-    assert list(get_type_hints(view)) == list(model.model_fields)
+    assert list(get_type_hints(view)) + ADDED_BY_THE_API.get(model, []) == list(model.model_fields)
 
 
 def test_cashier_message_view_has_the_keys_of_the_domain_message() -> None:

@@ -1,5 +1,8 @@
 """SMTP mail with smtplib: plain, STARTTLS or implicit TLS, optional AUTH.
 
+A refused recipient, or content refused with 5xx, is permanent (the outbox dead-letters the message);
+everything else — no server, timeouts, 4xx, failed AUTH, TLS required — is transient.
+
 One connection is kept open between messages (a batch of the outbox reuses it) and reopened after any
 error. Not thread-safe: each sender thread owns its own ``SmtpMailer``.
 """
@@ -75,10 +78,14 @@ class SmtpMailer:
         except smtplib.SMTPRecipientsRefused as exc:
             self.close()
             raise PermanentDeliveryError("recipient refused") from exc
-        except smtplib.SMTPResponseException as exc:
+        except smtplib.SMTPDataError as exc:  # the server refused this message's content
             self.close()
-            if 500 <= exc.smtp_code < 600:
-                raise PermanentDeliveryError(f"smtp {exc.smtp_code}") from exc
+            error = PermanentDeliveryError if 500 <= exc.smtp_code < 600 else TransientDeliveryError
+            raise error(f"smtp {exc.smtp_code}") from exc
+        except smtplib.SMTPResponseException as exc:
+            # Authentication, sender or TLS required: our configuration, not the message. Retried, so mail
+            # waits (and is sent) once the operator fixes the settings.
+            self.close()
             raise TransientDeliveryError(f"smtp {exc.smtp_code}") from exc
         except (TimeoutError, OSError, smtplib.SMTPException) as exc:
             self.close()

@@ -21,6 +21,7 @@ from tillit.backoffice.app import create_backoffice_app
 from tillit.backoffice.pages import products as products_page
 from tillit.backoffice.web import BASE as BACKOFFICE_PATH
 from tillit.bootstrap import Container
+from tillit.customer import receipt as customer_receipt
 from tillit.worker import Worker
 
 DESCRIPTION = """Tillit's REST API. Amounts are integers of minor units (fen for CNY). Every POST that creates
@@ -81,6 +82,7 @@ def create_app(
     app.include_router(monitoring_routes.metrics_router)
     # The back office (backoffice/): server-rendered pages with their own sign-in, outside the OpenAPI.
     app.mount(BACKOFFICE_PATH, create_backoffice_app(container, app.state.key_cache))
+    app.include_router(customer_receipt.router)  # notify14: e-receipt page and PDF (signed links)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: the process answers (touches no database)")
     def healthz() -> JSONResponse:
