@@ -17,6 +17,7 @@ from tillit.domain.clock import Clock, ScaledClock, SystemClock
 from tillit.domain.ids import IdGenerator
 from tillit.domain.provider import PaymentProvider
 from tillit.exceptions import cases
+from tillit.fulfilment import timers as fulfilment_timers
 from tillit.kernel.context import Deps
 from tillit.payments import accounts, engine
 from tillit.payments.accounts import ProviderDirectory, ProviderFactory
@@ -34,6 +35,8 @@ def wire_areas() -> None:
     cases.on_resolved("bill_", resolve_for_exception)  # a resolved bill exception closes its discrepancy
     accounts.on_account_connected(daily.ensure_scheduled)  # a connected account's bills are fetched daily
     engine.register_job_handler("reconcile_daily", daily.run_daily)  # the resolver runs that fetch
+    # fulfilment: shipping SLA, reminder and auto-confirm timers (docs/fulfilment.md)
+    engine.register_job_handler(fulfilment_timers.TIMER_JOB, fulfilment_timers.run_job)
 
 
 @dataclass

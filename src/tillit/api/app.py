@@ -13,7 +13,9 @@ from tillit.access.keys import KeyCache
 from tillit.api import errors
 from tillit.api.limits import BodyLimit
 from tillit.api.routes import catalog, engine, operator, reconciliation, sales, till
+from tillit.api.routes import fulfilment as fulfilment_routes
 from tillit.bootstrap import Container
+from tillit.customer import order_page
 from tillit.worker import Worker
 
 DESCRIPTION = """Tillit's REST API. Amounts are integers of minor units (fen for CNY). Every POST that creates
@@ -54,6 +56,8 @@ def create_app(
     app.include_router(till.router)
     app.include_router(engine.notify_router)
     app.include_router(reconciliation.router)
+    app.include_router(fulfilment_routes.router)  # fulfilment (docs/fulfilment.md)
+    app.include_router(order_page.build_router(container))  # the customer's order page, /c/{token}
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: the process answers (touches no database)")
     def healthz() -> JSONResponse:
@@ -71,5 +75,6 @@ def create_app(
         BodyLimit,
         max_bytes=container.settings.max_body_bytes,
         overrides={reconciliation.UPLOAD_PATH: reconciliation.UPLOAD_MAX_BYTES},
+        prefix_overrides={order_page.PREFIX: order_page.BODY_LIMIT},
     )
     return app
