@@ -9,16 +9,22 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tillit.adapters.db.engine import Database, make_engine
+from tillit.adapters.mail import SmtpConfig, SmtpMailer
 from tillit.adapters.providers.alipay import AlipayAccount, AlipayProvider
 from tillit.adapters.providers.wechat import WeChatAccount, WeChatPayProvider
 from tillit.adapters.secrets import AesGcmSecretBox, FileKeyring
+from tillit.adapters.signing_key import load_signing_key
+from tillit.adapters.sms import HttpSmsGateway, SmsGatewayConfig
+from tillit.adapters.webhook import HttpWebhookSender, WebhookConfig
 from tillit.config import Settings
 from tillit.domain.clock import Clock, ScaledClock, SystemClock
 from tillit.domain.ids import IdGenerator
+from tillit.domain.links import receipt_path, webhook_secret
 from tillit.domain.provider import PaymentProvider
 from tillit.exceptions import cases
 from tillit.fulfilment import timers as fulfilment_timers
 from tillit.kernel.context import Deps
+from tillit.notifications.sender import Channels, OutboxSender, SenderConfig
 from tillit.payments import accounts, engine
 from tillit.payments.accounts import ProviderDirectory, ProviderFactory
 from tillit.payments.engine import EngineConfig, trigger_resolution
@@ -46,6 +52,51 @@ class Container:
     deps: Deps
     engine: EngineConfig | None = None
     gateway: ProviderGateway | None = None  # provider payments and refunds as sales sees them
+    # --- notifications (issue 14) ---
+    outbox: OutboxSender | None = None  # run by the resolver (worker.py) after its jobs
+    signing_key: bytes | None = None  # signs e-receipt links and derives webhook secrets
+
+    def receipt_url(self, merchant_id: str, order_id: str) -> str:
+        assert self.signing_key is not None, "build() loads the signing key"
+        return self.settings.public_url + receipt_path(self.signing_key, merchant_id, order_id)
+
+
+def build_outbox(settings: Settings, signing_key: bytes) -> OutboxSender:
+    """The outbox sender with every channel the settings configure (an unconfigured channel's messages
+    wait). A new sender per call: each owns its own connections."""
+    channels = Channels(
+        email=SmtpMailer(
+            SmtpConfig(
+                host=settings.smtp_host,
+                port=settings.smtp_port,
+                security=settings.smtp_security,
+                username=settings.smtp_username,
+                password=settings.smtp_password,
+                sender=settings.smtp_from,
+                timeout_s=settings.smtp_timeout_s,
+                verify_tls=settings.smtp_verify_tls,
+            )
+        )
+        if settings.smtp_host
+        else None,
+        sms=HttpSmsGateway(SmsGatewayConfig(settings.sms_gateway_url, settings.sms_gateway_token))
+        if settings.sms_gateway_url
+        else None,
+        webhook=HttpWebhookSender(WebhookConfig(timeout_s=settings.webhook_timeout_s)),
+    )
+    config = SenderConfig(
+        max_attempts=settings.outbox_max_attempts,
+        backoff_s=settings.outbox_backoff_s,
+        backoff_max_s=settings.outbox_backoff_max_s,
+        batch=settings.outbox_batch,
+    )
+    return OutboxSender(
+        channels,
+        config,
+        receipt_url=lambda merchant_id, order_id: settings.public_url
+        + receipt_path(signing_key, merchant_id, order_id),
+        webhook_secret=lambda merchant_id: webhook_secret(signing_key, merchant_id),
+    )
 
 
 def provider_factory(settings: Settings) -> ProviderFactory:
@@ -97,10 +148,13 @@ def build(
     engine_cfg = EngineConfig(
         providers=directory, pay_guard=guard, on_late_payment_outcome=[late_payment_handler(deps)]
     )
+    signing_key = load_signing_key(settings.home, settings.signing_key)
     return Container(
         settings=settings,
         db=Database(sql_engine),
         deps=deps,
         engine=engine_cfg,
         gateway=EngineGateway(engine_cfg),
+        outbox=build_outbox(settings, signing_key),
+        signing_key=signing_key,
     )

@@ -24,6 +24,25 @@ class Settings:
     worker_poll_s: float = 0.25
     # Base64 of the 32-byte key sealing provider secrets; unset: the keyring file under ``home``.
     secret_key: str | None = None
+    # --- notifications (issue 14): the outbox's channels, e-receipt links ---
+    smtp_host: str | None = None  # unset: e-mail is not configured and mail rows wait (status pending)
+    smtp_port: int = 25
+    smtp_security: str = "none"  # none | starttls | tls (implicit TLS, usually port 465)
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "Tillit <no-reply@tillit.local>"
+    smtp_timeout_s: float = 10.0
+    smtp_verify_tls: bool = True  # False only for a local test server with a self-signed certificate
+    sms_gateway_url: str | None = None  # the HTTP SMS gateway's send endpoint
+    sms_gateway_token: str | None = None
+    webhook_timeout_s: float = 5.0
+    # Base64 of the key signing receipt links and merchants' webhooks; unset: ``home/signing.key``.
+    signing_key: str | None = None
+    public_url: str = "http://127.0.0.1:8000"  # where customers reach receipt pages
+    outbox_max_attempts: int = 8  # then the message is dead-lettered
+    outbox_backoff_s: float = 30.0  # first retry after this, doubling each time
+    outbox_backoff_max_s: float = 3600.0
+    outbox_batch: int = 50
 
     @property
     def is_sqlite(self) -> bool:
@@ -47,4 +66,22 @@ class Settings:
             clock_start=env.get("TILLIT_CLOCK_START") or None,
             worker_poll_s=float(env.get("TILLIT_WORKER_POLL_S", "0.25")),
             secret_key=env.get("TILLIT_SECRET_KEY") or None,
+            # --- notifications (issue 14) ---
+            smtp_host=env.get("TILLIT_SMTP_HOST") or None,
+            smtp_port=int(env.get("TILLIT_SMTP_PORT", "25")),
+            smtp_security=env.get("TILLIT_SMTP_SECURITY", "none"),
+            smtp_username=env.get("TILLIT_SMTP_USERNAME") or None,
+            smtp_password=env.get("TILLIT_SMTP_PASSWORD") or None,
+            smtp_from=env.get("TILLIT_SMTP_FROM", "Tillit <no-reply@tillit.local>"),
+            smtp_timeout_s=float(env.get("TILLIT_SMTP_TIMEOUT_S", "10")),
+            smtp_verify_tls=env.get("TILLIT_SMTP_VERIFY_TLS", "1") != "0",
+            sms_gateway_url=env.get("TILLIT_SMS_GATEWAY_URL") or None,
+            sms_gateway_token=env.get("TILLIT_SMS_GATEWAY_TOKEN") or None,
+            webhook_timeout_s=float(env.get("TILLIT_WEBHOOK_TIMEOUT_S", "5")),
+            signing_key=env.get("TILLIT_SIGNING_KEY") or None,
+            public_url=env.get("TILLIT_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
+            outbox_max_attempts=int(env.get("TILLIT_OUTBOX_MAX_ATTEMPTS", "8")),
+            outbox_backoff_s=float(env.get("TILLIT_OUTBOX_BACKOFF_S", "30")),
+            outbox_backoff_max_s=float(env.get("TILLIT_OUTBOX_BACKOFF_MAX_S", "3600")),
+            outbox_batch=int(env.get("TILLIT_OUTBOX_BATCH", "50")),
         )

@@ -14,6 +14,7 @@ import structlog
 from tillit.adapters.db.engine import Database
 from tillit.kernel import jobs
 from tillit.kernel.context import Deps
+from tillit.notifications.sender import OutboxSender
 from tillit.payments import engine
 from tillit.reconciliation.daily import ensure_all
 
@@ -26,8 +27,17 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 100000}"
 
 
-def run_once(db: Database, deps: Deps, cfg: engine.EngineConfig, name: str, limit: int = BATCH) -> int:
-    """Claim and run the jobs due now; returns how many ran. A job that raises is retried later."""
+def run_once(
+    db: Database,
+    deps: Deps,
+    cfg: engine.EngineConfig,
+    name: str,
+    limit: int = BATCH,
+    outbox: OutboxSender | None = None,
+) -> int:
+    """Claim and run the jobs due now, then send the outbox messages due; returns how many of both
+    ran. A job that raises is retried later."""
+    sent = _send_outbox(db, deps, outbox, name)
     claimed = jobs.claim(db, deps, name, limit)
     for job in claimed:
         try:
@@ -38,14 +48,33 @@ def run_once(db: Database, deps: Deps, cfg: engine.EngineConfig, name: str, limi
                 jobs.retry_later(
                     conn, deps, job.id, deps.clock.now() + ERROR_RETRY, f"{type(exc).__name__}: {exc}"
                 )
-    return len(claimed)
+    return len(claimed) + sent
+
+
+def _send_outbox(db: Database, deps: Deps, outbox: OutboxSender | None, name: str) -> int:
+    """The notification outbox (issue 14): never lets a mail server's trouble stop recovery jobs."""
+    if outbox is None:
+        return 0
+    try:
+        return outbox.send_due(db, deps, name)
+    except Exception as exc:
+        log.warning("outbox_round_failed", error=type(exc).__name__)
+        return 0
 
 
 class Worker:
     """A background loop; ``stop()`` lets the current batch finish."""
 
-    def __init__(self, db: Database, deps: Deps, cfg: engine.EngineConfig, poll_s: float = 0.25) -> None:
+    def __init__(
+        self,
+        db: Database,
+        deps: Deps,
+        cfg: engine.EngineConfig,
+        poll_s: float = 0.25,
+        outbox: OutboxSender | None = None,
+    ) -> None:
         self.db, self.deps, self.cfg, self.poll_s = db, deps, cfg, poll_s
+        self.outbox = outbox
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.name = worker_name()
@@ -58,7 +87,7 @@ class Worker:
             log.warning("reconcile_schedule_failed", error=type(exc).__name__)
         while not self._stop.is_set():
             try:
-                busy = run_once(self.db, self.deps, self.cfg, self.name)
+                busy = run_once(self.db, self.deps, self.cfg, self.name, outbox=self.outbox)
             except Exception as exc:
                 log.warning("worker_error", error=type(exc).__name__)
                 busy = 0
@@ -75,8 +104,15 @@ class Worker:
             self._thread.join(timeout)
 
 
-def drain(db: Database, deps: Deps, cfg: engine.EngineConfig, max_seconds: float = 60) -> None:
-    """Run jobs until none is due (tests and the chaos run). Bounded by ``max_seconds`` of real time."""
+def drain(
+    db: Database,
+    deps: Deps,
+    cfg: engine.EngineConfig,
+    max_seconds: float = 60,
+    outbox: OutboxSender | None = None,
+) -> None:
+    """Run jobs (and the outbox) until none is due (tests and the chaos run). Bounded by ``max_seconds``
+    of real time."""
     deadline = time.monotonic() + max_seconds
-    while time.monotonic() < deadline and run_once(db, deps, cfg, "drain"):
+    while time.monotonic() < deadline and run_once(db, deps, cfg, "drain", outbox=outbox):
         pass

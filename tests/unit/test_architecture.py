@@ -21,6 +21,7 @@ LAYERS: list[set[str]] = [
     {"adapters"},
     {"kernel"},  # use-case context, state transitions, the job queue
     {"access"},  # merchants, stores, terminals, API keys, idempotency
+    {"notifications"},  # the outbox (mail, SMS, webhook), consent, customer contacts (notify14)
     {"sales"},  # catalogue, orders, cash payments, refunds, ledger postings, till sync, shifts
     {"exceptions"},  # cases for a person to decide
     {"payments"},  # the provider integrity engine, provider accounts, notifications

@@ -35,7 +35,13 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         worker = None
         if run_worker and container.engine is not None:
-            worker = Worker(container.db, container.deps, container.engine, container.settings.worker_poll_s)
+            worker = Worker(
+                container.db,
+                container.deps,
+                container.engine,
+                container.settings.worker_poll_s,
+                outbox=container.outbox,
+            )
             worker.start()
         try:
             yield

@@ -160,7 +160,7 @@ def worker_cmd() -> None:
     """Run the payment resolver (recovery jobs) until interrupted; any number may run on PostgreSQL."""
     c = build()
     assert c.engine is not None
-    loop = Worker(c.db, c.deps, c.engine, c.settings.worker_poll_s)
+    loop = Worker(c.db, c.deps, c.engine, c.settings.worker_poll_s, outbox=c.outbox)
     signal.signal(signal.SIGTERM, lambda *_: loop.stop(timeout=0))
     console.print(f"worker {loop.name} running (Ctrl-C to stop)")
     with contextlib.suppress(KeyboardInterrupt):

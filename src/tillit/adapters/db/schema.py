@@ -718,3 +718,80 @@ fulfilment_photos = Table(
     CheckConstraint("size > 0 AND size <= 2097152", name="size"),
 )
 Index("ix_fulfilment_photos_fulfilment", fulfilment_photos.c.merchant_id, fulfilment_photos.c.fulfilment_id)
+# --- notifications (issue 14: the outbox, recipients' consent, a customer's contact on an order) -------
+
+outbox_messages = Table(
+    "outbox_messages",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    # What happened (payment id, refund id, alert id ...): with the channel, the deduplication key.
+    Column("event_id", String(64), nullable=False),
+    Column("channel", String(8), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("template", String(48), nullable=False),
+    Column("locale", String(8), nullable=False),
+    Column("params", Text, nullable=False),  # JSON of notifications.messages.MessageParams
+    Column("status", String(12), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", TS, nullable=False),
+    Column("lease_until", TS),
+    Column("leased_by", String(64)),
+    Column("last_error", String(500)),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("sent_at", TS),
+    UniqueConstraint("merchant_id", "event_id", "channel", name="uq_outbox_messages_dedup"),
+    CheckConstraint("channel IN ('email','sms','webhook')", name="channel"),
+    CheckConstraint("locale IN ('zh-CN','en')", name="locale"),
+    CheckConstraint("status IN ('pending','sent','dead','suppressed')", name="status"),
+    CheckConstraint("attempts >= 0", name="attempts_nonneg"),
+    CheckConstraint("status <> 'sent' OR sent_at IS NOT NULL", name="sent_has_time"),
+)
+Index("ix_outbox_messages_due", outbox_messages.c.status, outbox_messages.c.next_attempt_at)
+
+outbox_consents = Table(
+    "outbox_consents",
+    metadata,
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("channel", String(8), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("opted_in", Integer, nullable=False),  # 1 in, 0 out; the latest word of the recipient wins
+    Column("source", String(32), nullable=False),
+    Column("updated_at", TS, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "channel", "recipient", name="pk_outbox_consents"),
+    CheckConstraint("channel IN ('email','sms','webhook')", name="channel"),
+    CheckConstraint("opted_in IN (0, 1)", name="opted_in"),
+)
+
+order_contacts = Table(
+    "order_contacts",
+    metadata,
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("order_id", ID, nullable=False),
+    Column("email", String(254)),
+    Column("phone", String(20)),
+    Column("locale", String(8), nullable=False),
+    Column("created_at", TS, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "order_id", name="pk_order_contacts"),
+    ForeignKeyConstraint(
+        ["merchant_id", "order_id"], ["orders.merchant_id", "orders.id"], name="fk_order_contacts_order"
+    ),
+    CheckConstraint("email IS NOT NULL OR phone IS NOT NULL", name="has_address"),
+    CheckConstraint("locale IN ('zh-CN','en')", name="locale"),
+)
+
+# Reprints of a paper receipt: the counter printed as 重印 / COPY n.
+receipt_prints = Table(
+    "receipt_prints",
+    metadata,
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("order_id", ID, nullable=False),
+    Column("prints", Integer, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "order_id", name="pk_receipt_prints"),
+    ForeignKeyConstraint(
+        ["merchant_id", "order_id"], ["orders.merchant_id", "orders.id"], name="fk_receipt_prints_order"
+    ),
+    CheckConstraint("prints >= 1", name="prints_pos"),
+)

@@ -6,7 +6,7 @@ the fulfilment entity (and statuses up to 24 characters: ``awaiting_fulfilment``
 tables (batch mode).
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 Create Date: 2026-12-03 10:40:00
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0007"  # 0005 on the branch; chained after notify14's 0007 when that was merged in
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,240 @@
+"""The outbox sender, run by the resolver (worker.py) after its jobs.
+
+Each round claims due messages under a lease — ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, the single
+``BEGIN IMMEDIATE`` writer on SQLite — so two workers never hold one message at once; sends them
+outside any transaction; then records every outcome in one transaction: ``sent``; a transient failure
+retried after exponential backoff (``backoff_s * 2**(attempts-1)``, capped) until ``max_attempts``,
+then ``dead``; a permanent failure ``dead`` at once; a recipient who opted out ``suppressed``.
+
+Delivery is at least once: a worker that dies after the provider accepted a message but before the
+outcome is written leaves the lease to expire and the message is sent again. Every channel carries
+the dedup key (Message-ID, Idempotency-Key, Tillit-Message-Id) so the receiving side can drop it.
+Messages for a channel that is not configured stay pending, untouched, until it is.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import structlog
+from sqlalchemy import Connection, and_, func, or_, select, tuple_, update
+
+from tillit.adapters.db.engine import Database
+from tillit.adapters.db.schema import outbox_consents, outbox_messages
+from tillit.adapters.delivery import DeliveryError
+from tillit.kernel.context import Deps, iso
+from tillit.notifications.render import render
+
+log = structlog.get_logger("tillit.outbox")
+MAX_ERROR = 500
+
+
+class MailPort(Protocol):
+    def send(self, to: str, subject: str, body: str, message_id: str) -> None: ...
+    def close(self) -> None: ...
+
+
+class SmsPort(Protocol):
+    def send(self, to: str, text: str, message_id: str) -> None: ...
+    def close(self) -> None: ...
+
+
+class WebhookPort(Protocol):
+    def send(self, url: str, body: bytes, secret: bytes, timestamp: int, message_id: str) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class Channels:
+    email: MailPort | None = None
+    sms: SmsPort | None = None
+    webhook: WebhookPort | None = None
+
+    def configured(self) -> list[str]:
+        return [name for name in ("email", "sms", "webhook") if getattr(self, name) is not None]
+
+
+@dataclass(frozen=True)
+class SenderConfig:
+    max_attempts: int = 8
+    backoff_s: float = 30.0
+    backoff_max_s: float = 3600.0
+    batch: int = 50
+    lease: timedelta = timedelta(seconds=120)
+
+
+def backoff(cfg: SenderConfig, attempts: int) -> timedelta:
+    """The wait after the ``attempts``-th failed try: 1x, 2x, 4x ... the base, never above the cap."""
+    return timedelta(seconds=min(cfg.backoff_s * 2 ** max(0, attempts - 1), cfg.backoff_max_s))
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    id: int
+    status: str  # sent | retry | dead | suppressed
+    error: str | None = None
+
+
+class OutboxSender:
+    """Sends due outbox messages through ``channels``. ``receipt_url(merchant_id, order_id)`` builds the
+    signed e-receipt link; ``webhook_secret(merchant_id)`` the key a merchant's webhooks are signed with.
+    One sender may be shared by threads: rounds are serialised (adapters keep connections)."""
+
+    def __init__(
+        self,
+        channels: Channels,
+        config: SenderConfig,
+        receipt_url: Callable[[str, str], str],
+        webhook_secret: Callable[[str], bytes],
+    ) -> None:
+        self.channels, self.config = channels, config
+        self.receipt_url, self.webhook_secret = receipt_url, webhook_secret
+        self._lock = threading.Lock()
+
+    def send_due(self, db: Database, deps: Deps, worker: str) -> int:
+        """One round: claim, send, record. Returns how many messages were claimed."""
+        with self._lock:
+            rows = self._claim(db, deps, worker)
+            if not rows:
+                return 0
+            outcomes = [
+                _Outcome(row.id, "suppressed", "recipient opted out") if out else self._send(deps, row)
+                for row, out in rows
+            ]
+            with db.transaction() as conn:
+                for outcome, (row, _) in zip(outcomes, rows, strict=True):
+                    self._record(conn, deps, worker, row, outcome)
+            return len(rows)
+
+    def close(self) -> None:
+        for name in self.channels.configured():
+            port = getattr(self.channels, name)
+            port.close()
+
+    def _claim(self, db: Database, deps: Deps, worker: str) -> list[tuple[Any, bool]]:
+        """The claimed rows, each with whether its recipient has opted out since it was enqueued."""
+        configured = self.channels.configured()
+        if not configured:
+            return []
+        now = deps.clock.now()
+        m = outbox_messages
+        with db.transaction() as conn:
+            query = (
+                select(m)
+                .where(
+                    m.c.status == "pending",
+                    m.c.next_attempt_at <= now,
+                    m.c.channel.in_(configured),
+                    or_(m.c.lease_until.is_(None), m.c.lease_until < now),
+                )
+                .order_by(m.c.next_attempt_at, m.c.id)
+                .limit(self.config.batch)
+            )
+            if db.is_postgres:
+                query = query.with_for_update(skip_locked=True)
+            rows = list(conn.execute(query))
+            if not rows:
+                return []
+            conn.execute(
+                update(m)
+                .where(m.c.id.in_([r.id for r in rows]))
+                .values(
+                    lease_until=now + self.config.lease,
+                    leased_by=worker[:64],
+                    attempts=m.c.attempts + 1,
+                    updated_at=now,
+                )
+            )
+            opted_out = self._opted_out(conn, rows)
+        return [(r, (r.merchant_id, r.channel, r.recipient) in opted_out) for r in rows]
+
+    @staticmethod
+    def _opted_out(conn: Connection, rows: list[Any]) -> set[tuple[str, str, str]]:
+        keys = [(r.merchant_id, r.channel, r.recipient) for r in rows if r.channel != "webhook"]
+        if not keys:
+            return set()
+        c = outbox_consents
+        found = conn.execute(
+            select(c.c.merchant_id, c.c.channel, c.c.recipient).where(
+                and_(tuple_(c.c.merchant_id, c.c.channel, c.c.recipient).in_(keys), c.c.opted_in == 0)
+            )
+        )
+        return {(r.merchant_id, r.channel, r.recipient) for r in found}
+
+    def _params(self, row: Any) -> dict[str, Any]:
+        params: dict[str, Any] = json.loads(row.params)
+        if params.get("order_id"):
+            params["receipt_url"] = self.receipt_url(row.merchant_id, str(params["order_id"]))
+        return params
+
+    def _send(self, deps: Deps, row: Any) -> _Outcome:
+        dedup = f"{row.merchant_id}:{row.event_id}:{row.channel}"
+        try:
+            params = self._params(row)
+            if row.channel == "email" and self.channels.email is not None:
+                text = render(row.template, row.locale, params)
+                self.channels.email.send(row.recipient, text.subject, text.body, dedup)
+            elif row.channel == "sms" and self.channels.sms is not None:
+                text = render(row.template, row.locale, params)
+                self.channels.sms.send(row.recipient, text.body, dedup)
+            elif row.channel == "webhook" and self.channels.webhook is not None:
+                body = json.dumps(
+                    {
+                        "id": dedup,
+                        "merchant_id": row.merchant_id,
+                        "event_id": row.event_id,
+                        "template": row.template,
+                        "locale": row.locale,
+                        "params": params,
+                        "created_at": iso(row.created_at),
+                    },
+                    ensure_ascii=False,
+                    sort_keys=True,
+                ).encode()
+                now = int(deps.clock.now().timestamp())
+                secret = self.webhook_secret(row.merchant_id)
+                self.channels.webhook.send(row.recipient, body, secret, now, dedup)
+        except DeliveryError as exc:
+            log.info("outbox_send_failed", message=row.id, channel=row.channel, error=str(exc))
+            return _Outcome(row.id, "dead" if exc.permanent else "retry", str(exc))
+        except Exception as exc:  # a bug in a template or adapter: retried, and visible in last_error
+            log.warning("outbox_send_error", message=row.id, channel=row.channel, error=type(exc).__name__)
+            return _Outcome(row.id, "retry", f"{type(exc).__name__}: {exc}")
+        return _Outcome(row.id, "sent")
+
+    def _record(self, conn: Connection, deps: Deps, worker: str, row: Any, outcome: _Outcome) -> None:
+        now = deps.clock.now()
+        attempts = row.attempts + 1
+        m = outbox_messages
+        values: dict[str, Any] = {"lease_until": None, "updated_at": now}
+        if outcome.error is not None:
+            values["last_error"] = outcome.error[:MAX_ERROR]
+        if outcome.status == "sent":
+            values.update(status="sent", sent_at=now)
+        elif outcome.status == "retry" and attempts < self.config.max_attempts:
+            values["next_attempt_at"] = now + backoff(self.config, attempts)
+        elif outcome.status == "suppressed":
+            values["status"] = "suppressed"
+        else:
+            values["status"] = "dead"
+        # Only while this worker still holds the lease: a taken-over message is the new holder's.
+        conn.execute(
+            update(m)
+            .where(m.c.id == outcome.id, m.c.leased_by == worker[:64], m.c.status == "pending")
+            .values(**values)
+        )
+
+
+def due_count(conn: Connection, now: datetime) -> int:
+    """Messages waiting to be sent now (monitoring reads this)."""
+    m = outbox_messages
+    return int(
+        conn.execute(
+            select(func.count()).select_from(m).where(m.c.status == "pending", m.c.next_attempt_at <= now)
+        ).scalar_one()
+    )
