@@ -19,7 +19,7 @@ from sqlalchemy import Connection, select
 from tests.support.api import new_order, pay_cash, post
 from tests.support.world import Tenant, make_tenant
 from tillit.adapters.db import migrate
-from tillit.adapters.db.schema import exceptions, jobs, products
+from tillit.adapters.db.schema import exceptions, jobs, outbox_messages, products
 from tillit.api.app import create_app
 from tillit.bootstrap import Container, build
 from tillit.config import Settings
@@ -86,6 +86,19 @@ class World:
         )
         return r.text, {action.rsplit("/", 1)[-1]: value for action, value in forms.items()}
 
+    def outbox(self, fid: str) -> list[tuple[str, str]]:
+        """(template, channel) of the outbox rows this fulfilment wrote, in order."""
+        with self.c.db.read() as conn:
+            rows = conn.execute(
+                select(outbox_messages.c.template, outbox_messages.c.channel)
+                .where(
+                    outbox_messages.c.merchant_id == self.tenant.merchant_id,
+                    outbox_messages.c.event_id.like(f"ful:{fid}:%"),
+                )
+                .order_by(outbox_messages.c.id)
+            )
+            return [(r.template, r.channel) for r in rows]
+
     def stock(self, sku: str) -> int | None:
         with self.c.db.read() as conn:
             return conn.execute(
@@ -114,7 +127,7 @@ def world(backend: str, request: pytest.FixtureRequest, sqlite_home: Path) -> It
 
 def test_delivery_shipped_reminded_confirmed_by_the_customer(world: World) -> None:
     order = world.paid_order()
-    r = world.declare(order["id"])
+    r = world.declare(order["id"], contact_email="kehu@example.cn", opt_in=True)
     assert r.status_code == 201, r.text
     f = r.json()
     assert f["status"] == "awaiting_fulfilment" and f["ship_due_at"] and f["customer_path"].startswith("/c/")
@@ -139,6 +152,12 @@ def test_delivery_shipped_reminded_confirmed_by_the_customer(world: World) -> No
         and done["confirm_due_at"] is None
     )
     assert world.heard(order["id"]) == ["shipped", "delivered"]
+    assert world.outbox(f["id"]) == [  # in the moves' transactions, to each opted-in address
+        ("order_shipped", "email"),
+        ("order_shipped", "sms"),
+        ("order_delivered", "email"),
+        ("order_delivered", "sms"),
+    ]
     events = world.client.get(f"/v1/orders/{order['id']}/events", headers=world.tenant.auth()).json()["data"]
     moves = [(e["from_status"], e["to_status"]) for e in events if e["entity"] == "fulfilment"]
     assert moves == [
@@ -169,6 +188,7 @@ def test_reminder_then_auto_confirm_on_the_merchants_period(world: World) -> Non
     assert world.get(fid)["reminded_at"] is not None
     world.advance(hours=1)
     assert world.heard(order["id"]) == ["shipped", "reminder"]  # once
+    assert world.outbox(fid) == []  # the customer did not opt in: nothing is sent
     world.advance(hours=11)
     f = world.get(fid)
     assert f["status"] == "confirmed" and f["confirmed_by"] == "auto"
@@ -185,7 +205,7 @@ def test_reminder_then_auto_confirm_on_the_merchants_period(world: World) -> Non
 
 def test_a_dispute_stops_the_timer_and_redelivery_restarts_it(world: World) -> None:
     order = world.paid_order()
-    f = world.declare(order["id"]).json()
+    f = world.declare(order["id"], contact_email="kehu@example.cn", opt_in=True).json()
     world.act(f["id"], "ship", {"carrier": "SF", "tracking_number": "SF1"})
     _, forms = world.page(f["customer_path"])
     r = world.client.post(
@@ -209,6 +229,8 @@ def test_a_dispute_stops_the_timer_and_redelivery_restarts_it(world: World) -> N
     world.advance(days=1)
     assert world.get(f["id"])["status"] == "confirmed"
     assert world.heard(order["id"]) == ["shipped", "disputed", "resolved", "reminder"]
+    mails = [template for template, channel in world.outbox(f["id"]) if channel == "email"]
+    assert mails == ["order_shipped", "dispute_update", "dispute_update", "confirm_reminder"]
 
 
 def test_dispute_ends_in_a_partial_cash_refund(world: World) -> None:

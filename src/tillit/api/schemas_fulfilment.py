@@ -28,6 +28,7 @@ class FulfilmentCreate(Strict):
     )
     note: Annotated[str, Field(max_length=rules.MAX_NOTE)] | None = None
     language: Literal["zh-CN", "en"] = "zh-CN"
+    opt_in: bool = Field(default=False, description="The customer agrees to messages about this order")
 
 
 class ShipBody(Strict):

@@ -21,6 +21,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from tillit.bootstrap import Container
 from tillit.domain import fulfilment as rules
 from tillit.domain.errors import DomainError
+from tillit.domain.links import receipt_path
 from tillit.domain.money import Money
 from tillit.fulfilment import keys, service
 from tillit.fulfilment.links import LinkSigner, OrderRef
@@ -120,10 +121,13 @@ TEXT: dict[str, dict[str, str]] = {
 }
 
 
-def receipt_link(_container: Container, _ref: OrderRef, _token: str) -> str | None:
-    """Where the order's e-receipt is, when there is one. The e-receipt page (customer/receipt.py, another
-    branch) replaces this at merge; until then there is no receipt link."""
-    return None
+def receipt_link(container: Container, request: Request, ref: OrderRef, paid: bool) -> str | None:
+    """The order's e-receipt (``/receipts/...``, signed with the server's signing key) when the order is
+    paid and the e-receipt page is mounted in this app; otherwise no link."""
+    if not paid or container.signing_key is None:
+        return None
+    mounted = any(str(getattr(route, "path", "")).startswith("/receipts/") for route in request.app.routes)
+    return receipt_path(container.signing_key, ref.merchant_id, ref.order_id) if mounted else None
 
 
 def _language(request: Request, default: str) -> str:
@@ -182,7 +186,7 @@ def build_router(container: Container) -> APIRouter:
             reasons=sorted(rules.DISPUTE_REASONS),
             csrf_confirm=signer().form_token(token, "confirm", now),
             csrf_dispute=signer().form_token(token, "dispute", now),
-            receipt=receipt_link(container, ref, token),
+            receipt=receipt_link(container, request, ref, view["paid"]),
             max_photo=rules.MAX_PHOTO_BYTES,
         )
 

@@ -2,7 +2,8 @@
 its ``enqueue`` in at the composition root (``bootstrap.wire_areas``). Handlers run inside the
 transaction of the move, so a message row commits with the move or not at all.
 
-Until an outbox is wired, messages go nowhere (the page and the API still show every move)."""
+Wired: fulfilment/outbox.py ``enqueue_message`` (the notifications outbox). Without a handler, messages go
+nowhere (the page and the API still show every move)."""
 
 from __future__ import annotations
 
@@ -30,13 +31,15 @@ class FulfilmentMessage:
     contact_email: str | None
     contact_phone: str | None
     customer_path: str
+    status: str = ""  # the fulfilment's status after the move
+    dispute_reason: str | None = None
     carrier: str | None = None
     tracking_number: str | None = None
     confirm_due_at: str | None = None
 
     @property
     def dedupe_key(self) -> str:
-        return f"fulfilment:{self.fulfilment_id}:{self.event}"
+        return f"ful:{self.fulfilment_id}:{self.event}:{self.status}"
 
 
 MessageHandler = Callable[[Connection, Deps, FulfilmentMessage], None]

@@ -30,7 +30,7 @@ from tillit.adapters.db.schema import (
 )
 from tillit.domain import fulfilment as rules
 from tillit.domain.errors import DomainError, ErrorKind, conflict, invalid, not_found
-from tillit.fulfilment import notify
+from tillit.fulfilment import notify, outbox
 from tillit.fulfilment.links import LinkSigner, OrderRef, customer_path
 from tillit.fulfilment.views import CustomerOrderView, FulfilmentView, PeriodsView, TimelineEntry
 from tillit.kernel import jobs
@@ -289,6 +289,10 @@ def create_fulfilment(
         "updated_at": now,
     }
     conn.execute(insert(fulfilments).values(**record))
+    # The outbox reaches the order's customer: this contact becomes the order's unless it has one.
+    outbox.attach_contact(
+        conn, deps, merchant_id, order_id, outbox.contact_of(email, phone, language, bool(body.get("opt_in")))
+    )
     record_created(
         conn,
         entity="fulfilment",
@@ -376,6 +380,8 @@ def tell(conn: Connection, deps: Deps, signer: LinkSigner, row: Any, event: str)
             contact_email=row.contact_email,
             contact_phone=row.contact_phone,
             customer_path=customer_path(signer, row.merchant_id, row.order_id),
+            status=row.status,
+            dispute_reason=row.dispute_reason,
             carrier=row.carrier,
             tracking_number=row.tracking_number,
             confirm_due_at=iso(row.confirm_due_at),
@@ -704,7 +710,7 @@ def cancel_fulfilment(
         actor.label,
         reason="cancelled",
         values=values,
-        message="resolved",
+        message=None,
     )
     return _with_call(conn, signer, fresh, call)
 
