@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from tests.support.api import new_order, pay_cash, post
 from tests.support.world import Tenant
 from tillit.api.routes import catalog, engine, operator, reconciliation, sales, till
+from tillit.api.routes import fulfilment as fulfilment_routes
 from tillit.bootstrap import Container
 from tillit.domain.shifts import ShiftTotals, chain_hash
 from tillit.exceptions import cases as exc_svc
@@ -122,6 +123,26 @@ PROBES: dict[tuple[str, str], Any] = {
         "json": {"resolution": "mine now"}
     },
     ("GET", "/v1/reconciliation/report"): lambda o: {"params": {"merchant_id": o["merchant_id"]}},
+    # fulfilment (docs/fulfilment.md)
+    ("POST", "/v1/orders/{order_id}/fulfilment"): lambda o: {
+        "json": {"kind": "pickup", "contact_email": "a@b.cn"}
+    },
+    ("GET", "/v1/fulfilments"): lambda o: {},
+    ("GET", "/v1/fulfilments/{fulfilment_id}"): lambda o: {},
+    ("POST", "/v1/fulfilments/{fulfilment_id}/ready"): lambda o: {},
+    ("POST", "/v1/fulfilments/{fulfilment_id}/ship"): lambda o: {
+        "json": {"carrier": "SF", "tracking_number": "1"}
+    },
+    ("POST", "/v1/fulfilments/{fulfilment_id}/deliver"): lambda o: {},
+    ("POST", "/v1/fulfilments/pickup"): lambda o: {"json": {"code": o["customer_path"]}},
+    ("POST", "/v1/fulfilments/{fulfilment_id}/resolve"): lambda o: {
+        "json": {"action": "refund", "amount": 1}
+    },
+    ("POST", "/v1/fulfilments/{fulfilment_id}/cancel"): lambda o: {},
+    ("GET", "/v1/fulfilment/settings"): lambda o: {},
+    ("PUT", "/v1/fulfilment/settings"): lambda o: {
+        "json": {"auto_confirm_days": 1, "reminder_hours": 1, "ship_sla_hours": 1}
+    },
 }
 # Routes whose answer is a list: they answer 200 but must hold none of the victim's objects.
 LISTS = {
@@ -132,7 +153,11 @@ LISTS = {
     "/v1/orders",
     "/v1/exceptions",
     "/v1/shifts",
+    "/v1/fulfilments",
+    "/v1/fulfilment/settings",
 }
+# Routes that set the caller's own merchant's settings: 200, and the victim's stay as they were.
+OWN_SETTINGS = {("PUT", "/v1/fulfilment/settings")}
 # Batch routes answer 200 with one result per entry: every entry must fail as not found.
 BATCHES = {("POST", "/v1/sync")}
 # Routes whose victim reference is inside the request and is refused as a mismatch.
@@ -144,7 +169,7 @@ OWN_SCOPE = {("POST", "/v1/products"), ("POST", "/v1/reconciliation/bills")}
 def api_routes() -> list[APIRoute]:
     return [
         r
-        for mod in (operator, catalog, sales, engine, till, reconciliation)
+        for mod in (operator, catalog, sales, engine, till, reconciliation, fulfilment_routes)
         for r in mod.router.routes
         if isinstance(r, APIRoute)
     ]
@@ -188,6 +213,12 @@ def victim(client: TestClient, other_tenant: Tenant, admin_key: str, container: 
     discrepancy_id = client.get(
         f"/v1/reconciliation/runs/{bill['run']['id']}/discrepancies", headers=other_tenant.auth("merchant")
     ).json()["data"][0]["id"]
+    fulfilment = post(
+        client,
+        f"/v1/orders/{order['id']}/fulfilment",
+        {"kind": "delivery", "address": "1 Victim Road", "contact_phone": "13800000000"},
+        other_tenant,
+    ).json()
     keys = client.get(
         "/v1/api-keys",
         params={"merchant_id": other_tenant.merchant_id},
@@ -208,6 +239,8 @@ def victim(client: TestClient, other_tenant: Tenant, admin_key: str, container: 
         "bill_id": bill["id"],
         "run_id": bill["run"]["id"],
         "discrepancy_id": discrepancy_id,
+        "fulfilment_id": fulfilment["id"],
+        "customer_path": fulfilment["customer_path"],
     }
 
 
@@ -243,6 +276,10 @@ def test_merchant_a_cannot_touch_merchant_b(
                     created = r.json()["id"]
                     seen = client.get(f"{route.path}/{created}", headers=victim_auth)
                     assert seen.status_code == 404, where
+                elif (method, route.path) in OWN_SETTINGS:
+                    assert r.status_code == 200, where
+                    theirs = client.get(route.path, headers=victim_auth).json()
+                    assert theirs["default"] is True, where
                 elif route.path in LISTS and method == "GET":
                     assert r.status_code == 200, where
                     assert not set(victim.values()) & _ids(r.json()), where
@@ -306,6 +343,8 @@ def test_roles_are_enforced_for_every_route(
         "bill_id": uuid.uuid4().hex,
         "run_id": uuid.uuid4().hex,
         "discrepancy_id": uuid.uuid4().hex,
+        "fulfilment_id": uuid.uuid4().hex,
+        "customer_path": "/c/" + "A" * 64,
     }
     for route in api_routes():
         roles = allowed_roles(route)
