@@ -8,7 +8,17 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from tillit.api.deps import IDEMPOTENCY_HEADER, MANAGER, STAFF, IdPath, container, idempotent, ok, phased
+from tillit.api.deps import (
+    IDEMPOTENCY_HEADER,
+    MANAGER,
+    STAFF,
+    IdPath,
+    IdQuery,
+    container,
+    idempotent,
+    ok,
+    phased,
+)
 from tillit.api.schemas import ErrorOut
 from tillit.api.schemas_fulfilment import (
     FulfilmentCreate,
@@ -64,7 +74,7 @@ def list_all(
     request: Request,
     who: Actor = STAFF,
     limit: int = Query(50, ge=1, le=200),
-    before: str | None = Query(None, max_length=36, description="Cursor: the last id of the previous page"),
+    before: IdQuery = None,  # cursor: the last id of the previous page
     status: str | None = Query(None, pattern=STATUS_PATTERN),
     kind: str | None = Query(None, pattern="^(pickup|delivery)$"),
 ) -> JSONResponse:
