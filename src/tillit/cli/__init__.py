@@ -11,6 +11,7 @@ from __future__ import annotations
 import typer
 
 from tillit.cli import access, exceptions, payments, reconciliation, secrets, setup, tools
+from tillit.cli import fulfilment as fulfilment_cli
 from tillit.sandbox.cli import app as sandbox_app
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app.add_typer(access.app, name="keys")
 app.add_typer(payments.app, name="providers")
 app.add_typer(secrets.app, name="secrets")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(fulfilment_cli.app, name="fulfilment")  # pickup and delivery orders (docs/fulfilment.md)
 
 
 def main() -> None:
