@@ -135,8 +135,17 @@ def _language(request: Request, default: str) -> str:
     return asked if asked in TEXT else default
 
 
+# The link is the customer's credential: never sent to another site, the page never framed, no caching.
+HEADERS = {
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+    "Cache-Control": "no-store",
+}
+
+
 def _page(template: str, status: int, **context: Any) -> HTMLResponse:
-    return HTMLResponse(_ENV.get_template(template).render(**context), status_code=status)
+    return HTMLResponse(_ENV.get_template(template).render(**context), status_code=status, headers=HEADERS)
 
 
 def _message(lang: str, key: str, status: int, token: str | None = None) -> HTMLResponse:
