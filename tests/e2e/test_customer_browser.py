@@ -20,6 +20,7 @@ from tests.support.world import Tenant, make_tenant
 from tillit.adapters.db import migrate
 from tillit.bootstrap import Container, build
 from tillit.config import Settings
+from tillit.tools.demo import demo_delivery
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "customer"
 PHONE = {"width": 390, "height": 844}
@@ -107,10 +108,11 @@ def fits_phone(page: Any) -> bool:
 
 
 def test_customer_confirms_receipt_in_chinese(page: Any, shop: Shop) -> None:
-    f = shop.shipped_order("zh-CN")
-    page.goto(shop.base + f["customer_path"])
+    """The demo's delivery order (`make run` prints its link), confirmed by the customer."""
+    url = demo_delivery(shop.base, shop.tenant.manager_key, shop.tenant.cashier_key, sku="LATTE")
+    page.goto(url)
     assert page.inner_text("#status") == "已发货"
-    assert page.inner_text("#tracking") == "SF2026120301"
+    assert page.inner_text("#tracking") == "SF1000000001"
     assert "街角咖啡" in page.inner_text("h1") and fits_phone(page)
     page.screenshot(path=str(ARTIFACTS / "01-shipped-zh.png"), full_page=True)
     with page.expect_navigation():
@@ -120,7 +122,8 @@ def test_customer_confirms_receipt_in_chinese(page: Any, shop: Shop) -> None:
     assert page.locator("#confirm").count() == 0 and page.locator("#dispute").count() == 0
     assert page.locator("#timeline li[data-status=confirmed]").count() == 1
     page.screenshot(path=str(ARTIFACTS / "02-confirmed-zh.png"), full_page=True)
-    after = shop.fulfilment(f["id"])
+    listed = shop.http.get("/v1/fulfilments", headers=shop.tenant.auth()).json()["data"]
+    after = next(x for x in listed if url.endswith(x["customer_path"]))
     assert after["status"] == "confirmed" and after["confirmed_by"] == "customer"
 
 
