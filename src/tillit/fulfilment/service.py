@@ -38,7 +38,13 @@ from tillit.kernel.context import Actor, Deps, iso
 from tillit.kernel.transitions import record_created, transition
 from tillit.sales import refunds as sales_refunds
 from tillit.sales.gateway import ProviderGateway
-from tillit.sales.orders import lock_order, release_stock, reserved_refunds
+from tillit.sales.orders import (
+    in_flight_payment,
+    lock_order,
+    payment_in_progress,
+    release_stock,
+    reserved_refunds,
+)
 
 TIMER_JOB = "fulfilment_timers"
 CUSTOMER = "customer:link"
@@ -693,6 +699,9 @@ def cancel_fulfilment(
     released; an open order is left for the cashier to cancel (POST /v1/orders/{id}/cancel)."""
     row, order = lock(db, conn, actor.merchant(), fulfilment_id)
     machine_check(row.status, "cancelled")
+    flight = in_flight_payment(conn, order.id, merchant_id=order.merchant_id)
+    if flight is not None:  # it may still capture: settle it first, then cancel (and refund)
+        raise payment_in_progress(flight)
     call: Call | None = None
     values: dict[str, Any] = {"resolution": "cancel", "ship_due_at": None}
     if order.status == "paid":
