@@ -33,6 +33,7 @@ from tillit.worker import drain
 T0 = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 HEARD: list[notify.FulfilmentMessage] = []
+SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 
 def _hear(_conn: Connection, _deps: Deps, message: notify.FulfilmentMessage) -> None:
@@ -266,6 +267,7 @@ def test_cancel_before_shipping_refunds_in_full_and_releases_stock(world: World)
     assert got["status"] == "refunded"
 
 
+@SQLITE_ONLY  # the database does not matter here; the lifecycle tests run on both
 def test_pickup_ready_then_scanned_at_the_counter(world: World) -> None:
     order = world.paid_order()
     f = world.declare(order["id"], kind="pickup").json()
@@ -302,6 +304,7 @@ def test_not_shipped_within_the_sla_opens_one_exception(world: World) -> None:
     assert sorted(r.order_id for r in rows) == sorted([order["id"], unpaid["id"]])  # one each
 
 
+@SQLITE_ONLY  # the database does not matter here; the lifecycle tests run on both
 def test_bad_input_on_every_new_route(world: World, other: Tenant) -> None:
     order = world.paid_order()
     codes = {

@@ -1,10 +1,10 @@
-"""`tillit fulfilment` in process (Typer's runner) on a SQLite home: list, ship, show, settings, refusals."""
+"""`tillit fulfilment` in process (Typer's runner) on the shared SQLite database: list, ship, show, settings,
+refusals."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,25 +12,23 @@ from typer.testing import CliRunner
 
 from tests.support.api import new_order, pay_cash, post
 from tests.support.world import make_tenant
-from tillit.adapters.db import migrate
 from tillit.api.app import create_app
-from tillit.bootstrap import build
+from tillit.bootstrap import Container
 from tillit.cli import app
-from tillit.config import Settings
+from tillit.cli import fulfilment as fulfilment_cli
 
 
-def test_fulfilment_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    url = f"sqlite:///{tmp_path / 'tillit.sqlite'}"
-    monkeypatch.setenv("TILLIT_HOME", str(tmp_path))
-    monkeypatch.setenv("TILLIT_DATABASE_URL", url)
-    c = build(Settings(home=tmp_path, database_url=url))
-    migrate.upgrade(c.db)
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_fulfilment_commands(container: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = container
     tenant = make_tenant(c, f"Cli {uuid.uuid4().hex[:6]}")
     with TestClient(create_app(c)) as client:
         order = new_order(client, tenant, [{"sku": "WATER", "quantity": 1}])
         pay_cash(client, tenant, order["id"])
         body = {"kind": "delivery", "address": "1 Road", "contact_email": "a@b.cn"}
         f = post(client, f"/v1/orders/{order['id']}/fulfilment", body, tenant).json()
+    # The commands run on this container (one engine for the test) instead of building one per command.
+    monkeypatch.setattr(fulfilment_cli, "build", lambda: c)
     runner = CliRunner()
     m = ["--merchant", tenant.merchant_id]
     listed = runner.invoke(app, ["fulfilment", "list", *m, "--format", "json"])
@@ -65,4 +63,3 @@ def test_fulfilment_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         ],
     )
     assert bad.exit_code == 2 and "invalid_fulfilment_settings" in bad.output
-    c.db.dispose()

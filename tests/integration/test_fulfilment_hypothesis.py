@@ -156,7 +156,7 @@ def test_fulfilment_machine_holds_under_any_sequence(tmp_path: Path) -> None:
                     assert row.refund_amount is None or row.refund_amount <= row.paid_amount
 
     Fulfilments.TestCase.settings = settings(
-        max_examples=8,
+        max_examples=5,
         stateful_step_count=10,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
