@@ -43,6 +43,7 @@ class Settings:
     outbox_backoff_s: float = 30.0  # first retry after this, doubling each time
     outbox_backoff_max_s: float = 3600.0
     outbox_batch: int = 50
+    receipt_font: str | None = None  # a CJK .ttf/.ttc for receipt PDFs; unset: fonts-noto-cjk's
 
     @property
     def is_sqlite(self) -> bool:
@@ -84,4 +85,5 @@ class Settings:
             outbox_backoff_s=float(env.get("TILLIT_OUTBOX_BACKOFF_S", "30")),
             outbox_backoff_max_s=float(env.get("TILLIT_OUTBOX_BACKOFF_MAX_S", "3600")),
             outbox_batch=int(env.get("TILLIT_OUTBOX_BATCH", "50")),
+            receipt_font=env.get("TILLIT_RECEIPT_FONT") or None,
         )

@@ -114,6 +114,8 @@ def test_customer_confirms_receipt_in_chinese(page: Any, shop: Shop) -> None:
     assert page.inner_text("#status") == "已发货"
     assert page.inner_text("#tracking") == "SF1000000001"
     assert "街角咖啡" in page.inner_text("h1") and fits_phone(page)
+    receipt = page.get_attribute("#receipt", "href")  # the e-receipt of the paid order (customer/receipt.py)
+    assert receipt and shop.http.get(receipt).status_code == 200
     page.screenshot(path=str(ARTIFACTS / "01-shipped-zh.png"), full_page=True)
     with page.expect_navigation():
         page.click("#confirm")

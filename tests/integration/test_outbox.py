@@ -9,7 +9,9 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -28,8 +30,11 @@ from tillit.kernel.context import Deps
 from tillit.notifications import outbox
 from tillit.notifications.messages import Message
 from tillit.notifications.sender import Channels, OutboxSender, SenderConfig
+from tillit.tools.mailbox import start_mailbox
 
 SECRET = b"k" * 32
+# An id that is all digits by chance: ids are checked for their shape, not as payment codes.
+ORDER_7 = "0" * 31 + "7"
 CONFIG = SenderConfig(max_attempts=3, backoff_s=30, backoff_max_s=600)
 
 
@@ -80,7 +85,9 @@ def test_smtp_down_then_up_sends_once(container: Container, tenant: Tenant, deps
     port = free_port()
     to = f"down-{tenant.merchant_id}@example.com"
     put(
-        container, deps, mail(tenant, "pay-1", to, order_id="o7", order_number=7, amount=1234, currency="CNY")
+        container,
+        deps,
+        mail(tenant, "pay-1", to, order_id=ORDER_7, order_number=7, amount=1234, currency="CNY"),
     )
     s = sender(port)
     assert s.send_due(container.db, deps, "w1") == 1  # nobody listens: a transient failure
@@ -211,6 +218,7 @@ def test_bad_messages_write_nothing(container: Container, tenant: Tenant, deps: 
         mail(tenant, "e1", "not-an-address"),
         mail(tenant, "e2", "a@example.com", tracking_number="134567890123456789"),  # a WeChat code
         mail(tenant, "e3", "a@example.com", password="x"),
+        mail(tenant, "e6", "a@example.com", order_id="1340 1234 5678 9012"),
         Message(tenant.merchant_id, "e4", "email", "a@example.com", "no_such", "en", {}),
         Message(tenant.merchant_id, "e5", "fax", "a@example.com", "alert", "en", {}),  # type: ignore[arg-type]
     ]
@@ -222,6 +230,7 @@ def test_bad_messages_write_nothing(container: Container, tenant: Tenant, deps: 
     assert codes == [
         "invalid_recipient",
         "payment_code_in_message",
+        "invalid_params",
         "invalid_params",
         "invalid_template",
         "invalid_channel",
@@ -263,7 +272,7 @@ def test_signed_webhook_and_sms(container: Container, tenant: Tenant, deps: Deps
         f"{receiver}/hook",
         "payment_captured",
         "zh-CN",
-        {"order_id": "o1", "amount": 990},
+        {"order_id": ORDER_7, "amount": 990},
     )
     sms = Message(
         tenant.merchant_id,
@@ -298,7 +307,7 @@ def test_signed_webhook_and_sms(container: Container, tenant: Tenant, deps: Deps
     assert not verify(SECRET, headers[SIGNATURE_HEADER], body, now + 301)  # outside the replay window
     assert not verify(b"x" * 32, headers[SIGNATURE_HEADER], body, now)
     payload = json.loads(body)
-    assert payload["params"]["receipt_url"] == "http://shop.test/r/o1"
+    assert payload["params"]["receipt_url"] == f"http://shop.test/r/{ORDER_7}"
     assert headers["Tillit-Message-Id"] == f"{tenant.merchant_id}:pay-hook:webhook"
     sms_headers, sms_body = by_path["+8613800138000"]
     assert sms_headers["Authorization"] == "Bearer tok"
@@ -316,3 +325,16 @@ def test_outbox_rows_count_per_merchant(
             select(func.count()).where(m.c.merchant_id == other_tenant.merchant_id)
         ).scalar_one()
     assert (mine, theirs) == (1, 0)
+
+
+def test_demo_mailbox_keeps_each_message_as_a_file(tmp_path: Path) -> None:
+    box = start_mailbox(tmp_path / "mail", port=free_port())
+    try:
+        mailer = SmtpMailer(SmtpConfig(host="127.0.0.1", port=int(box.port), timeout_s=2))
+        mailer.send("li@example.com", "支付成功", "电子小票：http://x/r", "m:e:email")
+        mailer.close()
+    finally:
+        box.stop()
+    (eml,) = (tmp_path / "mail").glob("*.eml")
+    parsed = message_from_bytes(eml.read_bytes(), policy=policy.default)
+    assert parsed["Subject"] == "支付成功" and "电子小票" in parsed.get_content()  # type: ignore[union-attr]

@@ -16,6 +16,7 @@ from tillit.api.routes import catalog, engine, operator, reconciliation, sales, 
 from tillit.api.routes import fulfilment as fulfilment_routes
 from tillit.bootstrap import Container
 from tillit.customer import order_page
+from tillit.customer import receipt as customer_receipt
 from tillit.worker import Worker
 
 DESCRIPTION = """Tillit's REST API. Amounts are integers of minor units (fen for CNY). Every POST that creates
@@ -64,6 +65,7 @@ def create_app(
     app.include_router(reconciliation.router)
     app.include_router(fulfilment_routes.router)  # fulfilment (docs/fulfilment.md)
     app.include_router(order_page.build_router(container))  # the customer's order page, /c/{token}
+    app.include_router(customer_receipt.router)  # notify14: e-receipt page and PDF (signed links)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: the process answers (touches no database)")
     def healthz() -> JSONResponse:

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tillit.domain.money import MAX_AMOUNT
+from tillit.notifications.messages import EMAIL
 
 # 32 hex digits, hyphenated 8-4-4-4-12 or not: every string this matches domain/ids.normalise_id accepts.
 UUIDStr = Annotated[
@@ -90,6 +91,15 @@ class OrderLineIn(Strict):
         return self
 
 
+class CustomerIn(Strict):
+    """Who to tell about the order (issue 14): nothing is sent unless ``opt_in`` is true."""
+
+    email: Annotated[str, Field(max_length=254, pattern=EMAIL.pattern)] | None = None
+    phone: Annotated[str, Field(pattern=r"^\+?[0-9]{6,15}$")] | None = None
+    locale: Literal["zh-CN", "en"] = "zh-CN"
+    opt_in: bool = Field(default=False, description="The customer agreed to receive messages.")
+
+
 class OrderCreate(Strict):
     id: UUIDStr | None = Field(default=None, description="Client-generated UUID (UUIDv7 recommended).")
     store_id: UUIDStr | None = Field(default=None, description="Required for merchant keys.")
@@ -99,6 +109,9 @@ class OrderCreate(Strict):
         default=None, description="The client's total; rejected with total_mismatch if it differs."
     )
     note: Annotated[str, Field(max_length=500)] | None = None
+    customer: CustomerIn | None = Field(
+        default=None, description="Optional contact for payment, refund and delivery messages (e-mail/phone)."
+    )
 
 
 class OrderCancel(Strict):
@@ -203,6 +216,9 @@ class OrderOut(BaseModel):
     lines: list[LineOut]
     payments: list[PaymentOut]
     refunds: list[RefundOut]
+    receipt_url: str | None = Field(
+        default=None, description="The signed e-receipt link once the order is paid (GET /v1/orders/{id})."
+    )
 
 
 class EventOut(BaseModel):

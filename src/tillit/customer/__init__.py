@@ -1,1 +1,2 @@
-"""The customer's pages: no login, reached by a signed link per order (an entry point beside api/)."""
+"""Customer-facing pages reached without login through signed links: the e-receipt (receipt.py) and
+the order page (fulfilment). Entry points: thin, they read through the areas' use cases."""

@@ -17,16 +17,18 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.routing import NoMatchFound
 
 from tillit.bootstrap import Container
 from tillit.domain import fulfilment as rules
 from tillit.domain.errors import DomainError
-from tillit.domain.links import receipt_path
+from tillit.domain.links import receipt_signature
 from tillit.domain.money import Money
 from tillit.fulfilment import keys, service
 from tillit.fulfilment.links import LinkSigner, OrderRef
 
 PREFIX = "/c/"
+RECEIPT_ROUTE = "receipt_page"  # the e-receipt page's route name (customer/receipt.py)
 # The body limit for the page's routes (api/limits.BodyLimit): the photo plus the form's other fields.
 BODY_LIMIT = rules.MAX_PHOTO_BYTES + 64 * 1024
 _ENV = Environment(
@@ -122,12 +124,19 @@ TEXT: dict[str, dict[str, str]] = {
 
 
 def receipt_link(container: Container, request: Request, ref: OrderRef, paid: bool) -> str | None:
-    """The order's e-receipt (``/receipts/...``, signed with the server's signing key) when the order is
+    """The order's e-receipt (customer/receipt.py, signed with the server's signing key) when the order is
     paid and the e-receipt page is mounted in this app; otherwise no link."""
     if not paid or container.signing_key is None:
         return None
-    mounted = any(str(getattr(route, "path", "")).startswith("/receipts/") for route in request.app.routes)
-    return receipt_path(container.signing_key, ref.merchant_id, ref.order_id) if mounted else None
+    signature = receipt_signature(container.signing_key, ref.merchant_id, ref.order_id)
+    try:
+        return str(
+            request.app.url_path_for(
+                RECEIPT_ROUTE, merchant_id=ref.merchant_id, order_id=ref.order_id, signature=signature
+            )
+        )
+    except NoMatchFound:
+        return None
 
 
 def _language(request: Request, default: str) -> str:

@@ -29,6 +29,8 @@ EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]+(\.[A-Z
 PHONE = re.compile(r"^\+?[0-9]{6,15}$")
 # Payment codes are 16-24 digit numbers (WeChat 18, Alipay 16-24): no message may carry one.
 _LONG_DIGITS = re.compile(r"[0-9]{16,}")
+# Ids are 32 hex characters and may hold a run of digits by chance: checked for their own shape instead.
+_ID_PARAMS = {"order_id": re.compile(r"^[0-9a-f]{32}$")}
 
 
 class MessageParams(TypedDict, total=False):
@@ -102,7 +104,11 @@ def check_message(message: Message) -> Message:
         text = str(value)
         if len(text) > MAX_PARAM_CHARS:
             raise invalid("invalid_params", f"Parameter {key} is longer than {MAX_PARAM_CHARS} characters.")
-        if _LONG_DIGITS.search(text):
+        shape = _ID_PARAMS.get(key)
+        if shape is not None:
+            if not shape.match(text):
+                raise invalid("invalid_params", f"Parameter {key} must be a Tillit id.")
+        elif _LONG_DIGITS.search(text):
             raise invalid("payment_code_in_message", f"Parameter {key} looks like a payment code.")
     recipient = check_recipient(message.channel, message.recipient)
     if recipient != message.recipient:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -18,6 +19,17 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from tillit.adapters.db.schema import outbox_consents, outbox_messages
 from tillit.kernel.context import Deps
 from tillit.notifications.messages import Channel, Message, check_message, check_recipient
+
+# Built once (the sale path runs them): RETURNING tells a new row from a duplicate on both databases.
+_DEDUP = ["merchant_id", "event_id", "channel"]
+_INSERT_PG = (
+    pg_insert(outbox_messages).on_conflict_do_nothing(index_elements=_DEDUP).returning(outbox_messages.c.id)
+)
+_INSERT_SQLITE = (
+    sqlite_insert(outbox_messages)
+    .on_conflict_do_nothing(index_elements=_DEDUP)
+    .returning(outbox_messages.c.id)
+)
 
 
 def enqueue(conn: Connection, deps: Deps, message: Message) -> bool:
@@ -43,13 +55,21 @@ def enqueue_at(conn: Connection, now: datetime, message: Message) -> bool:
         "created_at": now,
         "updated_at": now,
     }
-    keys = ["merchant_id", "event_id", "channel"]
-    # RETURNING tells a new row from a duplicate on both databases (rowcount is not reliable here).
-    if conn.dialect.name == "postgresql":
-        pg = pg_insert(outbox_messages).values(**values).on_conflict_do_nothing(index_elements=keys)
-        return conn.execute(pg.returning(outbox_messages.c.id)).first() is not None
-    lite = sqlite_insert(outbox_messages).values(**values).on_conflict_do_nothing(index_elements=keys)
-    return conn.execute(lite.returning(outbox_messages.c.id)).first() is not None
+    stmt = _INSERT_PG if conn.dialect.name == "postgresql" else _INSERT_SQLITE
+    return conn.execute(stmt, values).first() is not None
+
+
+def _consent_upsert(stmt: Any) -> Any:
+    latest = {
+        "opted_in": stmt.excluded.opted_in,
+        "source": stmt.excluded.source,
+        "updated_at": stmt.excluded.updated_at,
+    }
+    return stmt.on_conflict_do_update(index_elements=["merchant_id", "channel", "recipient"], set_=latest)
+
+
+_CONSENT_PG = _consent_upsert(pg_insert(outbox_consents))
+_CONSENT_SQLITE = _consent_upsert(sqlite_insert(outbox_consents))
 
 
 def set_consent(
@@ -72,14 +92,7 @@ def set_consent(
         "source": source[:32],
         "updated_at": now,
     }
-    keys = ["merchant_id", "channel", "recipient"]
-    update = {"opted_in": values["opted_in"], "source": values["source"], "updated_at": now}
-    if conn.dialect.name == "postgresql":
-        stmt = pg_insert(outbox_consents).values(**values)
-        conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update))
-    else:
-        lite = sqlite_insert(outbox_consents).values(**values)
-        conn.execute(lite.on_conflict_do_update(index_elements=keys, set_=update))
+    conn.execute(_CONSENT_PG if conn.dialect.name == "postgresql" else _CONSENT_SQLITE, values)
 
 
 def consent(conn: Connection, merchant_id: str, channel: str, recipient: str) -> bool | None:

@@ -107,8 +107,10 @@ class OutboxSender:
                 for row, out in rows
             ]
             with db.transaction() as conn:
+                self._record_sent(conn, deps, worker, [o.id for o in outcomes if o.status == "sent"])
                 for outcome, (row, _) in zip(outcomes, rows, strict=True):
-                    self._record(conn, deps, worker, row, outcome)
+                    if outcome.status != "sent":
+                        self._record(conn, deps, worker, row, outcome)
             return len(rows)
 
     def close(self) -> None:
@@ -123,18 +125,19 @@ class OutboxSender:
             return []
         now = deps.clock.now()
         m = outbox_messages
+        due = (
+            m.c.status == "pending",
+            m.c.next_attempt_at <= now,
+            m.c.channel.in_(configured),
+            or_(m.c.lease_until.is_(None), m.c.lease_until < now),
+        )
+        # A read first: an idle resolver polls often, and on SQLite a write transaction takes the
+        # database's single writer lock away from the sales.
+        with db.read() as conn:
+            if conn.execute(select(m.c.id).where(*due).limit(1)).first() is None:
+                return []
         with db.transaction() as conn:
-            query = (
-                select(m)
-                .where(
-                    m.c.status == "pending",
-                    m.c.next_attempt_at <= now,
-                    m.c.channel.in_(configured),
-                    or_(m.c.lease_until.is_(None), m.c.lease_until < now),
-                )
-                .order_by(m.c.next_attempt_at, m.c.id)
-                .limit(self.config.batch)
-            )
+            query = select(m).where(*due).order_by(m.c.next_attempt_at, m.c.id).limit(self.config.batch)
             if db.is_postgres:
                 query = query.with_for_update(skip_locked=True)
             rows = list(conn.execute(query))
@@ -206,6 +209,19 @@ class OutboxSender:
             log.warning("outbox_send_error", message=row.id, channel=row.channel, error=type(exc).__name__)
             return _Outcome(row.id, "retry", f"{type(exc).__name__}: {exc}")
         return _Outcome(row.id, "sent")
+
+    @staticmethod
+    def _record_sent(conn: Connection, deps: Deps, worker: str, ids: list[int]) -> None:
+        """The common case in one statement: sent, while this worker still holds the lease."""
+        if not ids:
+            return
+        now = deps.clock.now()
+        m = outbox_messages
+        conn.execute(
+            update(m)
+            .where(m.c.id.in_(ids), m.c.leased_by == worker[:64], m.c.status == "pending")
+            .values(status="sent", sent_at=now, lease_until=None, updated_at=now)
+        )
 
     def _record(self, conn: Connection, deps: Deps, worker: str, row: Any, outcome: _Outcome) -> None:
         now = deps.clock.now()

@@ -912,7 +912,7 @@ def succeed_refund(
         payment_id=pay.id,
         refund_id=ref.id,
     )
-    add_refunded(conn, order, pay, ref.amount, actor, ref.reason, now)
+    add_refunded(conn, order, pay, ref.amount, actor, ref.reason, now, refund_id=ref.id)
     jobs.finish_for(
         conn, deps, kind="confirm_refund", merchant_id=pay.merchant_id, payment_id=pay.id, refund_id=ref.id
     )

@@ -27,6 +27,7 @@ from tillit.domain.pricing import MAX_LINES, PricedLine, price_order
 from tillit.domain.states import PAYMENT_IN_FLIGHT
 from tillit.kernel.context import Actor, Deps, iso, row_dict
 from tillit.kernel.transitions import record_created, transition
+from tillit.notifications import contacts
 from tillit.sales.views import CashierMessageView, EventView, LineView, OrderView, PaymentView, RefundView
 
 MAX_PAGE = 200
@@ -225,6 +226,14 @@ def create_order(conn: Connection, deps: Deps, actor: Actor, body: dict[str, Any
         )
     priced = _resolve_lines(conn, merchant_id, currency, body.get("lines") or [])
     totals = price_order(priced, body.get("total"))
+    customer = body.get("customer")  # notifications (issue 14): checked before anything is written
+    contact = (
+        contacts.check_contact(
+            customer.get("email"), customer.get("phone"), customer.get("locale"), bool(customer.get("opt_in"))
+        )
+        if customer
+        else None
+    )
     now = deps.clock.now()
     lines = [
         {
@@ -271,6 +280,8 @@ def create_order(conn: Connection, deps: Deps, actor: Actor, body: dict[str, Any
         actor=actor.label,
         now=now,
     )
+    if contact is not None:
+        contacts.attach(conn, now, merchant_id, order_id, contact)
     written = {**record, "cancel_reason": None, "created_at": stored_time(conn, now)}
     written["updated_at"] = written["created_at"]
     if totals.total == 0:
@@ -291,6 +302,7 @@ def create_order(conn: Connection, deps: Deps, actor: Actor, body: dict[str, Any
             conn, order_id, [(line.product_id, line.quantity) for line in priced], merchant_id=merchant_id
         )
         written.update(status="paid", version=2)
+        contacts.notify_paid(conn, now, merchant_id=merchant_id, order_id=order_id, amount=0)
     # A new order has no payments or refunds yet.
     return 201, order_view(written, lines, [], [])
 

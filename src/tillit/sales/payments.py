@@ -18,6 +18,7 @@ from tillit.domain.money import MAX_AMOUNT, check_amount
 from tillit.domain.states import PAYMENT_IN_FLIGHT, PAYMENT_METHODS
 from tillit.kernel.context import Actor, Deps
 from tillit.kernel.transitions import record_created, transition
+from tillit.notifications import contacts
 from tillit.sales import ledger
 from tillit.sales.gateway import ProviderGateway
 from tillit.sales.orders import (
@@ -188,6 +189,8 @@ def credit_order(
             values={"paid_amount": new_paid},
         )
         apply_stock(conn, order.id, merchant_id=order.merchant_id)
+        # The customer hears of it in this same transaction (issue 14), if they gave a contact.
+        contacts.notify_paid(conn, now, merchant_id=order.merchant_id, order_id=order.id, amount=new_paid)
     else:
         conn.execute(
             _ADD_PAID, {"b_id": order.id, "b_merchant": order.merchant_id, "b_paid": new_paid, "b_now": now}

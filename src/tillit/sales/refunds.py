@@ -16,6 +16,7 @@ from tillit.domain.ledger import refund_postings
 from tillit.domain.money import check_amount
 from tillit.kernel.context import Actor, Deps
 from tillit.kernel.transitions import record_created, transition
+from tillit.notifications import contacts
 from tillit.sales import ledger
 from tillit.sales.gateway import ProviderGateway
 from tillit.sales.orders import lock_order, refund_view
@@ -80,15 +81,28 @@ def refund_captured(
         payment_id=payment.id,
         refund_id=refund_id,
     )
-    add_refunded(conn, order, payment, amount, actor.label, reason, now)
+    add_refunded(conn, order, payment, amount, actor.label, reason, now, refund_id=refund_id)
     return refund_view(record)
 
 
 def add_refunded(
-    conn: Connection, order: Any, payment: Any, amount: int, actor: str, reason: str | None, now: datetime
+    conn: Connection,
+    order: Any,
+    payment: Any,
+    amount: int,
+    actor: str,
+    reason: str | None,
+    now: datetime,
+    *,
+    refund_id: str | None = None,
 ) -> None:
     """Count a succeeded refund on its payment and order (relative updates: several refunds may land in
-    one transaction); a fully refunded payment, and a fully refunded paid order, move to ``refunded``."""
+    one transaction); a fully refunded payment, and a fully refunded paid order, move to ``refunded``.
+    With ``refund_id`` the customer is told the refund is done (issue 14), in this transaction."""
+    if refund_id is not None:
+        contacts.notify_refunded(
+            conn, now, merchant_id=order.merchant_id, order_id=order.id, refund_id=refund_id, amount=amount
+        )
     pay_refunded = (
         conn.execute(
             select(payments.c.refunded_amount).where(

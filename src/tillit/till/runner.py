@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import structlog
@@ -9,7 +10,7 @@ import uvicorn
 
 from tillit.till.client import LinkDown, ServerClient
 from tillit.till.journal import Journal
-from tillit.till.printer import FilePrinter
+from tillit.till.printer import SpooledPrinter, parse_printer, set_roll_width
 from tillit.till.service import Till
 from tillit.till.web import create_till_app
 
@@ -39,9 +40,21 @@ def build_till(server: str, key: str, home: Path) -> Till:
 
 def run_till(*, server: str, key: str, port: int, home: Path, shop: str) -> None:
     till = build_till(server, key, home)
-    app = create_till_app(till, FilePrinter(home / "receipts"), shop_name=shop)
+    printer = build_printer(home)
+    app = create_till_app(till, printer, shop_name=shop)
     till.start()  # resumes unsynced entries and asks about unanswered payments right away
+    printer.start()  # reprints what a failed printer left in the print journal
     try:
         uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
     finally:
         till.stop()
+        printer.stop()
+
+
+def build_printer(home: Path) -> SpooledPrinter:
+    """This till's printer (docs/notifications.md, printing): TILLIT_TILL_PRINTER (default text files
+    under ``home/receipts``) and TILLIT_TILL_PRINTER_WIDTH (58 or 80 mm), behind the print journal."""
+    width = int(os.environ.get("TILLIT_TILL_PRINTER_WIDTH", "58"))
+    config = parse_printer(os.environ.get("TILLIT_TILL_PRINTER") or f"text:{home / 'receipts'}", width)
+    set_roll_width(width)
+    return SpooledPrinter(home / "print-journal.sqlite", config)

@@ -26,6 +26,7 @@ from tillit.bootstrap import build
 from tillit.payments import accounts as provider_accounts
 from tillit.sandbox.config import example_config_text
 from tillit.tools import demo_seed as demo_data
+from tillit.tools.mailbox import start_mailbox
 
 # A third wallet that always asks for the password: the walk-through's "customer cancels" step.
 EXTRA_WALLET = """
@@ -182,12 +183,17 @@ def run_demo(
     sandbox_port: int = 8700,
     till_port: int = 8600,
     console: Console | None = None,
+    mail_port: int = 8025,
 ) -> None:
     console = console or Console()
     plan = prepare(host, api_port, sandbox_port, till_port)
     seeded, logs = plan.seeded, plan.logs
     env = dict(os.environ)
     procs: list[subprocess.Popen[bytes]] = []
+    # notify14: a local mailbox receives the customer messages and alerts the server sends.
+    mail_dir = logs.parent / "mail"
+    mailbox = start_mailbox(mail_dir, host, mail_port)
+    env.update(TILLIT_SMTP_HOST=host, TILLIT_SMTP_PORT=str(mail_port), TILLIT_PUBLIC_URL=plan.urls["api"])
 
     def start(name: str) -> None:
         log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child process
@@ -208,7 +214,8 @@ def run_demo(
         console.print(f"  A delivery order      {delivery}  (the customer's page: confirm or dispute)")
         console.print(f"\n  admin_key     {seeded['admin_key']}\n  merchant_key  {seeded['merchant_key']}")
         console.print(f"  terminal_key  {seeded['terminal_key']}\n  merchant_id   {seeded['merchant_id']}")
-        console.print(f"\n  logs: {logs}\n")
+        console.print(f"\n  logs: {logs}")
+        console.print(f"  mail: {mail_dir} (smtp://{host}:{mail_port}; one .eml per message: ls, cat)\n")
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
         console.print("[red]a demo process stopped; see the logs[/red]")
@@ -223,3 +230,4 @@ def run_demo(
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
+        mailbox.stop()

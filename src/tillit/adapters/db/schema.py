@@ -780,18 +780,3 @@ order_contacts = Table(
     CheckConstraint("email IS NOT NULL OR phone IS NOT NULL", name="has_address"),
     CheckConstraint("locale IN ('zh-CN','en')", name="locale"),
 )
-
-# Reprints of a paper receipt: the counter printed as 重印 / COPY n.
-receipt_prints = Table(
-    "receipt_prints",
-    metadata,
-    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
-    Column("order_id", ID, nullable=False),
-    Column("prints", Integer, nullable=False),
-    Column("updated_at", TS, nullable=False),
-    PrimaryKeyConstraint("merchant_id", "order_id", name="pk_receipt_prints"),
-    ForeignKeyConstraint(
-        ["merchant_id", "order_id"], ["orders.merchant_id", "orders.id"], name="fk_receipt_prints_order"
-    ),
-    CheckConstraint("prints >= 1", name="prints_pos"),
-)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -19,11 +20,18 @@ from tillit.api.schemas import (
     RefundCreate,
     RefundOut,
 )
+from tillit.bootstrap import Container
 from tillit.domain.ids import normalise_id
 from tillit.kernel.context import Actor
 from tillit.sales import cancel, orders, payments, refunds
 
 router = APIRouter(prefix="/v1", tags=["sales"], responses={"4XX": {"model": ErrorOut}})
+
+
+def _with_receipt(c: Container, merchant_id: str, view: Any) -> dict[str, Any]:
+    """An order answer with its signed e-receipt link once it is paid (issue 14), else null."""
+    paid = view["status"] in ("paid", "refunded")
+    return {**view, "receipt_url": c.receipt_url(merchant_id, view["id"]) if paid else None}
 
 
 @router.post(
@@ -45,9 +53,11 @@ def create_order(
     for line in data["lines"]:
         if line.get("product_id"):
             line["product_id"] = normalise_id(line["product_id"], "product_id")
-    return idempotent(
-        request, who, key, body.model_dump(), lambda conn: orders.create_order(conn, c.deps, who, data)
-    )
+    def create(conn: Any) -> tuple[int, Any]:
+        status, view = orders.create_order(conn, c.deps, who, data)
+        return status, _with_receipt(c, who.merchant(), view)
+
+    return idempotent(request, who, key, body.model_dump(), create)
 
 
 @router.get("/orders", summary="List orders, newest first")
@@ -81,8 +91,10 @@ def list_orders(
     responses={200: {"model": OrderOut}},
 )
 def get_order(order_id: IdPath, request: Request, who: Actor = STAFF) -> JSONResponse:
-    with container(request).db.read() as conn:
-        return ok(orders.get_order(conn, who.merchant(), normalise_id(order_id)))
+    c = container(request)
+    with c.db.read() as conn:
+        view = orders.get_order(conn, who.merchant(), normalise_id(order_id))
+    return ok(_with_receipt(c, who.merchant(), view))
 
 
 @router.get(

@@ -1,4 +1,4 @@
-"""notifications: the outbox, recipients' consent, a customer's contact on an order, receipt reprints
+"""notifications: the outbox, recipients' consent, a customer's contact on an order
 
 Revision ID: 0007
 Revises: 0005
@@ -89,25 +89,9 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("merchant_id", "order_id", name="pk_order_contacts"),
     )
-    op.create_table(
-        "receipt_prints",
-        sa.Column("merchant_id", sa.String(length=32), nullable=False),
-        sa.Column("order_id", sa.String(length=32), nullable=False),
-        sa.Column("prints", sa.Integer(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.CheckConstraint("prints >= 1", name=op.f("ck_receipt_prints_prints_pos")),
-        sa.ForeignKeyConstraint(
-            ["merchant_id", "order_id"], ["orders.merchant_id", "orders.id"], name="fk_receipt_prints_order"
-        ),
-        sa.ForeignKeyConstraint(
-            ["merchant_id"], ["merchants.id"], name=op.f("fk_receipt_prints_merchant_id_merchants")
-        ),
-        sa.PrimaryKeyConstraint("merchant_id", "order_id", name="pk_receipt_prints"),
-    )
 
 
 def downgrade() -> None:
-    op.drop_table("receipt_prints")
     op.drop_table("order_contacts")
     op.drop_table("outbox_consents")
     op.drop_index("ix_outbox_messages_due", table_name="outbox_messages")

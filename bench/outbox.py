@@ -1,0 +1,249 @@
+"""Outbox benchmark: messages/s through the notification outbox to a local SMTP server, against raw
+smtplib to the same server in the same run; and checkouts/s with and without the outbox write.
+
+Per database (SQLite, PostgreSQL):
+
+1. **Throughput.** A local aiosmtpd server. The ceiling: raw smtplib sending N messages on one
+   connection (the mailer's habit too). Then N messages enqueued (one transaction each, as a sale
+   writes them) and drained by ``OutboxSender.send_due`` to the same server: claim under a lease,
+   render the Jinja2 template, send, record. Reported: both rates and their ratio (aim >= 0.5).
+2. **Cost on checkouts.** A fresh ``tillit serve`` (SMTP not configured, so its resolver leaves mail
+   rows waiting: only the write is measured), seeded by ``tillit init --demo``; M cash checkouts
+   (order + payment over HTTP, httpx processes) without a customer contact, then M with an opted-in
+   e-mail contact (the order then writes the contact and the consent, the payment the outbox row, each
+   in its own transaction), alternated A B B A A B; the medians are compared (aim: at most 5 % lower).
+
+Only 127.0.0.1 is targeted; every loop is bounded in count and time.
+
+    .venv/bin/python bench/outbox.py [--db sqlite|postgres|both] [--messages N] [--checkouts M]
+                                     [--concurrency C] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import smtplib
+import statistics
+import sys
+import time
+import uuid
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiosmtpd.controller import Controller
+from rich.table import Table
+
+# bench/ is not installed: import the shared harness from this checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.harness import cli
+from bench.harness.db import target
+from bench.harness.load import httpx_load
+from bench.harness.proc import free_port
+from bench.harness.report import console, fmt, machine, verdict, write_json
+from bench.harness.server import seed_demo, serve
+
+from tillit.access import merchants
+from tillit.adapters.db import migrate
+from tillit.bootstrap import build, build_outbox
+from tillit.config import Settings
+from tillit.notifications.messages import Message
+from tillit.notifications.outbox import enqueue
+
+THROUGHPUT_GOAL = 0.5
+CHECKOUT_GOAL = 0.95
+BASKET = [{"sku": "COF-LATTE", "quantity": 1}, {"sku": "BAK-CROIS", "quantity": 1}]
+
+
+class Counter:
+    """The aiosmtpd handler: counts accepted messages."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.count += 1
+        return "250 OK"
+
+
+def wait_for(counter: Counter, n: int, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while counter.count < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def raw_smtp(port: int, n: int, counter: Counter) -> float:
+    """The ceiling: the same mail (same headers, a body of the same size) with plain smtplib on one
+    connection, built and sent in a loop with nothing else."""
+    start_count = counter.count
+    t0 = time.perf_counter()
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+        for i in range(n):
+            msg = EmailMessage()
+            msg["From"], msg["To"] = "Tillit <no-reply@tillit.local>", f"c{i}@example.com"
+            msg["Subject"] = f"Payment received — order {i} at Bench"
+            msg["Date"] = formatdate(localtime=False)
+            msg["Message-ID"] = make_msgid(idstring=f"m:bench-{i}:email", domain="tillit.local")
+            msg.set_content(
+                f"Thank you. We received 49.00 CNY for order {i} at Bench.\n\n"
+                f"Your e-receipt: http://127.0.0.1:8000/receipts/{uuid.uuid4().hex}/{uuid.uuid4().hex}/"
+                f"{uuid.uuid4().hex}"
+            )
+            smtp.send_message(msg)
+    wait_for(counter, start_count + n)
+    return n / (time.perf_counter() - t0)
+
+
+def throughput(env: dict[str, str], n: int) -> dict[str, Any]:
+    counter = Counter()
+    controller = Controller(counter, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        settings = Settings.from_env(
+            {**env, "TILLIT_SMTP_HOST": "127.0.0.1", "TILLIT_SMTP_PORT": str(controller.port)}
+        )
+        c = build(settings)
+        migrate.upgrade(c.db)
+        with c.db.transaction() as conn:
+            merchant = merchants.create_merchant(conn, c.deps, name=f"Bench {uuid.uuid4().hex[:6]}")
+        raw_rate = raw_smtp(controller.port, n, counter)
+        t0 = time.perf_counter()
+        for i in range(n):
+            with c.db.transaction() as conn:
+                enqueue(
+                    conn,
+                    c.deps,
+                    Message(
+                        merchant["id"],
+                        f"bench-{i}",
+                        "email",
+                        f"c{i}@example.com",
+                        "payment_captured",
+                        "en",
+                        {"order_id": uuid.uuid4().hex, "order_number": i, "amount": 4900, "currency": "CNY"},
+                    ),
+                )
+        enqueue_rate = n / (time.perf_counter() - t0)
+        assert c.signing_key is not None
+        sender = build_outbox(settings, c.signing_key)
+        before = counter.count
+        t0 = time.perf_counter()
+        deadline = time.monotonic() + 300
+        while sender.send_due(c.db, c.deps, "bench") and time.monotonic() < deadline:
+            pass
+        wait_for(counter, before + n)
+        outbox_rate = (counter.count - before) / (time.perf_counter() - t0)
+        sender.close()
+        c.db.dispose()
+    finally:
+        controller.stop()
+    return {
+        "messages": n,
+        "raw_smtplib_per_s": round(raw_rate, 1),
+        "outbox_per_s": round(outbox_rate, 1),
+        "enqueue_per_s": round(enqueue_rate, 1),
+        "ratio": round(outbox_rate / raw_rate, 3),
+        "delivered": counter.count - before,
+    }
+
+
+def checkout_step(
+    client: httpx.Client, context: dict[str, Any], tid: int, n: int
+) -> tuple[float, float, list[httpx.Response]]:
+    """One cash checkout; with ``context['customer']`` the order carries an opted-in e-mail contact."""
+    headers = {"Authorization": f"Bearer {context['key']}", "Content-Type": "application/json"}
+    oid = f"{context['nonce']}{tid:08x}{n:016x}"
+    body: dict[str, Any] = {"id": oid, "lines": BASKET}
+    if context["customer"]:
+        body["customer"] = {"email": f"c{tid}-{n}@example.com", "locale": "zh-CN", "opt_in": True}
+    t0 = time.perf_counter()
+    r1 = client.post("/v1/orders", json=body, headers={**headers, "Idempotency-Key": f"o-{oid}"})
+    t1 = time.perf_counter()
+    r2 = client.post(
+        "/v1/payments",
+        json={"order_id": oid, "method": "cash", "tendered": 10000},
+        headers={**headers, "Idempotency-Key": f"p-{oid}"},
+    )
+    return (t1 - t0) * 1000, (time.perf_counter() - t1) * 1000, [r1, r2]
+
+
+def checkouts(env: dict[str, str], workdir: Path, m: int, concurrency: int, seconds: float) -> dict[str, Any]:
+    key = seed_demo(env, workdir)
+    rates: dict[str, list[float]] = {"without": [], "with": []}
+    errors, sample = 0, None
+    with serve(env, workdir) as server:
+        # Alternated A B B A A B: a machine that slows down (or warms up) during the run weighs on both.
+        for mode in ("without", "with", "with", "without", "without", "with"):
+            ctx = {"key": key, "nonce": uuid.uuid4().hex[:8], "customer": mode == "with"}
+            result = httpx_load(checkout_step, ctx, server.base_url, m, concurrency, seconds)
+            errors += result.errors + result.transport_errors
+            sample = sample or result.error_sample
+            rates[mode].append(result.ok / result.seconds if result.seconds else 0.0)
+    median_without, median_with = statistics.median(rates["without"]), statistics.median(rates["with"])
+    return {
+        "checkouts_per_run": m,
+        "concurrency": concurrency,
+        "without_outbox_per_s": round(median_without, 1),
+        "with_outbox_per_s": round(median_with, 1),
+        "runs": {k: [round(v, 1) for v in vs] for k, vs in rates.items()},
+        "ratio": round(median_with / median_without, 3) if median_without else None,
+        "errors": errors,
+        "error_sample": sample,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.parser(__doc__)
+    cli.add_db(parser, default="sqlite")
+    cli.add_load(parser, connections=4, duration=120.0)
+    parser.add_argument("--messages", type=int, default=500, help="messages per throughput run (default 500)")
+    parser.add_argument("--checkouts", type=int, default=300, help="checkouts per run (default 300)")
+    cli.add_json(parser)
+    args = parser.parse_args(argv)
+    if not (1 <= args.messages <= 100_000 and 1 <= args.checkouts <= 100_000):
+        parser.error("limits: 1 <= --messages, --checkouts <= 100,000")
+    cli.check_load(parser, args)
+    results = []
+    for kind in cli.db_kinds(parser, args):
+        with target(kind, args.sqlite_synchronous, args.pg_url) as t:
+            row = {"db": t.label, "throughput": throughput(t.env, args.messages)}
+            row["checkout"] = checkouts(t.env, t.workdir, args.checkouts, args.concurrency, args.duration)
+            results.append(row)
+    table = Table(title="notification outbox")
+    for col in (
+        "db",
+        "raw smtplib/s",
+        "outbox/s",
+        "ratio",
+        "goal",
+        "checkouts/s w/o",
+        "with outbox",
+        "ratio",
+        "goal",
+    ):
+        table.add_column(col)
+    for r in results:
+        tp, co = r["throughput"], r["checkout"]
+        table.add_row(
+            r["db"],
+            fmt(tp["raw_smtplib_per_s"]),
+            fmt(tp["outbox_per_s"]),
+            fmt(tp["ratio"], digits=2),
+            verdict(tp["ratio"] >= THROUGHPUT_GOAL),
+            fmt(co["without_outbox_per_s"]),
+            fmt(co["with_outbox_per_s"]),
+            fmt(co["ratio"], digits=3),
+            verdict(co["ratio"] is not None and co["ratio"] >= CHECKOUT_GOAL),
+        )
+    console.print(table)
+    write_json(
+        args.json,
+        {"meta": {**machine(), "messages": args.messages, "checkouts": args.checkouts}, "results": results},
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""ESC/POS receipts read back from a local TCP server acting as the network printer (port 9100 in a
+shop): GBK Chinese text decoded to the receipt's text, the QR command, the cut, reprint marks, and a
+printer that is down leaving the job in the print journal until it is back."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.mailbox import free_port
+from tillit.domain.receipt import display_width
+from tillit.till.i18n import translator
+from tillit.till.printer import (
+    FS_CHINESE_OFF,
+    FS_CHINESE_ON,
+    SpooledPrinter,
+    escpos_bytes,
+    parse_printer,
+    render_receipt,
+)
+
+URL = "http://shop.test/receipts/m/o/0123456789abcdef0123456789abcdef"
+VIEW = {
+    "sale": {"number": 17, "created_at": "2026-12-03T10:00:00Z", "total": 6100, "status": "completed"},
+    "lines": [
+        {"name": "拿铁咖啡（大杯）", "quantity": 2, "unit_price": 2800, "discount": 0, "amount": 5600},
+        {"name": "Croissant 牛角包", "quantity": 1, "unit_price": 1000, "discount": 500, "amount": 500},
+    ],
+    "tenders": [
+        {
+            "status": "captured",
+            "method": "wechat",
+            "amount": 6100,
+            "tendered": None,
+            "change_due": None,
+            "code_masked": "1340********1234",
+        },
+    ],
+    "refunds": [],
+}
+
+
+class PrinterServer:
+    """Accepts connections like a raw TCP printer and keeps each job's bytes."""
+
+    def __init__(self, port: int) -> None:
+        self.jobs: list[bytes] = []
+        self.sock = socket.create_server(("127.0.0.1", port))
+        self.sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                chunks = []
+                while chunk := conn.recv(65536):
+                    chunks.append(chunk)
+                self.jobs.append(b"".join(chunks))
+
+    def wait_jobs(self, n: int) -> list[bytes]:
+        for _ in range(100):
+            if len(self.jobs) >= n:
+                break
+            self._stop.wait(0.05)
+        return self.jobs
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+def text_of(job: bytes) -> str:
+    """The GBK text between Chinese mode on and off, ESC/POS styling removed."""
+    body = job.split(FS_CHINESE_ON, 1)[1].split(FS_CHINESE_OFF, 1)[0]
+    for command in (b"\x1b\x61\x00", b"\x1b\x61\x01", b"\x1b\x45\x01", b"\x1b\x45\x00"):
+        body = body.replace(command, b"")
+    return body.decode("gbk")
+
+
+@pytest.fixture
+def port() -> Iterator[int]:
+    yield free_port()
+
+
+@pytest.mark.parametrize("width", [58, 80])
+def test_chinese_receipt_over_tcp_with_qr_cut_and_reprint(tmp_path: Path, port: int, width: int) -> None:
+    text = render_receipt(
+        VIEW, "小店 Tillit", translator("zh_CN"), columns=parse_printer("text:x", width).columns
+    )
+    columns = {58: 32, 80: 48}[width]
+    assert max(display_width(line) for line in text.splitlines()) <= columns
+    assert "拿铁咖啡（大杯）" in text and "1340********1234" in text
+    assert "134012341234" not in text  # only the masked code is ever printed
+
+    printer = SpooledPrinter(
+        tmp_path / "print-journal.sqlite", parse_printer(f"network:127.0.0.1:{port}", width)
+    )
+    # The printer is off: the sale goes on, the job waits in the print journal.
+    where = printer.print("receipt-17", text, qr=URL)
+    assert where.startswith("queued:") and printer.pending() == 1
+    server = PrinterServer(port)
+    try:
+        assert printer.retry_pending() == 1 and printer.pending() == 0
+        assert printer.print("receipt-17", text, qr=URL) == f"127.0.0.1:{port}"  # a reprint
+        first, second = server.wait_jobs(2)[:2]
+    finally:
+        server.close()
+        printer.stop()
+    assert first.startswith(b"\x1b\x40")  # initialise
+    assert text_of(first) == text
+    assert b"\x1d(k" in first and URL.encode() in first  # QR code stored and printed by the printer
+    assert first.rstrip(b"\n").endswith(b"\x1dV\x00")  # full cut
+    assert text_of(second) == "*** 重印 / COPY 1 ***\n" + text
+
+
+def test_file_printer_and_bad_configuration(tmp_path: Path) -> None:
+    device = tmp_path / "lp0"
+    printer = SpooledPrinter(tmp_path / "journal.sqlite", parse_printer(f"file:{device}"))
+    assert printer.print("r1", "小票\n") == str(device)
+    printer.stop()
+    assert device.read_bytes() == escpos_bytes("小票\n")
+    for spec in ("serial:/dev/ttyS0", "network:", "file:"):
+        with pytest.raises(ValueError):
+            parse_printer(spec)
+    with pytest.raises(ValueError):
+        parse_printer("text:x", 76)
+    usb = SpooledPrinter(tmp_path / "usb.sqlite", parse_printer("usb:04b8:0202"))
+    assert usb.print("r1", "x").startswith("queued:")  # no pyusb / no device: kept, never raised
+    usb.stop()
