@@ -218,6 +218,9 @@ def test_a_dispute_stops_the_timer_and_redelivery_restarts_it(world: World) -> N
     assert r.status_code == 303, r.text
     disputed = world.get(f["id"])
     assert disputed["status"] == "disputed" and disputed["dispute_photos"] == 1
+    photo = world.client.get(f"/v1/fulfilments/{f['id']}/photo", headers=world.tenant.auth("merchant"))
+    assert photo.status_code == 200, photo.text
+    assert photo.content == PNG and photo.headers["content-type"] == "image/png"
     world.advance(days=11)
     assert world.get(f["id"])["status"] == "disputed"  # a dispute pauses the auto-confirm
     r = world.act(
@@ -374,6 +377,8 @@ def test_bad_input_on_every_new_route(world: World, other: Tenant) -> None:
     assert (
         world.get(f["id"])["status"] == "shipped" and world.get(f["id"])["dispute_photos"] == 0
     )  # nothing written
+    r = world.client.get(f"/v1/fulfilments/{f['id']}/photo", headers=world.tenant.auth())
+    assert r.status_code == 404 and r.json()["error"]["code"] == "dispute_photo_not_found"
     for body, code in (
         ({"action": "refund", "amount": 0}, "validation_error"),
         ({"action": "refund", "carrier": "SF"}, "invalid_resolution"),

@@ -129,6 +129,7 @@ PROBES: dict[tuple[str, str], Any] = {
     },
     ("GET", "/v1/fulfilments"): lambda o: {},
     ("GET", "/v1/fulfilments/{fulfilment_id}"): lambda o: {},
+    ("GET", "/v1/fulfilments/{fulfilment_id}/photo"): lambda o: {},
     ("POST", "/v1/fulfilments/{fulfilment_id}/ready"): lambda o: {},
     ("POST", "/v1/fulfilments/{fulfilment_id}/ship"): lambda o: {
         "json": {"carrier": "SF", "tracking_number": "1"}

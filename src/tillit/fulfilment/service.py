@@ -729,6 +729,23 @@ def machine_check(current: str, target: str) -> None:
     rules.FULFILMENT.check(current, target)
 
 
+def dispute_photo(conn: Connection, merchant_id: str, fulfilment_id: str) -> tuple[str, bytes]:
+    """The dispute's photo (media type, bytes) for the merchant; 404 when there is none."""
+    row_of(conn, merchant_id, fulfilment_id)
+    photo = conn.execute(
+        select(fulfilment_photos.c.media_type, fulfilment_photos.c.data)
+        .where(
+            fulfilment_photos.c.merchant_id == merchant_id,
+            fulfilment_photos.c.fulfilment_id == fulfilment_id,
+        )
+        .order_by(fulfilment_photos.c.created_at.desc(), fulfilment_photos.c.id.desc())
+        .limit(1)
+    ).first()
+    if photo is None:
+        raise not_found("dispute_photo", fulfilment_id)
+    return str(photo.media_type), bytes(photo.data)
+
+
 # --- the customer page -------------------------------------------------------------------------------
 
 
