@@ -22,6 +22,9 @@ from tillit.domain.ids import IdGenerator
 from tillit.domain.links import receipt_path, webhook_secret
 from tillit.domain.provider import PaymentProvider
 from tillit.exceptions import cases
+from tillit.fulfilment import notify as fulfilment_notify
+from tillit.fulfilment import outbox as fulfilment_outbox
+from tillit.fulfilment import timers as fulfilment_timers
 from tillit.kernel.context import Deps, KeyHolder
 from tillit.monitoring import alerts
 from tillit.notifications.sender import Channels, OutboxSender, SenderConfig
@@ -46,6 +49,9 @@ def wire_areas() -> None:
     accounts.on_account_connected(settlement_daily.ensure_scheduled)
     engine.register_job_handler(settlement_daily.KIND, settlement_daily.run_daily)
     engine.register_job_handler(alerts.KIND, alerts.run_evaluation)  # monitoring: alert rules evaluated
+    # fulfilment: shipping SLA, reminder and auto-confirm timers (docs/fulfilment.md)
+    engine.register_job_handler(fulfilment_timers.TIMER_JOB, fulfilment_timers.run_job)
+    fulfilment_notify.on_message(fulfilment_outbox.enqueue_message)  # its messages go to the outbox
 
 
 @dataclass

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from tests.support.api import new_order, pay_cash, post
 from tests.support.world import Tenant
 from tillit.api.routes import catalog, engine, operator, reconciliation, sales, till
+from tillit.api.routes import fulfilment as fulfilment_routes
 from tillit.api.routes import settlement as settlement_routes
 from tillit.bootstrap import Container
 from tillit.domain.shifts import ShiftTotals, chain_hash
@@ -157,6 +158,27 @@ PROBES: dict[tuple[str, str], Any] = {
         "params": {"merchant_id": o["merchant_id"]}
     },
     ("GET", "/v1/settlement/statement.csv"): lambda o: {"params": {"merchant_id": o["merchant_id"]}},
+    # fulfilment (docs/fulfilment.md)
+    ("POST", "/v1/orders/{order_id}/fulfilment"): lambda o: {
+        "json": {"kind": "pickup", "contact_email": "a@b.cn"}
+    },
+    ("GET", "/v1/fulfilments"): lambda o: {},
+    ("GET", "/v1/fulfilments/{fulfilment_id}"): lambda o: {},
+    ("GET", "/v1/fulfilments/{fulfilment_id}/photo"): lambda o: {},
+    ("POST", "/v1/fulfilments/{fulfilment_id}/ready"): lambda o: {},
+    ("POST", "/v1/fulfilments/{fulfilment_id}/ship"): lambda o: {
+        "json": {"carrier": "SF", "tracking_number": "1"}
+    },
+    ("POST", "/v1/fulfilments/{fulfilment_id}/deliver"): lambda o: {},
+    ("POST", "/v1/fulfilments/pickup"): lambda o: {"json": {"code": o["customer_path"]}},
+    ("POST", "/v1/fulfilments/{fulfilment_id}/resolve"): lambda o: {
+        "json": {"action": "refund", "amount": 1}
+    },
+    ("POST", "/v1/fulfilments/{fulfilment_id}/cancel"): lambda o: {},
+    ("GET", "/v1/fulfilment/settings"): lambda o: {},
+    ("PUT", "/v1/fulfilment/settings"): lambda o: {
+        "json": {"auto_confirm_days": 1, "reminder_hours": 1, "ship_sla_hours": 1}
+    },
 }
 # Routes whose answer is a list: they answer 200 but must hold none of the victim's objects.
 LISTS = {
@@ -167,7 +189,11 @@ LISTS = {
     "/v1/orders",
     "/v1/exceptions",
     "/v1/shifts",
+    "/v1/fulfilments",
+    "/v1/fulfilment/settings",
 }
+# Routes that set the caller's own merchant's settings: 200, and the victim's stay as they were.
+OWN_SETTINGS = {("PUT", "/v1/fulfilment/settings")}
 # Batch routes answer 200 with one result per entry: every entry must fail as not found.
 BATCHES = {("POST", "/v1/sync")}
 # Routes whose victim reference is inside the request and is refused as a mismatch.
@@ -180,10 +206,13 @@ OWN_SCOPE = {
 }
 
 
+ROUTE_MODULES = (operator, catalog, sales, engine, till, reconciliation, settlement_routes, fulfilment_routes)
+
+
 def api_routes() -> list[APIRoute]:
     return [
         r
-        for mod in (operator, catalog, sales, engine, till, reconciliation, settlement_routes)
+        for mod in ROUTE_MODULES
         for r in mod.router.routes
         if isinstance(r, APIRoute)
     ]
@@ -243,6 +272,12 @@ def victim(client: TestClient, other_tenant: Tenant, admin_key: str, container: 
         content=BANK_STATEMENT,
         headers=other_tenant.auth("merchant"),
     ).json()
+    fulfilment = post(
+        client,
+        f"/v1/orders/{order['id']}/fulfilment",
+        {"kind": "delivery", "address": "1 Victim Road", "contact_phone": "13800000000"},
+        other_tenant,
+    ).json()
     keys = client.get(
         "/v1/api-keys",
         params={"merchant_id": other_tenant.merchant_id},
@@ -266,6 +301,8 @@ def victim(client: TestClient, other_tenant: Tenant, admin_key: str, container: 
         "contract_id": contract["id"],
         "statement_id": statement["id"],
         "trade_day": "2026-11-20",
+        "fulfilment_id": fulfilment["id"],
+        "customer_path": fulfilment["customer_path"],
     }
 
 
@@ -301,6 +338,10 @@ def test_merchant_a_cannot_touch_merchant_b(
                     created = r.json()["id"]
                     seen = client.get(f"{route.path}/{created}", headers=victim_auth)
                     assert seen.status_code == 404, where
+                elif (method, route.path) in OWN_SETTINGS:
+                    assert r.status_code == 200, where
+                    theirs = client.get(route.path, headers=victim_auth).json()
+                    assert theirs["default"] is True, where
                 elif route.path in LISTS and method == "GET":
                     assert r.status_code == 200, where
                     assert not set(victim.values()) & _ids(r.json()), where
@@ -367,6 +408,8 @@ def test_roles_are_enforced_for_every_route(
         "contract_id": uuid.uuid4().hex,
         "statement_id": uuid.uuid4().hex,
         "trade_day": "2026-11-20",
+        "fulfilment_id": uuid.uuid4().hex,
+        "customer_path": "/c/" + "A" * 64,
     }
     for route in api_routes():
         roles = allowed_roles(route)

@@ -26,6 +26,7 @@ LAYERS: list[set[str]] = [
     {"exceptions"},  # cases for a person to decide
     {"payments"},  # the provider integrity engine, provider accounts, notifications
     {"fees"},  # settle12: fee contracts (read by reconciliation and settlement)
+    {"fulfilment"},  # pickup/delivery to confirmed receipt, disputes (refunds through payments)
     {"reconciliation"},  # provider bills, matching, actions, the daily job
     {"settlement"},  # settle12: expected settlement, statements, matching, the daily settlement job
     {"monitoring"},  # analytics, channel health, alerts, metrics, logs

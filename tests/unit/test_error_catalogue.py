@@ -41,7 +41,7 @@ def raised_codes() -> set[str]:
                         codes.add(arg.value if name != "not_found" else f"{arg.value}_not_found")
     from tillit.api.errors import HTTP_CODES
     from tillit.domain.alerts import ALERT
-    from tillit.domain.states import MACHINES
+    from tillit.kernel.transitions import MACHINES  # sales machines and the fulfilment machine
 
     codes |= set(HTTP_CODES.values()) | {
         "malformed_json",

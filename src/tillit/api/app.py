@@ -15,12 +15,14 @@ from tillit.api import errors
 from tillit.api.limits import BodyLimit
 from tillit.api.observability import Observability
 from tillit.api.routes import catalog, engine, operator, reconciliation, sales, till
+from tillit.api.routes import fulfilment as fulfilment_routes
 from tillit.api.routes import monitoring as monitoring_routes
 from tillit.api.routes import settlement as settlement_routes  # settle12
 from tillit.backoffice.app import create_backoffice_app
 from tillit.backoffice.pages import products as products_page
 from tillit.backoffice.web import BASE as BACKOFFICE_PATH
 from tillit.bootstrap import Container
+from tillit.customer import order_page
 from tillit.customer import receipt as customer_receipt
 from tillit.worker import Worker
 
@@ -82,6 +84,8 @@ def create_app(
     app.include_router(monitoring_routes.metrics_router)
     # The back office (backoffice/): server-rendered pages with their own sign-in, outside the OpenAPI.
     app.mount(BACKOFFICE_PATH, create_backoffice_app(container, app.state.key_cache))
+    app.include_router(fulfilment_routes.router)  # fulfilment (docs/fulfilment.md)
+    app.include_router(order_page.build_router(container))  # the customer's order page, /c/{token}
     app.include_router(customer_receipt.router)  # notify14: e-receipt page and PDF (signed links)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: the process answers (touches no database)")
@@ -104,6 +108,7 @@ def create_app(
             settlement_routes.STATEMENT_PATH: settlement_routes.STATEMENT_MAX_BYTES,  # settle12
             products_page.IMPORT_PATH: products_page.IMPORT_MAX_BYTES,  # the back office's CSV import
         },
+        prefix_overrides={order_page.PREFIX: order_page.BODY_LIMIT},  # the customer's dispute photo
     )
     # monitoring: outermost, so every answer (even a refused body) carries a request id and is counted.
     if getattr(container.settings, "metrics_enabled", True):  # settings stand-ins may lack the field

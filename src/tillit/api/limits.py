@@ -15,16 +15,32 @@ class BodyLimit:
     """``max_bytes`` for every request, except the paths in ``overrides`` (path -> bytes): routes that
     take files (bill uploads) declare their own, larger, limit explicitly."""
 
-    def __init__(self, app: Any, max_bytes: int, overrides: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        max_bytes: int,
+        overrides: dict[str, int] | None = None,
+        prefix_overrides: dict[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.overrides = dict(overrides or {})
+        # path prefix -> bytes, for routes with a path parameter (the customer page's photo upload)
+        self.prefix_overrides = dict(prefix_overrides or {})
+
+    def _limit(self, path: str) -> int:
+        if path in self.overrides:
+            return self.overrides[path]
+        for prefix, limit in self.prefix_overrides.items():
+            if path.startswith(prefix):
+                return limit
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.overrides.get(scope.get("path", ""), self.max_bytes)
+        limit = self._limit(scope.get("path", ""))
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:

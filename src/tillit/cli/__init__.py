@@ -11,6 +11,7 @@ from __future__ import annotations
 import typer
 
 from tillit.cli import access, exceptions, payments, reconciliation, secrets, setup, tools
+from tillit.cli import fulfilment as fulfilment_cli
 from tillit.cli import monitoring as monitoring_cli
 from tillit.cli import settlement as settlement_cli  # settle12
 from tillit.sandbox.cli import app as sandbox_app
@@ -31,6 +32,7 @@ app.add_typer(settlement_cli.fees_app, name="fees")  # settle12
 app.add_typer(settlement_cli.settlement_app, name="settlement")  # settle12
 app.add_typer(monitoring_cli.app)  # monitoring: `tillit analytics`, `tillit health`
 app.add_typer(monitoring_cli.alerts_app, name="alerts")  # monitoring: `tillit alerts …`
+app.add_typer(fulfilment_cli.app, name="fulfilment")  # pickup and delivery orders (docs/fulfilment.md)
 
 
 def main() -> None:

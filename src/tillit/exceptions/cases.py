@@ -26,6 +26,7 @@ def on_resolved(kind_prefix: str, handler: ResolvedHandler) -> None:
     """Register ``handler`` for exceptions whose kind starts with ``kind_prefix`` (one per prefix)."""
     _RESOLVED_HANDLERS[kind_prefix] = handler
 
+
 KINDS = {
     "reverse_failing": "Reverse/cancel keeps failing (单边账 risk): check the trade in the provider's "
     "merchant portal; refund it there if the customer was charged, then resolve.",
@@ -67,6 +68,9 @@ KINDS = {
     "for a merchant restriction, frozen funds or a failed withdrawal, then open a case with the provider.",
     "settlement_duplicate": "A trade was credited twice by the provider's statement: keep the extra aside "
     "and ask the provider to reverse one line.",
+    # fulfilment (docs/fulfilment.md): details.fulfilment_id names the order's fulfilment
+    "fulfilment_sla_missed": "A pickup/delivery order was not ready or shipped within the merchant's SLA: "
+    "ship it or mark it ready, or cancel it (refunded in full), then resolve.",
 }
 
 
@@ -83,8 +87,11 @@ def open_exception(
     provider_ref: str | None = None,
     amount: int | None = None,
     details: dict[str, Any] | None = None,
+    dedupe_by_order: bool = False,
 ) -> str:
-    """Open an exception unless an open one of this kind already exists for the same object."""
+    """Open an exception unless an open one of this kind already exists for the same object.
+
+    ``dedupe_by_order``: the object is the order (no payment, refund or provider reference involved)."""
     assert kind in KINDS
     cond = [exceptions.c.kind == kind, exceptions.c.status == "open"]
     # Object ids are unique per merchant only: the same id of another merchant is another object.
@@ -95,6 +102,8 @@ def open_exception(
         cond.append(col == value if value else col.is_(None))
     if payment_id is None and refund_id is None:
         cond.append(exceptions.c.provider_ref == provider_ref)
+    if dedupe_by_order:
+        cond.append(exceptions.c.order_id == order_id)
     existing = conn.execute(select(exceptions.c.id).where(*cond)).first()
     if existing is not None:
         return str(existing.id)

@@ -12,11 +12,17 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, insert, update
 
-from tillit.adapters.db.schema import events, orders, payments, refunds
+from tillit.adapters.db.schema import events, fulfilments, orders, payments, refunds
 from tillit.domain.errors import conflict
-from tillit.domain.states import MACHINES
+from tillit.domain.fulfilment import FULFILMENT
+from tillit.domain.states import MACHINES as SALES_MACHINES
+from tillit.domain.states import StateMachine
 
 TABLES: dict[str, Table] = {"order": orders, "payment": payments, "refund": refunds}
+MACHINES: dict[str, StateMachine] = dict(SALES_MACHINES)
+# fulfilment (docs/fulfilment.md): its machine is declared in domain/fulfilment.py
+TABLES["fulfilment"] = fulfilments
+MACHINES[FULFILMENT.name] = FULFILMENT
 
 
 def record_created(

@@ -77,6 +77,15 @@ _TAKE_STOCK = (
     .where(products.c.id == bindparam("b_product"), products.c.stock.is_not(None))
     .values(stock=products.c.stock - bindparam("b_quantity", type_=products.c.stock.type))
 )
+_RETURN_STOCK = (
+    update(products)
+    .where(
+        products.c.merchant_id == bindparam("b_merchant"),
+        products.c.id == bindparam("b_product"),
+        products.c.stock.is_not(None),
+    )
+    .values(stock=products.c.stock + bindparam("b_quantity", type_=products.c.stock.type))
+)
 _LINES = (
     select(order_lines)
     .where(
@@ -178,9 +187,7 @@ def _resolve_lines(
     return priced
 
 
-def create_order(
-    conn: Connection, deps: Deps, actor: Actor, body: dict[str, Any]
-) -> tuple[int, OrderView]:
+def create_order(conn: Connection, deps: Deps, actor: Actor, body: dict[str, Any]) -> tuple[int, OrderView]:
     """Create an order. A client-generated ``id`` that already exists returns that order (200).
 
     Every read and check comes first; the receipt number is allocated last, just before the rows are
@@ -319,6 +326,24 @@ def apply_stock(
         sold[product_id] = sold.get(product_id, 0) + quantity
     if sold:
         conn.execute(_TAKE_STOCK, [{"b_product": p, "b_quantity": q} for p, q in sorted(sold.items())])
+
+
+def release_stock(conn: Connection, order_id: str, *, merchant_id: str) -> int:
+    """Put an order's sold quantities back into tracked stock (goods that never left the shop: a
+    fulfilment order cancelled or refunded before delivery). The inverse of ``apply_stock``, same lock
+    order; untracked (NULL) stock is left alone. Returns how many products were touched."""
+    returned: dict[str, int] = {}
+    for row in conn.execute(_LINE_QUANTITIES, {"b_order": order_id, "b_merchant": merchant_id}):
+        returned[row.product_id] = returned.get(row.product_id, 0) + row.quantity
+    if returned:
+        conn.execute(
+            _RETURN_STOCK,
+            [
+                {"b_merchant": merchant_id, "b_product": p, "b_quantity": q}
+                for p, q in sorted(returned.items())
+            ],
+        )
+    return len(returned)
 
 
 def order_view(order: Any, lines: list[Any], pays: list[Any], refs: list[Any]) -> OrderView:

@@ -13,8 +13,10 @@ import subprocess
 import sys
 import time
 import tomllib
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from rich.console import Console
@@ -154,6 +156,27 @@ def prepare(
     return DemoPlan(commands, urls, seeded, logs)
 
 
+def demo_delivery(api_url: str, merchant_key: str, terminal_key: str, sku: str = "COF-LATTE") -> str:
+    """A delivery order through the public API, as a shop would make one: sold and paid in cash at the
+    till, declared for delivery, handed to the carrier. Returns the customer's page URL (confirm or
+    dispute there; docs/fulfilment.md)."""
+
+    def post(path: str, body: Any, key: str) -> Any:
+        headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": uuid.uuid4().hex}
+        r = httpx.post(api_url + path, json=body, headers=headers, timeout=30)
+        r.raise_for_status()
+        return r.json()
+
+    order = post("/v1/orders", {"lines": [{"sku": sku, "quantity": 2}]}, terminal_key)
+    post("/v1/payments", {"order_id": order["id"], "method": "cash"}, terminal_key)
+    contact = {"contact_phone": "13800000000", "contact_name": "王女士", "language": "zh-CN"}
+    body = {"kind": "delivery", "address": "上海市徐汇区漕溪北路 1 号", **contact}
+    f = post(f"/v1/orders/{order['id']}/fulfilment", body, merchant_key)
+    shipping = {"carrier": "顺丰速运", "tracking_number": "SF1000000001"}
+    post(f"/v1/fulfilments/{f['id']}/ship", shipping, merchant_key)
+    return api_url + str(f["customer_path"])
+
+
 def run_demo(
     host: str = "127.0.0.1",
     api_port: int = 8000,
@@ -189,6 +212,8 @@ def run_demo(
         console.print(f"  API docs              {plan.urls['api']}/docs")
         # Back office (backoffice/): sign in with the merchant_key below (the admin_key opens operator pages).
         console.print(f"  Back office           {plan.urls['api']}/backoffice/ (merchant_key)")
+        delivery = demo_delivery(plan.urls["api"], seeded["merchant_key"], seeded["terminal_key"])
+        console.print(f"  A delivery order      {delivery}  (the customer's page: confirm or dispute)")
         console.print(f"\n  admin_key     {seeded['admin_key']}\n  merchant_key  {seeded['merchant_key']}")
         console.print(f"  terminal_key  {seeded['terminal_key']}\n  merchant_id   {seeded['merchant_id']}")
         console.print(f"\n  logs: {logs}")

@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -304,13 +305,13 @@ events = Table(
     Column("order_id", ID),
     Column("entity", String(16), nullable=False),
     Column("entity_id", ID, nullable=False),
-    Column("from_status", String(16)),
-    Column("to_status", String(16), nullable=False),
+    Column("from_status", String(24)),  # 24: fulfilment's awaiting_fulfilment
+    Column("to_status", String(24), nullable=False),
     Column("actor", String(100), nullable=False),
     Column("reason", String(500)),
     Column("provider_ref", String(64)),
     Column("at", TS, nullable=False),
-    CheckConstraint("entity IN ('order','payment','refund')", name="entity"),
+    CheckConstraint("entity IN ('order','payment','refund','fulfilment')", name="entity"),
     ForeignKeyConstraint(
         ["merchant_id", "order_id"], ["orders.merchant_id", "orders.id"], name="fk_events_order"
     ),
@@ -417,6 +418,7 @@ jobs = Table(
     CheckConstraint(
         "kind IN ('resolve_payment','reverse_payment','confirm_refund','refund_unattached',"
         "'reconcile_daily'"
+        ",'fulfilment_timers'"  # fulfilment: SLA, reminder and auto-confirm (migration 0008)
         ",'evaluate_alerts'"  # monitoring (migration 0010)
         ",'settlement_daily'"  # settle12: the daily settlement check (migration 0012)
         ")",
@@ -842,6 +844,113 @@ alert_events = Table(
     ),
 )
 Index("ix_alert_events_alert", alert_events.c.merchant_id, alert_events.c.alert_id, alert_events.c.id)
+# --- fulfilment (pickup and delivery, the customer page, disputes): docs/fulfilment.md ---------------
+
+# The server key customer links are signed with (fulfilment/links.py): one row, made on first use, so
+# every process on the database signs alike. Not merchant data: it belongs to the installation.
+link_keys = Table(
+    "link_keys",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("key_hex", String(128), nullable=False),
+    Column("created_at", TS, nullable=False),
+    CheckConstraint("length(key_hex) >= 64", name="key_length"),
+)
+
+fulfilment_settings = Table(
+    "fulfilment_settings",
+    metadata,
+    Column("merchant_id", ID, ForeignKey("merchants.id"), primary_key=True),
+    Column("auto_confirm_days", Integer, nullable=False),
+    Column("reminder_hours", Integer, nullable=False),
+    Column("ship_sla_hours", Integer, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    CheckConstraint("auto_confirm_days BETWEEN 1 AND 90", name="auto_confirm_days"),
+    CheckConstraint("reminder_hours BETWEEN 1 AND 168", name="reminder_hours"),
+    CheckConstraint("ship_sla_hours BETWEEN 1 AND 720", name="ship_sla_hours"),
+)
+
+fulfilments = Table(
+    "fulfilments",
+    metadata,
+    Column("id", ID, nullable=False),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("order_id", ID, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("contact_name", String(120)),
+    Column("contact_phone", String(32)),
+    Column("contact_email", String(254)),
+    Column("language", String(8), nullable=False),
+    Column("address", String(300)),
+    Column("note", String(500)),
+    Column("carrier", String(40)),
+    Column("tracking_number", String(64)),
+    Column("confirmed_by", String(16)),
+    Column("dispute_reason", String(24)),
+    Column("dispute_note", String(500)),
+    Column("resolution", String(16)),
+    Column("refund_id", ID),
+    Column("refund_amount", MONEY),
+    Column("ship_due_at", TS),
+    Column("confirm_due_at", TS),
+    Column("remind_at", TS),
+    Column("reminded_at", TS),
+    Column("sla_exception_id", ID),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "id", name="pk_fulfilments"),
+    UniqueConstraint("merchant_id", "order_id", name="uq_fulfilments_merchant_order"),
+    ForeignKeyConstraint(
+        ["merchant_id", "order_id"], ["orders.merchant_id", "orders.id"], name="fk_fulfilments_order"
+    ),
+    CheckConstraint("kind IN ('pickup','delivery')", name="kind"),
+    CheckConstraint(
+        "status IN ('awaiting_fulfilment','ready','shipped','delivered','disputed','redelivering',"
+        "'redelivered','confirmed','cancelled','refunded')",
+        name="status",
+    ),
+    CheckConstraint("kind <> 'delivery' OR address IS NOT NULL", name="delivery_address"),
+    CheckConstraint("contact_phone IS NOT NULL OR contact_email IS NOT NULL", name="contact"),
+    CheckConstraint("language IN ('zh-CN','en')", name="language"),
+    CheckConstraint(
+        "confirmed_by IS NULL OR confirmed_by IN ('customer','cashier','auto')", name="confirmed_by"
+    ),
+    CheckConstraint("(status = 'confirmed') = (confirmed_by IS NOT NULL)", name="confirmed_has_who"),
+    CheckConstraint(
+        "dispute_reason IS NULL OR dispute_reason IN ('not_received','wrong_items','damaged_items')",
+        name="dispute_reason",
+    ),
+    CheckConstraint("resolution IS NULL OR resolution IN ('redeliver','refund','cancel')", name="resolution"),
+    CheckConstraint("refund_amount IS NULL OR refund_amount > 0", name="refund_positive"),
+    CheckConstraint("status <> 'refunded' OR refund_amount IS NOT NULL", name="refunded_amount"),
+    CheckConstraint(
+        "status NOT IN ('shipped','redelivering') OR tracking_number IS NOT NULL", name="shipped_tracking"
+    ),
+)
+Index("ix_fulfilments_merchant_status", fulfilments.c.merchant_id, fulfilments.c.status, fulfilments.c.id)
+
+fulfilment_photos = Table(
+    "fulfilment_photos",
+    metadata,
+    Column("id", ID, nullable=False),
+    Column("merchant_id", ID, nullable=False),
+    Column("fulfilment_id", ID, nullable=False),
+    Column("media_type", String(16), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", TS, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "id", name="pk_fulfilment_photos"),
+    ForeignKeyConstraint(
+        ["merchant_id", "fulfilment_id"],
+        ["fulfilments.merchant_id", "fulfilments.id"],
+        name="fk_fulfilment_photos_fulfilment",
+    ),
+    CheckConstraint("media_type IN ('image/jpeg','image/png','image/webp')", name="media_type"),
+    CheckConstraint("size > 0 AND size <= 2097152", name="size"),
+)
+Index("ix_fulfilment_photos_fulfilment", fulfilment_photos.c.merchant_id, fulfilment_photos.c.fulfilment_id)
 # --- notifications (issue 14: the outbox, recipients' consent, a customer's contact on an order) -------
 
 outbox_messages = Table(

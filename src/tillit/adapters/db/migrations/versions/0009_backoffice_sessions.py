@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"  # chained by the lead at merge (issues 12, 13, 14, 16, 17)
+down_revision = "0008"  # chained by the lead at merge (issues 12, 13, 14, 16, 17)
 branch_labels = None
 depends_on = None
 

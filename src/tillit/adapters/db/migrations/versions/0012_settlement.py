@@ -20,7 +20,7 @@ TABLES = ["fee_contracts", "fee_findings", "settlement_statements", "statement_l
 JOB_KINDS = "kind IN ('resolve_payment','reverse_payment','confirm_refund','refund_unattached','reconcile_daily'{extra})"
 LEDGER_KINDS = "kind IN ('capture','refund'{extra})"
 # The job kinds the migrations before this one added (each migration's CHECK lists all kinds so far).
-EARLIER_KINDS = ",'evaluate_alerts'"
+EARLIER_KINDS = ",'fulfilment_timers','evaluate_alerts'"
 
 
 def _check(table: str, name: str, condition: str) -> None:
