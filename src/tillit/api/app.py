@@ -13,6 +13,7 @@ from tillit.access.keys import KeyCache
 from tillit.api import errors
 from tillit.api.limits import BodyLimit
 from tillit.api.routes import catalog, engine, operator, reconciliation, sales, till
+from tillit.api.routes import station as till_station  # issue 17: tile images, store till rules
 from tillit.bootstrap import Container
 from tillit.worker import Worker
 
@@ -54,6 +55,7 @@ def create_app(
     app.include_router(till.router)
     app.include_router(engine.notify_router)
     app.include_router(reconciliation.router)
+    app.include_router(till_station.router)  # issue 17
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: the process answers (touches no database)")
     def healthz() -> JSONResponse:
