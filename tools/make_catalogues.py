@@ -174,6 +174,7 @@ ZH = {
     "The total is already round.": "金额已是整数，无需抹零。",
     "WeChat / Alipay": "微信 / 支付宝",
     "Welcome to": "欢迎光临",
+    "Your order": "您的订单",
     "Wrong manager PIN.": "店长密码错误。",
     "hold": "挂单",
     "numpad": "数字键盘",

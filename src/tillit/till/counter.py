@@ -44,8 +44,9 @@ def _approver(till: Till, approval: Approval | None) -> str:
     raise TillError("wrong_pin")
 
 
-def _record(conn: Any, till: Till, sale_id: str, kind: str, line_no: int | None, amount: int, who: str,
-            why: str) -> None:
+def _record(
+    conn: Any, till: Till, sale_id: str, kind: str, line_no: int | None, amount: int, who: str, why: str
+) -> None:
     conn.execute(
         "INSERT INTO approvals(sale_id, kind, line_no, amount, approved_by, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (sale_id, kind, line_no, amount, who, why.strip()[:200], till._now()),
@@ -163,8 +164,19 @@ def order_discount(till: Till, mode: str, value: int, approval: Approval | None 
             raise TillError("invalid_discount")
         if over_limit(lines_total, amount, limit):
             who = _approver(till, approval)
-            _record(conn, till, sale["id"], "order_discount", None, amount, who, approval.reason if approval else "")
-        conn.execute("DELETE FROM sale_adjustments WHERE sale_id = ? AND kind = 'order_discount'", (sale["id"],))
+            _record(
+                conn,
+                till,
+                sale["id"],
+                "order_discount",
+                None,
+                amount,
+                who,
+                approval.reason if approval else "",
+            )
+        conn.execute(
+            "DELETE FROM sale_adjustments WHERE sale_id = ? AND kind = 'order_discount'", (sale["id"],)
+        )
         if amount:
             conn.execute(
                 "INSERT INTO sale_adjustments(sale_id, kind, amount) VALUES (?, 'order_discount', ?)",
@@ -184,7 +196,9 @@ def round_down(till: Till) -> int:
         if conn.execute(
             "SELECT 1 FROM sale_adjustments WHERE sale_id = ? AND kind = 'rounding'", (sale["id"],)
         ).fetchone():
-            conn.execute("DELETE FROM sale_adjustments WHERE sale_id = ? AND kind = 'rounding'", (sale["id"],))
+            conn.execute(
+                "DELETE FROM sale_adjustments WHERE sale_id = ? AND kind = 'rounding'", (sale["id"],)
+            )
             till._retotal(conn, sale["id"])
             return 0
         off = rounding_off(int(sale["total"]), mode)
@@ -241,9 +255,10 @@ def recall(till: Till, sale_id: str) -> None:
             "SELECT * FROM sales WHERE status = 'open' AND held_at IS NULL ORDER BY number DESC LIMIT 1"
         ).fetchone()
         if current is not None:
-            if current["frozen"] or conn.execute(
-                "SELECT 1 FROM sale_lines WHERE sale_id = ?", (current["id"],)
-            ).fetchone():
+            if (
+                current["frozen"]
+                or conn.execute("SELECT 1 FROM sale_lines WHERE sale_id = ?", (current["id"],)).fetchone()
+            ):
                 raise TillError("sale_in_progress")
             conn.execute("DELETE FROM sale_adjustments WHERE sale_id = ?", (current["id"],))
             conn.execute("DELETE FROM approvals WHERE sale_id = ?", (current["id"],))
@@ -352,7 +367,11 @@ def display_state(view: dict[str, Any] | None, asking_code: bool) -> str:
         return "paid"
     for tender in view["tenders"]:
         message = tender.get("message")
-        if tender["in_flight"] and isinstance(message, dict) and message.get("reason") == "customer_confirming":
+        if (
+            tender["in_flight"]
+            and isinstance(message, dict)
+            and message.get("reason") == "customer_confirming"
+        ):
             return "password"
     if asking_code or (view["sale"]["frozen"] and view["due"] > 0):
         return "scan_to_pay"
@@ -367,12 +386,18 @@ def adjustments(till: Till, sale_id: str) -> dict[str, int]:
 
 
 def approvals(till: Till, sale_id: str) -> list[dict[str, Any]]:
-    return [dict(r) for r in till.journal.query("SELECT * FROM approvals WHERE sale_id = ? ORDER BY id", (sale_id,))]
+    return [
+        dict(r)
+        for r in till.journal.query("SELECT * FROM approvals WHERE sale_id = ? ORDER BY id", (sale_id,))
+    ]
 
 
 def z_held(till: Till) -> str:
     """The parked sales still open, as the Z report lists them (JSON kept beside the report)."""
     return json.dumps(
-        [{"number": h["number"], "held_at": h["held_at"], "total": h["total"], "note": h["hold_note"]} for h in held_sales(till)],
+        [
+            {"number": h["number"], "held_at": h["held_at"], "total": h["total"], "note": h["hold_note"]}
+            for h in held_sales(till)
+        ],
         ensure_ascii=False,
     )

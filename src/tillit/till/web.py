@@ -283,7 +283,7 @@ def create_till_app(till: Till, printer: Printer, shop_name: str = "Tillit") -> 
     @app.post("/select/{line_no}", response_class=HTMLResponse)
     def select_line(request: Request, line_no: int) -> HTMLResponse:
         def do() -> None:
-            ui.selected_line = None if ui.selected_line == line_no else line_no
+            ui.selected_line = line_no
             ui.pending = None
 
         return act(request, do)

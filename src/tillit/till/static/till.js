@@ -57,7 +57,7 @@
 
   // After every swap, give the scanner its field back unless the cashier is typing elsewhere. While
   // the customer is asked for a payment code, the code field takes the scanner's input instead.
-  document.body.addEventListener("htmx:afterSwap", function (e) {
+  document.body.addEventListener("htmx:afterSettle", function (e) {
     if (e.detail && e.detail.target && e.detail.target.id === "status-bar") return;
     var app = $("app");
     if (app && app.dataset.askingCode === "1" && focus("pay-code")) return;
