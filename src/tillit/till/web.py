@@ -94,6 +94,7 @@ class Ui:
     asking_code: bool = False
     show_held: bool = False
     last_change: int | None = None
+    refusal: tuple[str, dict[str, Any]] | None = None  # the last refusal: reason and its parameters
 
 
 ADJUSTMENT_LABELS = {"order_discount": "Order discount", "rounding": "Rounding (抹零)"}
@@ -137,6 +138,12 @@ def create_till_app(till: Till, printer: Printer, shop_name: str = "Tillit") -> 
     def panel(request: Request, template: str = "app.html") -> HTMLResponse:
         locale = locale_of(request)
         t = translator(locale)
+        if ui.refusal is not None:  # told in the language of the page that shows it
+            reason, params = ui.refusal
+            ui.message = t(
+                REASONS.get(reason, reason),
+                **{k: (fmt(v) if isinstance(v, int) and k not in ("max", "left") else v) for k, v in params.items()},
+            )
         shown = current_view()
         lookup = None
         returnable: list[dict[str, Any]] = []
@@ -170,7 +177,7 @@ def create_till_app(till: Till, printer: Printer, shop_name: str = "Tillit") -> 
             blockers=till.close_blockers(),
             held=counter.held_sales(till),
             quick=quick_cash(shown["due"]) if shown and shown["sale"]["status"] == "open" else [],
-            products=till.grid_products(),
+            products=till.grid_products() if template == "index.html" else [],
             settings=settings,
             labels=ADJUSTMENT_LABELS,
         )
@@ -178,20 +185,16 @@ def create_till_app(till: Till, printer: Printer, shop_name: str = "Tillit") -> 
 
     def act(request: Request, action: Any) -> HTMLResponse:
         """Run one cashier action; a refusal is shown on the page and changes nothing."""
-        t = translator(locale_of(request))
-        ui.message, ui.message_kind = None, "info"
+        ui.message, ui.message_kind, ui.refusal = None, "info", None
         try:
             result = action()
             if isinstance(result, str):
                 ui.message = result
         except TillError as exc:
-            ui.message = t(
-                REASONS.get(exc.reason, exc.reason),
-                **{k: (fmt(v) if isinstance(v, int) and k != "max" and k != "left" else v) for k, v in exc.params.items()},
-            )
+            ui.refusal = (exc.reason, exc.params)
             ui.message_kind = "error"
         except LinkDown:
-            ui.message, ui.message_kind = t(REASONS["link_down"]), "error"
+            ui.refusal, ui.message_kind = ("link_down", {}), "error"
         return panel(request)
 
     def fresh_sale() -> None:
