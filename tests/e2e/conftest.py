@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -72,3 +73,16 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
     base["TILLIT_DATABASE_URL"] = url
     yield Env(base)
     pg.drop_database(url)
+
+
+# --- the till's demo stack, shared by the browser walks (issue 17) ------------------------------------
+# test_till_browser.py and test_till_station.py drive the same sandbox + server + till: starting the stack
+# once saves ~30 s of the suite. Each module opens its own browser context (and a shift if none is open).
+
+
+@pytest.fixture(scope="session")
+def till_demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from tests.e2e.stack import demo_stack
+
+    with demo_stack(tmp_path_factory.mktemp("till-demo")) as s:
+        yield s

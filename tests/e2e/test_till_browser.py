@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.stack import Stack, demo_stack
+from tests.e2e.stack import Stack
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "till"
 CHROMIUM_ARGS = [
@@ -48,9 +48,9 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with demo_stack(tmp_path_factory.mktemp("till-browser")) as s:
-        yield s
+def stack(till_demo_stack: Stack) -> Stack:
+    """The session's demo stack (tests/e2e/conftest.py), shared with the other till walks."""
+    return till_demo_stack
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from tillit.api.routes import catalog, engine, operator, reconciliation, sales, 
 from tillit.api.routes import fulfilment as fulfilment_routes
 from tillit.api.routes import monitoring as monitoring_routes
 from tillit.api.routes import settlement as settlement_routes  # settle12
+from tillit.api.routes import station as till_station  # issue 17: tile images, store till rules
 from tillit.backoffice.app import create_backoffice_app
 from tillit.backoffice.pages import products as products_page
 from tillit.backoffice.web import BASE as BACKOFFICE_PATH
@@ -87,6 +88,7 @@ def create_app(
     app.include_router(fulfilment_routes.router)  # fulfilment (docs/fulfilment.md)
     app.include_router(order_page.build_router(container))  # the customer's order page, /c/{token}
     app.include_router(customer_receipt.router)  # notify14: e-receipt page and PDF (signed links)
+    app.include_router(till_station.router)  # issue 17
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: the process answers (touches no database)")
     def healthz() -> JSONResponse:

@@ -57,6 +57,12 @@ class ProductCreate(Strict):
     barcode: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     currency: Currency | None = None
     stock: Annotated[int, Field(ge=-(10**9), le=10**9)] | None = None
+    category: Annotated[str, Field(min_length=1, max_length=60)] | None = None
+    tile_colour: Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$")] | None = Field(
+        default=None, description="The till tile's colour, #rrggbb."
+    )
+    favourite: bool | None = Field(default=None, description="Shown first on the till's grid.")
+    sort_order: Annotated[int, Field(ge=-1000000, le=1000000)] | None = None
 
 
 class ProductUpdate(Strict):
@@ -65,6 +71,12 @@ class ProductUpdate(Strict):
     barcode: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     stock: Annotated[int, Field(ge=-(10**9), le=10**9)] | None = None
     active: bool | None = None
+    category: Annotated[str, Field(min_length=1, max_length=60)] | None = None
+    tile_colour: Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$")] | None = Field(
+        default=None, description="The till tile's colour, #rrggbb."
+    )
+    favourite: bool | None = Field(default=None, description="Shown first on the till's grid.")
+    sort_order: Annotated[int, Field(ge=-1000000, le=1000000)] | None = None
 
 
 class OrderLineIn(Strict):
@@ -100,6 +112,16 @@ class CustomerIn(Strict):
     opt_in: bool = Field(default=False, description="The customer agreed to receive messages.")
 
 
+class ApprovalIn(Strict):
+    """A manager's approval at the till, recorded in the order's events (who and why)."""
+
+    kind: Literal["line_discount", "price_change", "order_discount"]
+    line_no: Annotated[int, Field(ge=1, le=200)] | None = None
+    amount: Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
+    approved_by: Annotated[str, Field(min_length=1, max_length=60)]
+    reason: Annotated[str, Field(min_length=1, max_length=200)]
+
+
 class OrderCreate(Strict):
     id: UUIDStr | None = Field(default=None, description="Client-generated UUID (UUIDv7 recommended).")
     store_id: UUIDStr | None = Field(default=None, description="Required for merchant keys.")
@@ -111,6 +133,9 @@ class OrderCreate(Strict):
     note: Annotated[str, Field(max_length=500)] | None = None
     customer: CustomerIn | None = Field(
         default=None, description="Optional contact for payment, refund and delivery messages (e-mail/phone)."
+    )
+    approvals: Annotated[list[ApprovalIn], Field(max_length=200)] | None = Field(
+        default=None, description="Manager approvals given at the till (over-limit discounts, price cuts)."
     )
 
 
@@ -244,3 +269,42 @@ class ProductOut(BaseModel):
     active: bool
     created_at: str
     updated_at: str
+    category: str | None
+    tile_colour: str | None
+    favourite: bool
+    sort_order: int
+    image: str | None
+
+
+# --- till station (issue 17) ------------------------------------------------------------------------------
+
+
+class TillManagerIn(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=60)]
+    pin: Annotated[str, Field(pattern=r"^[0-9]{4,12}$", description="4 to 12 digits; stored hashed only.")]
+
+
+class TillSettingsIn(Strict):
+    discount_limit_pct: Annotated[int, Field(ge=0, le=100)] = Field(
+        description="Discounts and price cuts above this percentage of a line or order need a manager PIN."
+    )
+    rounding: Literal["none", "jiao", "yuan"] = Field(description="What 抹零 rounds the total down to.")
+    managers: Annotated[list[TillManagerIn], Field(max_length=20)] | None = Field(
+        default=None, description="Replaces the store's managers and PINs when given."
+    )
+
+
+class TillSettingsOut(BaseModel):
+    store_id: str
+    discount_limit_pct: int
+    rounding: str
+    managers: list[str]
+
+
+class TillManagerOut(BaseModel):
+    name: str
+    pin_hash: str
+
+
+class TerminalTillSettingsOut(TillSettingsOut):
+    manager_pins: list[TillManagerOut]

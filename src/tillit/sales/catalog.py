@@ -7,11 +7,18 @@ from typing import Any
 from sqlalchemy import Connection, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from tillit.adapters.db.schema import products
+from tillit.adapters.db.schema import product_tiles, products
 from tillit.domain.errors import conflict, invalid, not_found
 from tillit.domain.money import check_amount, check_currency
 from tillit.kernel.context import Deps, iso, row_dict
+from tillit.sales.tiles import TILE_COLUMNS, TILE_FIELDS, image_path, set_tile
 from tillit.sales.views import ProductView
+
+# A product with its till tile (outer join: most products have none).
+_WITH_TILE = products.outerjoin(
+    product_tiles,
+    (product_tiles.c.merchant_id == products.c.merchant_id) & (product_tiles.c.product_id == products.c.id),
+)
 
 
 def product_view(row: Any) -> ProductView:
@@ -27,6 +34,11 @@ def product_view(row: Any) -> ProductView:
         "active": bool(data["active"]),
         "created_at": iso(data["created_at"]),
         "updated_at": iso(data["updated_at"]),
+        "category": data.get("category"),
+        "tile_colour": data.get("tile_colour"),
+        "favourite": bool(data.get("favourite") or 0),
+        "sort_order": int(data.get("sort_order") or 0),
+        "image": image_path(data["id"], data.get("image_sha256")),
     }
 
 
@@ -50,6 +62,7 @@ def create_product(
     barcode: str | None = None,
     currency: str | None = None,
     stock: int | None = None,
+    tile: dict[str, Any] | None = None,
 ) -> ProductView:
     currency = check_currency(currency or merchant_currency)
     if currency != merchant_currency:
@@ -77,12 +90,17 @@ def create_product(
             conn.execute(insert(products).values(**record))
     except IntegrityError:
         raise _unique_conflict(sku, barcode) from None
+    if tile:
+        set_tile(conn, deps, merchant_id, str(record["id"]), tile)
+        return get_product(conn, merchant_id, str(record["id"]))
     return product_view(record)
 
 
 def get_product(conn: Connection, merchant_id: str, product_id: str) -> ProductView:
     row = conn.execute(
-        select(products).where(products.c.id == product_id, products.c.merchant_id == merchant_id)
+        select(products, *TILE_COLUMNS)
+        .select_from(_WITH_TILE)
+        .where(products.c.id == product_id, products.c.merchant_id == merchant_id)
     ).first()
     if row is None:
         raise not_found("product", product_id)
@@ -93,7 +111,13 @@ def list_products(
     conn: Connection, merchant_id: str, *, q: str | None, limit: int, after: str | None
 ) -> list[ProductView]:
     """Search by exact barcode or sku, or by a substring of the name; keyset-paginated by id."""
-    query = select(products).where(products.c.merchant_id == merchant_id).order_by(products.c.id).limit(limit)
+    query = (
+        select(products, *TILE_COLUMNS)
+        .select_from(_WITH_TILE)
+        .where(products.c.merchant_id == merchant_id)
+        .order_by(products.c.id)
+        .limit(limit)
+    )
     if q:
         pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(
@@ -108,6 +132,8 @@ def update_product(
     conn: Connection, deps: Deps, merchant_id: str, product_id: str, changes: dict[str, Any]
 ) -> ProductView:
     current = get_product(conn, merchant_id, product_id)
+    tile = {k: changes.pop(k) for k in list(changes) if k in TILE_FIELDS}
+    set_tile(conn, deps, merchant_id, product_id, tile)
     if "price" in changes:
         check_amount(changes["price"], "price", allow_zero=True)
     if "active" in changes:

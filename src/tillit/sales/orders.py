@@ -282,6 +282,7 @@ def create_order(conn: Connection, deps: Deps, actor: Actor, body: dict[str, Any
     )
     if contact is not None:
         contacts.attach(conn, now, merchant_id, order_id, contact)
+    _record_approvals(conn, merchant_id, order_id, actor.label, body.get("approvals") or [], now)
     written = {**record, "cancel_reason": None, "created_at": stored_time(conn, now)}
     written["updated_at"] = written["created_at"]
     if totals.total == 0:
@@ -305,6 +306,32 @@ def create_order(conn: Connection, deps: Deps, actor: Actor, body: dict[str, Any
         contacts.notify_paid(conn, now, merchant_id=merchant_id, order_id=order_id, amount=0)
     # A new order has no payments or refunds yet.
     return 201, order_view(written, lines, [], [])
+
+
+def _record_approvals(
+    conn: Connection,
+    merchant_id: str,
+    order_id: str,
+    via: str,
+    approvals: list[dict[str, Any]],
+    now: datetime,
+) -> None:
+    """A manager's approval at the till is an event of the order (it stays open): who approved, and why."""
+    for a in approvals:
+        line = f" line {a['line_no']}" if a.get("line_no") else ""
+        conn.execute(
+            insert(events).values(
+                merchant_id=merchant_id,
+                order_id=order_id,
+                entity="order",
+                entity_id=order_id,
+                from_status="open",
+                to_status="open",
+                actor=f"manager:{a['approved_by']} via {via}"[:100],
+                reason=f"approval {a['kind']}{line} amount {a['amount']}: {a['reason']}"[:500],
+                at=now,
+            )
+        )
 
 
 def apply_stock(

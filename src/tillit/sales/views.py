@@ -111,6 +111,31 @@ class ProductView(TypedDict):
     active: bool
     created_at: str
     updated_at: str
+    # The till's touch grid (product_tiles): category tab, tile colour, favourite first, then sort order;
+    # ``image`` is the server path of the tile image (its digest in the query, so a cached copy is exact).
+    category: str | None
+    tile_colour: str | None
+    favourite: bool
+    sort_order: int
+    image: str | None
+
+
+class TillSettingsView(TypedDict):
+    """A store's till rules; the till's copy also carries the managers' PIN hashes (never the PINs)."""
+
+    store_id: str
+    discount_limit_pct: int
+    rounding: str
+    managers: list[str]
+
+
+class TillManagerView(TypedDict):
+    name: str
+    pin_hash: str
+
+
+class TerminalTillSettingsView(TillSettingsView):
+    manager_pins: list[TillManagerView]
 
 
 class ShiftView(TypedDict):

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS products (
@@ -64,7 +64,35 @@ CREATE TABLE IF NOT EXISTS outbox (
     attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, response TEXT, created_at TEXT NOT NULL, done_at TEXT
 );
 CREATE INDEX IF NOT EXISTS ix_outbox_state ON outbox(state, seq);
+CREATE TABLE IF NOT EXISTS sale_adjustments (
+    sale_id TEXT NOT NULL REFERENCES sales(id), kind TEXT NOT NULL CHECK (kind IN ('order_discount', 'rounding')),
+    amount INTEGER NOT NULL CHECK (amount > 0), PRIMARY KEY (sale_id, kind)
+);
+CREATE TABLE IF NOT EXISTS approvals (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, sale_id TEXT NOT NULL REFERENCES sales(id),
+    kind TEXT NOT NULL CHECK (kind IN ('line_discount', 'price_change', 'order_discount')), line_no INTEGER,
+    amount INTEGER NOT NULL CHECK (amount >= 0), approved_by TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS returned_lines (
+    refund_id TEXT NOT NULL REFERENCES refunds(id), sale_id TEXT NOT NULL REFERENCES sales(id),
+    line_no INTEGER NOT NULL, quantity INTEGER NOT NULL CHECK (quantity > 0), PRIMARY KEY (refund_id, line_no)
+);
 """
+
+# Columns added after a journal was first created (issue 17): added in place when missing, so a till
+# upgraded in the shop keeps its journal.
+ADDED_COLUMNS = {
+    "products": [
+        ("category", "TEXT"),
+        ("tile_colour", "TEXT"),
+        ("favourite", "INTEGER NOT NULL DEFAULT 0"),
+        ("sort_order", "INTEGER NOT NULL DEFAULT 0"),
+        ("image_url", "TEXT"),
+        ("image_file", "TEXT"),
+    ],
+    "sales": [("held_at", "TEXT"), ("hold_note", "TEXT"), ("receipt_url", "TEXT")],
+    "sale_lines": [("set_price", "INTEGER")],
+}
 
 # Operations that the server accepts in a /v1/sync batch; the others go one at a time.
 BATCHABLE = frozenset({"order", "payment", "refund", "cancel"})
@@ -102,6 +130,11 @@ class Journal:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            for table, columns in ADDED_COLUMNS.items():
+                have = {r["name"] for r in conn.execute(f"PRAGMA table_info({table})")}
+                for name, decl in columns:
+                    if name not in have:
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
             conn.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )

@@ -27,6 +27,7 @@ from tillit.domain.messages import MESSAGES, for_payment
 from tillit.domain.pricing import MAX_LINES, MAX_QUANTITY
 from tillit.domain.provider import detect_method, mask_code
 from tillit.domain.shifts import GENESIS, ShiftTotals, chain_hash
+from tillit.domain.tillrules import rounding_off, spread
 from tillit.till.client import LinkDown, ServerClient
 from tillit.till.journal import BATCHABLE, Journal, OutboxEntry, now_iso
 
@@ -37,6 +38,7 @@ SETTLED_OK = ("captured",)
 MAX_DISCOUNT = 10**9
 MAX_TENDER = 10**9
 CATALOGUE_PAGE = 200
+DEFAULT_LIMIT_PCT = 20
 
 
 class TillError(Exception):
@@ -95,17 +97,71 @@ class Till:
         with self.journal.tx() as conn:
             for p in products:
                 conn.execute(
-                    "INSERT INTO products(id, sku, barcode, name, price, active) VALUES (?, ?, ?, ?, ?, ?)"
+                    "INSERT INTO products(id, sku, barcode, name, price, active, category, tile_colour, favourite,"
+                    " sort_order, image_url) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT(id) DO UPDATE SET sku=excluded.sku, barcode=excluded.barcode, name=excluded.name,"
-                    " price=excluded.price, active=excluded.active",
-                    (p["id"], p["sku"], p["barcode"], p["name"], p["price"], 1 if p["active"] else 0),
+                    " price=excluded.price, active=excluded.active, category=excluded.category,"
+                    " tile_colour=excluded.tile_colour, favourite=excluded.favourite,"
+                    " sort_order=excluded.sort_order, image_url=excluded.image_url",
+                    (
+                        p["id"],
+                        p["sku"],
+                        p["barcode"],
+                        p["name"],
+                        p["price"],
+                        1 if p["active"] else 0,
+                        p.get("category"),
+                        p.get("tile_colour"),
+                        1 if p.get("favourite") else 0,
+                        int(p.get("sort_order") or 0),
+                        p.get("image"),
+                    ),
                 )
+        self._cache_images()
+        self._refresh_settings()
         return len(products)
+
+    def _cache_images(self) -> None:
+        """Tile images are kept on the till (named by their digest) so the grid shows them offline too."""
+        folder = self.journal.path.parent / "images"
+        folder.mkdir(parents=True, exist_ok=True)
+        for row in self.journal.query("SELECT id, image_url, image_file FROM products WHERE image_url IS NOT NULL"):
+            name = row["image_url"].rsplit("=", 1)[-1]
+            if row["image_file"] == name and (folder / name).exists():
+                continue
+            response = self.client.request("GET", row["image_url"])
+            if response.status_code != 200:
+                continue
+            (folder / name).write_bytes(response.content)
+            with self.journal.tx() as conn:
+                conn.execute("UPDATE products SET image_file = ? WHERE id = ?", (name, row["id"]))
+
+    def _refresh_settings(self) -> None:
+        response = self.client.request("GET", "/v1/till/settings")
+        if response.status_code == 200:
+            with self.journal.tx() as conn:
+                self.journal.set_meta(conn, "till_settings", response.text)
+
+    def settings(self) -> dict[str, Any]:
+        """The store's till rules as last fetched (defaults until the server has been reached once)."""
+        raw = self.journal.meta("till_settings")
+        found: dict[str, Any] = json.loads(raw) if raw else {}
+        return {
+            "discount_limit_pct": int(found.get("discount_limit_pct", DEFAULT_LIMIT_PCT)),
+            "rounding": str(found.get("rounding", "jiao")),
+            "manager_pins": list(found.get("manager_pins", [])),
+        }
 
     def find_product(self, code: str) -> Any:
         code = code.strip()
         return self.journal.one(
             "SELECT * FROM products WHERE active = 1 AND (barcode = ? OR sku = ?) LIMIT 1", (code, code)
+        )
+
+    def grid_products(self) -> list[Any]:
+        """The touch grid: favourites first, then the catalogue's sort order, then by name."""
+        return self.journal.query(
+            "SELECT * FROM products WHERE active = 1 ORDER BY favourite DESC, sort_order, name"
         )
 
     def search(self, text: str, limit: int = 20) -> list[Any]:
@@ -234,11 +290,11 @@ class Till:
     # --- the sale being rung up -------------------------------------------------------------------
 
     def open_sale(self) -> Any:
-        return self.journal.one("SELECT * FROM sales WHERE status = 'open' ORDER BY number DESC LIMIT 1")
+        return self.journal.one("SELECT * FROM sales WHERE status = 'open' AND held_at IS NULL ORDER BY number DESC LIMIT 1")
 
     def _ensure_sale(self, conn: Any) -> Any:
         sale = conn.execute(
-            "SELECT * FROM sales WHERE status = 'open' ORDER BY number DESC LIMIT 1"
+            "SELECT * FROM sales WHERE status = 'open' AND held_at IS NULL ORDER BY number DESC LIMIT 1"
         ).fetchone()
         if sale is not None:
             return sale
@@ -340,7 +396,7 @@ class Till:
 
     def _require_open(self, conn: Any) -> Any:
         sale = conn.execute(
-            "SELECT * FROM sales WHERE status = 'open' ORDER BY number DESC LIMIT 1"
+            "SELECT * FROM sales WHERE status = 'open' AND held_at IS NULL ORDER BY number DESC LIMIT 1"
         ).fetchone()
         if sale is None:
             raise TillError("no_sale")
@@ -352,11 +408,32 @@ class Till:
             raise TillError("sale_frozen")
 
     def _retotal(self, conn: Any, sale_id: str) -> None:
+        """Total = lines − order discount − 抹零; 抹零 is worked out again from the store's rounding rule,
+        and an order discount the lines can no longer carry is dropped (the cashier sees it gone)."""
         row = conn.execute(
             "SELECT COALESCE(SUM(unit_price * quantity - discount), 0) AS t FROM sale_lines WHERE sale_id = ?",
             (sale_id,),
         ).fetchone()
-        conn.execute("UPDATE sales SET total = ? WHERE id = ?", (row["t"], sale_id))
+        lines_total = int(row["t"])
+        adjust = {
+            r["kind"]: int(r["amount"])
+            for r in conn.execute("SELECT kind, amount FROM sale_adjustments WHERE sale_id = ?", (sale_id,))
+        }
+        order_discount = adjust.get("order_discount", 0)
+        if order_discount > lines_total:
+            conn.execute("DELETE FROM sale_adjustments WHERE sale_id = ? AND kind = 'order_discount'", (sale_id,))
+            order_discount = 0
+        total = lines_total - order_discount
+        if "rounding" in adjust:
+            off = rounding_off(total, self.settings()["rounding"])
+            if off:
+                conn.execute(
+                    "UPDATE sale_adjustments SET amount = ? WHERE sale_id = ? AND kind = 'rounding'", (off, sale_id)
+                )
+            else:
+                conn.execute("DELETE FROM sale_adjustments WHERE sale_id = ? AND kind = 'rounding'", (sale_id,))
+            total -= off
+        conn.execute("UPDATE sales SET total = ? WHERE id = ?", (total, sale_id))
 
     def _freeze(self, conn: Any, sale: Any) -> None:
         """At the first tender the cart becomes the server order (queued before any payment for it)."""
@@ -368,14 +445,28 @@ class Till:
         if not lines:
             raise TillError("empty_sale")
         conn.execute("UPDATE sales SET frozen = 1 WHERE id = ?", (sale["id"],))
-        body = {
+        # The server knows line discounts only: the order discount and 抹零 are spread over the lines.
+        extra = conn.execute(
+            "SELECT COALESCE(SUM(amount), 0) AS a FROM sale_adjustments WHERE sale_id = ?", (sale["id"],)
+        ).fetchone()["a"]
+        shares = spread(int(extra), [ln["unit_price"] * ln["quantity"] - ln["discount"] for ln in lines])
+        body: dict[str, Any] = {
             "id": sale["id"],
             "lines": [
-                {"product_id": ln["product_id"], "quantity": ln["quantity"], "discount": ln["discount"]}
-                for ln in lines
+                {"product_id": ln["product_id"], "quantity": ln["quantity"], "discount": ln["discount"] + share}
+                for ln, share in zip(lines, shares, strict=True)
             ],
             "total": sale["total"],
         }
+        approvals = conn.execute(
+            "SELECT kind, line_no, amount, approved_by, reason FROM approvals WHERE sale_id = ? ORDER BY id",
+            (sale["id"],),
+        ).fetchall()
+        if approvals:
+            body["approvals"] = [
+                {k: a[k] for k in ("kind", "line_no", "amount", "approved_by", "reason") if a[k] is not None}
+                for a in approvals
+            ]
         self.journal.enqueue(
             conn,
             op="order",
@@ -401,7 +492,7 @@ class Till:
 
     def _tender_checks(self, conn: Any, amount: int | None) -> tuple[Any, int]:
         sale = conn.execute(
-            "SELECT * FROM sales WHERE status = 'open' ORDER BY number DESC LIMIT 1"
+            "SELECT * FROM sales WHERE status = 'open' AND held_at IS NULL ORDER BY number DESC LIMIT 1"
         ).fetchone()
         if sale is None or (
             sale["total"] == 0
@@ -513,7 +604,7 @@ class Till:
             raise TillError("invalid_reason")
         with self.journal.tx() as conn:
             sale = conn.execute(
-                "SELECT * FROM sales WHERE status = 'open' ORDER BY number DESC LIMIT 1"
+                "SELECT * FROM sales WHERE status = 'open' AND held_at IS NULL ORDER BY number DESC LIMIT 1"
             ).fetchone()
             if sale is None:
                 raise TillError("no_sale")
@@ -749,6 +840,12 @@ class Till:
         )
         if entry.op == "order" and body.get("number") is not None:
             conn.execute("UPDATE sales SET server_number = ? WHERE id = ?", (body["number"], entry.entity_id))
+        if entry.op == "order" and isinstance(body.get("receipt_url"), str):
+            # E-RECEIPT HOOK: when the server's order answer carries a receipt URL (the e-receipts work),
+            # the customer display shows it as a QR after payment; without one it shows none.
+            conn.execute(
+                "UPDATE sales SET receipt_url = ? WHERE id = ?", (body["receipt_url"][:500], entry.entity_id)
+            )
         if entry.op == "provider_payment":
             self._apply_payment(conn, body)
         if entry.op == "provider_refund":
@@ -878,8 +975,12 @@ class Till:
             "SELECT * FROM refunds WHERE sale_id = ? ORDER BY created_at", (sale["id"],)
         )
         paid = sum(t["amount"] for t in tenders if t["status"] == "captured")
+        adjustments = self.journal.query(
+            "SELECT kind, amount FROM sale_adjustments WHERE sale_id = ? ORDER BY kind", (sale["id"],)
+        )
         return {
             "sale": dict(sale),
+            "adjustments": [dict(a) for a in adjustments],
             "lines": [
                 dict(ln) | {"amount": ln["unit_price"] * ln["quantity"] - ln["discount"]} for ln in lines
             ],

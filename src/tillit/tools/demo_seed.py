@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from typing import Any
 
 from sqlalchemy import Connection, select, update
@@ -10,7 +12,7 @@ from tillit.access import keys
 from tillit.access import merchants as merchant_svc
 from tillit.adapters.db.schema import api_keys, merchants, products, stores, terminals
 from tillit.kernel.context import Deps
-from tillit.sales import catalog
+from tillit.sales import catalog, tiles
 
 DEMO_MERCHANT = "Tillit Demo Café"
 DEMO_PRODUCTS = [
@@ -21,6 +23,28 @@ DEMO_PRODUCTS = [
     ("BAK-MUFFIN", "6901234567939", "Blueberry muffin 蓝莓松饼", 1600),
     ("WAT-500", "6901234567946", "Mineral water 500ml 矿泉水", 300),
 ]
+# The till's touch grid (issue 17): category, tile colour, favourite; the croissant has an image.
+DEMO_TILES = {
+    "COF-LATTE": {"category": "Coffee 咖啡", "tile_colour": "#7b4a2d", "favourite": True},
+    "COF-AMER": {"category": "Coffee 咖啡", "tile_colour": "#5a3825", "favourite": False},
+    "TEA-OOLONG": {"category": "Tea 茶", "tile_colour": "#4f7942", "favourite": False},
+    "BAK-CROIS": {"category": "Bakery 烘焙", "tile_colour": "#c8913c", "favourite": True},
+    "BAK-MUFFIN": {"category": "Bakery 烘焙", "tile_colour": "#5b5ea6", "favourite": False},
+    "WAT-500": {"category": "Drinks 饮品", "tile_colour": "#2d6f9e", "favourite": False},
+}
+DEMO_MANAGER = ("Manager", "8888")  # the demo store's manager PIN (docs/till.md)
+
+
+def solid_png(rgb: tuple[int, int, int], size: int = 48) -> bytes:
+    """A small solid-colour PNG, made here so the demo needs no image file."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" + bytes(rgb) * size
+    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(row * size)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
 
 
 def seed(conn: Connection, deps: Deps) -> dict[str, Any]:
@@ -54,7 +78,15 @@ def seed(conn: Connection, deps: Deps) -> dict[str, Any]:
                 price=price,
                 barcode=barcode,
                 stock=100,
+                tile=DEMO_TILES.get(sku),
             )
+    croissant = conn.execute(
+        select(products.c.id).where(products.c.merchant_id == merchant_id, products.c.sku == "BAK-CROIS")
+    ).scalar_one()
+    tiles.set_image(conn, deps, merchant_id, croissant, "image/png", solid_png((200, 145, 60)))
+    tiles.put_settings(
+        conn, deps, merchant_id, store_id, discount_limit_pct=20, rounding="jiao", managers=[DEMO_MANAGER]
+    )
     conn.execute(
         update(api_keys)
         .where(api_keys.c.name.like("demo %"), api_keys.c.revoked_at.is_(None))

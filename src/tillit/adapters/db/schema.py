@@ -1032,3 +1032,60 @@ Index("ix_backoffice_sessions_expires", backoffice_sessions.c.expires_at)
 # The back office's Today page reads a day of payments and refunds per merchant (sales/reports.today).
 Index("ix_payments_merchant_created", payments.c.merchant_id, payments.c.created_at)
 Index("ix_refunds_merchant_created", refunds.c.merchant_id, refunds.c.created_at)
+
+# --- till station (issue 17): product tiles, store till settings, manager PINs ---------------------------
+
+# How a product shows on the till's touch grid, and its image (stored here, served by the server, cached
+# by the till). One row per product that has any of it; a product without one is an uncategorised tile.
+product_tiles = Table(
+    "product_tiles",
+    metadata,
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("product_id", ID, ForeignKey("products.id"), nullable=False),
+    Column("category", String(60)),
+    Column("tile_colour", String(7)),
+    Column("favourite", Integer, nullable=False, server_default="0"),
+    Column("sort_order", Integer, nullable=False, server_default="0"),
+    Column("image_type", String(16)),
+    Column("image_data", LargeBinary),
+    Column("image_sha256", String(64)),
+    Column("updated_at", TS, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "product_id", name="pk_product_tiles"),
+    CheckConstraint("favourite IN (0, 1)", name="favourite"),
+    CheckConstraint("sort_order BETWEEN -1000000 AND 1000000", name="sort_order"),
+    CheckConstraint("tile_colour IS NULL OR length(tile_colour) = 7", name="tile_colour"),
+    CheckConstraint(
+        "(image_data IS NULL AND image_type IS NULL AND image_sha256 IS NULL)"
+        " OR (image_data IS NOT NULL AND image_type IS NOT NULL AND image_sha256 IS NOT NULL)",
+        name="image",
+    ),
+)
+Index("ix_product_tiles_product", product_tiles.c.product_id)
+
+# A store's till rules: the discount/price-change limit above which a manager's PIN is needed, and how
+# 抹零 rounds the total down (to the jiao or the yuan, or not at all).
+store_till_settings = Table(
+    "store_till_settings",
+    metadata,
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("store_id", ID, ForeignKey("stores.id"), nullable=False),
+    Column("discount_limit_pct", Integer, nullable=False),
+    Column("rounding", String(8), nullable=False),
+    Column("updated_at", TS, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "store_id", name="pk_store_till_settings"),
+    CheckConstraint("discount_limit_pct BETWEEN 0 AND 100", name="discount_limit_pct"),
+    CheckConstraint("rounding IN ('none', 'jiao', 'yuan')", name="rounding"),
+)
+
+# Managers who may approve an over-limit discount or price change at a store's tills; only a salted
+# PBKDF2 hash of the PIN is kept (the till receives it to check a PIN offline).
+store_manager_pins = Table(
+    "store_manager_pins",
+    metadata,
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("store_id", ID, ForeignKey("stores.id"), nullable=False),
+    Column("name", String(60), nullable=False),
+    Column("pin_hash", String(200), nullable=False),
+    Column("created_at", TS, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "store_id", "name", name="pk_store_manager_pins"),
+)

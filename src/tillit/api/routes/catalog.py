@@ -40,6 +40,9 @@ def create_product(
             barcode=body.barcode,
             currency=body.currency,
             stock=body.stock,
+            tile=body.model_dump(
+                include={"category", "tile_colour", "favourite", "sort_order"}, exclude_none=True
+            ),
         )
 
     return idempotent(request, who, key, body.model_dump(), op)
