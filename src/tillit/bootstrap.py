@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from dataclasses import dataclass, fields
@@ -9,7 +10,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tillit.adapters.db.engine import Database, make_engine
+from tillit.adapters.files import LocalFileStore
+from tillit.adapters.matchkey import KeyedHasher
 from tillit.adapters.providers.alipay import AlipayAccount, AlipayProvider
+from tillit.adapters.providers.onboarding import AlipayOnboarding, WeChatOnboarding
 from tillit.adapters.providers.wechat import WeChatAccount, WeChatPayProvider
 from tillit.adapters.secrets import AesGcmSecretBox, FileKeyring
 from tillit.config import Settings
@@ -18,6 +22,9 @@ from tillit.domain.ids import IdGenerator
 from tillit.domain.provider import PaymentProvider
 from tillit.exceptions import cases
 from tillit.kernel.context import Deps
+from tillit.merchants import lifecycle as merchant_lifecycle
+from tillit.merchants import onboarding, review
+from tillit.merchants.ports import MerchantsConfig, OnboardingClient
 from tillit.payments import accounts, engine
 from tillit.payments.accounts import ProviderDirectory, ProviderFactory
 from tillit.payments.engine import EngineConfig, trigger_resolution
@@ -25,6 +32,7 @@ from tillit.payments.gateway import EngineGateway
 from tillit.reconciliation import daily
 from tillit.reconciliation.outcomes import late_payment_handler
 from tillit.reconciliation.service import resolve_for_exception
+from tillit.sales import payments as sales_payments
 from tillit.sales.gateway import ProviderGateway
 
 
@@ -34,6 +42,11 @@ def wire_areas() -> None:
     cases.on_resolved("bill_", resolve_for_exception)  # a resolved bill exception closes its discrepancy
     accounts.on_account_connected(daily.ensure_scheduled)  # a connected account's bills are fetched daily
     engine.register_job_handler("reconcile_daily", daily.run_daily)  # the resolver runs that fetch
+    # merchants area (issue 12)
+    sales_payments.on_cash_payment(merchant_lifecycle.ensure_may_take_cash)  # suspended: cash per setting
+    onboarding.on_sub_merchant(accounts.record_sub_merchant)  # a sub-merchant id configures the account
+    engine.register_job_handler(review.JOB_KIND, review.run_review)  # periodic re-review, expiry
+    engine.register_job_handler(onboarding.JOB_KIND, onboarding.run_poll)  # 进件 polled to completion
 
 
 @dataclass
@@ -43,6 +56,7 @@ class Container:
     deps: Deps
     engine: EngineConfig | None = None
     gateway: ProviderGateway | None = None  # provider payments and refunds as sales sees them
+    merchants: MerchantsConfig | None = None  # documents' file store, matching key, onboarding clients
 
 
 def provider_factory(settings: Settings) -> ProviderFactory:
@@ -94,10 +108,29 @@ def build(
     engine_cfg = EngineConfig(
         providers=directory, pay_guard=guard, on_late_payment_outcome=[late_payment_handler(deps)]
     )
+    merchants_cfg = merchants_config(settings)
+    onboarding.configure(merchants_cfg)
     return Container(
         settings=settings,
         db=Database(sql_engine),
         deps=deps,
         engine=engine_cfg,
         gateway=EngineGateway(engine_cfg),
+        merchants=merchants_cfg,
+    )
+
+
+def merchants_config(settings: Settings) -> MerchantsConfig:
+    """The merchants area's adapters: files and the matching key under TILLIT_HOME; onboarding endpoints
+    from TILLIT_ONBOARDING_WECHAT_URL / TILLIT_ONBOARDING_ALIPAY_URL (the sandbox, here)."""
+    clients: dict[str, OnboardingClient] = {}
+    if url := os.environ.get("TILLIT_ONBOARDING_WECHAT_URL"):
+        clients["wechat"] = WeChatOnboarding(url, settings.provider_timeout_s)
+    if url := os.environ.get("TILLIT_ONBOARDING_ALIPAY_URL"):
+        clients["alipay"] = AlipayOnboarding(url, settings.provider_timeout_s)
+    return MerchantsConfig(
+        hasher=KeyedHasher(settings.home, os.environ.get("TILLIT_MATCH_KEY")),
+        files=LocalFileStore(settings.home / "files"),
+        four_eyes=os.environ.get("TILLIT_FOUR_EYES", "1") != "0",
+        onboarding=clients,
     )

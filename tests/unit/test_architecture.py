@@ -23,6 +23,7 @@ LAYERS: list[set[str]] = [
     {"access"},  # merchants, stores, terminals, API keys, idempotency
     {"sales"},  # catalogue, orders, cash payments, refunds, ledger postings, till sync, shifts
     {"exceptions"},  # cases for a person to decide
+    {"merchants"},  # lifecycle, documents, review, blacklist, limits, provider onboarding (issue 12)
     {"payments"},  # the provider integrity engine, provider accounts, notifications
     {"reconciliation"},  # provider bills, matching, actions, the daily job
     {"worker"},

@@ -12,7 +12,7 @@ from tillit import __version__
 from tillit.access.keys import KeyCache
 from tillit.api import errors
 from tillit.api.limits import BodyLimit
-from tillit.api.routes import catalog, engine, operator, reconciliation, sales, till
+from tillit.api.routes import catalog, engine, merchants, operator, reconciliation, sales, till
 from tillit.bootstrap import Container
 from tillit.worker import Worker
 
@@ -54,6 +54,7 @@ def create_app(
     app.include_router(till.router)
     app.include_router(engine.notify_router)
     app.include_router(reconciliation.router)
+    app.include_router(merchants.router)  # merchants area (issue 12)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: the process answers (touches no database)")
     def healthz() -> JSONResponse:
@@ -70,6 +71,9 @@ def create_app(
     app.add_middleware(
         BodyLimit,
         max_bytes=container.settings.max_body_bytes,
-        overrides={reconciliation.UPLOAD_PATH: reconciliation.UPLOAD_MAX_BYTES},
+        overrides={
+            reconciliation.UPLOAD_PATH: reconciliation.UPLOAD_MAX_BYTES,
+            merchants.UPLOAD_PATH: merchants.UPLOAD_MAX_BYTES,
+        },
     )
     return app

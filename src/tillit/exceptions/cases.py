@@ -26,6 +26,7 @@ def on_resolved(kind_prefix: str, handler: ResolvedHandler) -> None:
     """Register ``handler`` for exceptions whose kind starts with ``kind_prefix`` (one per prefix)."""
     _RESOLVED_HANDLERS[kind_prefix] = handler
 
+
 KINDS = {
     "reverse_failing": "Reverse/cancel keeps failing (单边账 risk): check the trade in the provider's "
     "merchant portal; refund it there if the customer was charged, then resolve.",
@@ -60,6 +61,15 @@ KINDS = {
     "charge and refund the extra, then resolve.",
     "bill_fetch_failing": "Tillit cannot fetch the provider's daily bill: check the provider account "
     "settings and the provider's status; import the bill by hand if needed.",
+    # merchants area (issue 12): qualification, blacklist and provider onboarding
+    "merchant_document_expired": "A qualification document expired and provider payments are suspended: "
+    "collect the renewed document, review it, then resume the merchant.",
+    "merchant_review_due": "The merchant's periodic re-review is due (or a document expires within 30 "
+    "days): check its documents, complete the re-review, then resolve.",
+    "merchant_blacklisted": "A new blacklist entry matches this active merchant, which was suspended: "
+    "check the match; terminate the merchant, or resume it with a reason if the match is wrong.",
+    "onboarding_rejected": "The provider rejected the merchant's onboarding (进件): correct the fields "
+    "named in the details and submit again with the same business code.",
 }
 
 
