@@ -17,10 +17,11 @@ from fastapi.testclient import TestClient
 
 from tests.support.api import new_order, pay_cash, post
 from tests.support.world import Tenant
-from tillit.api.routes import catalog, engine, operator, reconciliation, sales, till
+from tillit.api.routes import catalog, engine, merchants, operator, reconciliation, sales, till
 from tillit.bootstrap import Container
 from tillit.domain.shifts import ShiftTotals, chain_hash
 from tillit.exceptions import cases as exc_svc
+from tillit.merchants import documents as merchant_documents
 
 WECHAT_BILL = (Path(__file__).resolve().parents[1] / "data" / "wechat_all_20261120.csv").read_bytes()
 
@@ -122,6 +123,46 @@ PROBES: dict[tuple[str, str], Any] = {
         "json": {"resolution": "mine now"}
     },
     ("GET", "/v1/reconciliation/report"): lambda o: {"params": {"merchant_id": o["merchant_id"]}},
+    # merchants area (issue 12)
+    ("POST", "/v1/merchant-applications"): lambda o: {"json": {"name": "Evil"}},
+    ("GET", "/v1/merchant-profiles"): lambda o: {},
+    ("GET", "/v1/merchants/{merchant_id}/profile"): lambda o: {},
+    ("GET", "/v1/merchants/{merchant_id}/events"): lambda o: {},
+    ("GET", "/v1/merchants/{merchant_id}/documents"): lambda o: {},
+    ("POST", "/v1/merchants/{merchant_id}/documents"): lambda o: {
+        "json": {"kind": "category", "number": "5814"}
+    },
+    ("POST", "/v1/merchant-documents/files"): lambda o: {
+        "params": {"merchant_id": o["merchant_id"], "kind": "store_photo"},
+        "content": b"\x89PNG\r\n\x1a\n" + b"\x00" * 16,
+        "headers": {"Content-Type": "application/octet-stream"},
+    },
+    ("GET", "/v1/merchants/{merchant_id}/documents/{document_id}/file"): lambda o: {},
+    ("POST", "/v1/merchants/{merchant_id}/submit"): lambda o: {},
+    ("GET", "/v1/review-queue"): lambda o: {},
+    ("POST", "/v1/merchants/{merchant_id}/documents/{document_id}/review"): lambda o: {
+        "json": {"decision": "reject", "reason": "evil"}
+    },
+    ("POST", "/v1/merchants/{merchant_id}/approve"): lambda o: {"json": {}},
+    ("POST", "/v1/merchants/{merchant_id}/reject"): lambda o: {"json": {"reason": "evil"}},
+    ("POST", "/v1/merchants/{merchant_id}/suspend"): lambda o: {"json": {"reason": "evil"}},
+    ("POST", "/v1/merchants/{merchant_id}/resume"): lambda o: {"json": {"reason": "evil"}},
+    ("POST", "/v1/merchants/{merchant_id}/terminate"): lambda o: {"json": {"reason": "evil"}},
+    ("POST", "/v1/merchants/{merchant_id}/rereview"): lambda o: {"json": {"note": "evil"}},
+    ("PATCH", "/v1/merchants/{merchant_id}/settings"): lambda o: {"json": {"cash_when_suspended": False}},
+    ("GET", "/v1/blacklist"): lambda o: {},
+    ("POST", "/v1/blacklist"): lambda o: {
+        "json": {"kind": "phone", "value": "13900000000", "source": "x", "reason": "evil"}
+    },
+    ("POST", "/v1/blacklist/{entry_id}/remove"): lambda o: {},
+    ("GET", "/v1/limit-tiers"): lambda o: {},
+    ("GET", "/v1/merchants/{merchant_id}/limits"): lambda o: {},
+    ("PUT", "/v1/merchants/{merchant_id}/limits"): lambda o: {
+        "json": {"scope": "merchant", "method": "wechat", "daily_max": 1, "reason": "evil"}
+    },
+    ("GET", "/v1/merchants/{merchant_id}/limits/changes"): lambda o: {},
+    ("GET", "/v1/merchants/{merchant_id}/onboarding"): lambda o: {},
+    ("POST", "/v1/merchants/{merchant_id}/onboarding"): lambda o: {"json": {"provider": "wechat"}},
 }
 # Routes whose answer is a list: they answer 200 but must hold none of the victim's objects.
 LISTS = {
@@ -144,7 +185,7 @@ OWN_SCOPE = {("POST", "/v1/products"), ("POST", "/v1/reconciliation/bills")}
 def api_routes() -> list[APIRoute]:
     return [
         r
-        for mod in (operator, catalog, sales, engine, till, reconciliation)
+        for mod in (operator, catalog, sales, engine, till, reconciliation, merchants)
         for r in mod.router.routes
         if isinstance(r, APIRoute)
     ]
@@ -179,6 +220,16 @@ def victim(client: TestClient, other_tenant: Tenant, admin_key: str, container: 
             provider_ref=uuid.uuid4().hex,
             amount=100,
         )
+    assert container.merchants is not None
+    with container.db.transaction() as conn:
+        document_id = merchant_documents.add_document(
+            conn,
+            container.deps,
+            container.merchants,
+            other_tenant.merchant_id,
+            merchant_documents.DocumentInput(kind="category", number="5814"),
+            "test",
+        )["id"]
     bill = client.post(
         "/v1/reconciliation/bills",
         params={"provider": "wechat"},
@@ -208,6 +259,8 @@ def victim(client: TestClient, other_tenant: Tenant, admin_key: str, container: 
         "bill_id": bill["id"],
         "run_id": bill["run"]["id"],
         "discrepancy_id": discrepancy_id,
+        "document_id": document_id,
+        "entry_id": uuid.uuid4().hex,
     }
 
 
@@ -306,6 +359,8 @@ def test_roles_are_enforced_for_every_route(
         "bill_id": uuid.uuid4().hex,
         "run_id": uuid.uuid4().hex,
         "discrepancy_id": uuid.uuid4().hex,
+        "document_id": uuid.uuid4().hex,
+        "entry_id": uuid.uuid4().hex,
     }
     for route in api_routes():
         roles = allowed_roles(route)
