@@ -13,6 +13,8 @@ from tillit.access.keys import KeyCache
 from tillit.api import errors
 from tillit.api.limits import BodyLimit
 from tillit.api.routes import catalog, engine, merchants, operator, reconciliation, sales, till
+from tillit.backoffice.app import create_backoffice_app
+from tillit.backoffice.web import BASE as BACKOFFICE_PATH
 from tillit.bootstrap import Container
 from tillit.worker import Worker
 
@@ -55,6 +57,8 @@ def create_app(
     app.include_router(engine.notify_router)
     app.include_router(reconciliation.router)
     app.include_router(merchants.router)  # merchants area (issue 12)
+    # The back office (backoffice/): server-rendered pages with their own sign-in, outside the OpenAPI.
+    app.mount(BACKOFFICE_PATH, create_backoffice_app(container, app.state.key_cache))
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: the process answers (touches no database)")
     def healthz() -> JSONResponse:

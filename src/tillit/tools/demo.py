@@ -181,6 +181,8 @@ def run_demo(
         console.print(f"  Cashier page          {plan.urls['till']}/")
         console.print(f"  Sandbox customer page {plan.urls['sandbox']}/sandbox/")
         console.print(f"  API docs              {plan.urls['api']}/docs")
+        # Back office (backoffice/): sign in with the merchant_key below (the admin_key opens operator pages).
+        console.print(f"  Back office           {plan.urls['api']}/backoffice/  (sign in with merchant_key)")
         console.print(f"\n  admin_key     {seeded['admin_key']}\n  merchant_key  {seeded['merchant_key']}")
         console.print(f"  terminal_key  {seeded['terminal_key']}\n  merchant_id   {seeded['merchant_id']}")
         console.print(f"\n  logs: {logs}\n")

@@ -792,3 +792,22 @@ onboarding_applications = Table(
     UniqueConstraint("provider", "business_code", name="uq_onboarding_applications_code"),
 )
 Index("ix_onboarding_applications_merchant", onboarding_applications.c.merchant_id)
+
+# ---- backoffice (branch bo13): sign-in sessions of the back-office pages --------------------------------
+# A session is a random token in an HttpOnly cookie; only its SHA-256 is stored here, never the API key.
+# The key is re-checked on every request (a revoked key ends its sessions at once); sign-out deletes the row.
+backoffice_sessions = Table(
+    "backoffice_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("key_id", ID, ForeignKey("api_keys.id"), nullable=False),
+    Column("merchant_id", ID, ForeignKey("merchants.id")),  # NULL for an operator (admin key)
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    CheckConstraint("expires_at > created_at", name="expiry_after_creation"),
+)
+Index("ix_backoffice_sessions_expires", backoffice_sessions.c.expires_at)
+# The back office's Today page reads a day of payments and refunds per merchant (sales/reports.today).
+Index("ix_payments_merchant_created", payments.c.merchant_id, payments.c.created_at)
+Index("ix_refunds_merchant_created", refunds.c.merchant_id, refunds.c.created_at)

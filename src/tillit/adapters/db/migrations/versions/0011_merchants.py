@@ -4,7 +4,7 @@ Existing merchants get a profile in ``active`` (they took payments before; nothi
 Two job kinds join the resolver: the periodic re-review and the onboarding poll.
 
 Revision ID: 0011
-Revises: 0005
+Revises: 0009 (0005 before merging bo13)
 Create Date: 2026-12-03 10:45:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0005"
+down_revision = "0009"  # 0005 on its own; chained after bo13's 0009 since this branch merged bo13
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,1 @@
+"""Back-office page modules: each declares ``PAGE`` (registry.Page) and its ``router``."""
