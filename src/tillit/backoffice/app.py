@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from tillit.access.keys import KeyCache
 from tillit.backoffice import sessions
 from tillit.backoffice.i18n import LOCALES
-from tillit.backoffice.pages import orders, products, shifts, terminals, today
+from tillit.backoffice.pages import merchants, orders, products, shifts, terminals, today
 from tillit.backoffice.registry import Page, check
 from tillit.backoffice.web import (
     BASE,
@@ -44,6 +44,8 @@ PAGES: tuple[Page, ...] = check(
         shifts.PAGE,
         products.PAGE,
         terminals.PAGE,
+        merchants.PAGE,  # operator pages of the merchants area (issue 12)
+        merchants.BLACKLIST_PAGE,
     )
 )
 
