@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tillit.adapters.db.engine import Database
@@ -233,6 +233,45 @@ def _bump(
     return result.rowcount == 1
 
 
+def _label(scope: str) -> str:
+    return "merchant" if scope == MERCHANT_SCOPE else "terminal"
+
+
+def _move_counters(
+    db: Database,
+    conn: Connection,
+    merchant_id: str,
+    method: str,
+    amount: int,
+    counters: list[tuple[str, str, int, str, str]],
+) -> None:
+    """Add ``amount`` to every counter unless that passes its limit, in one conditional UPDATE (each row
+    checked against its own limit); RETURNING says which rows moved. A counter that did not move is
+    either missing (first payment of its period: created, then moved alone) or full: then raise, and the
+    caller's transaction rolls back whatever this UPDATE moved."""
+    conds = [
+        and_(
+            limit_usage.c.scope == scope, limit_usage.c.period == period, limit_usage.c.used + amount <= limit
+        )
+        for scope, period, limit, _kind, _tag in counters
+    ]
+    moved = {
+        (r.scope, r.period)
+        for r in conn.execute(
+            update(limit_usage)
+            .where(limit_usage.c.merchant_id == merchant_id, limit_usage.c.method == method, or_(*conds))
+            .values(used=limit_usage.c.used + amount)
+            .returning(limit_usage.c.scope, limit_usage.c.period)
+        )
+    }
+    for scope, period, limit, kind, _tag in counters:
+        if (scope, period) in moved:
+            continue
+        if not _bump(db, conn, merchant_id, scope, method, period, amount, limit):
+            used = _usage(conn, merchant_id, scope, method, period)
+            raise limit_exceeded(LimitBreach(_label(scope), method, kind, limit, max(limit - used, 0)))
+
+
 def reserve(
     db: Database,
     conn: Connection,
@@ -261,25 +300,22 @@ def reserve(
     if not rules:
         return
     day, month = period_keys(deps.clock.now(), timezone)
-    moved: list[str] = []
-    for scope in scopes:  # merchant first, then terminal: one lock order, no deadlock
+    # (scope, period, limit, kind, tag) of every counter this payment moves
+    counters: list[tuple[str, str, int, str, str]] = []
+    for scope in scopes:  # merchant first, then terminal
         rule = rules.get(scope)
         if rule is None:
             continue
-        label = "merchant" if scope == MERCHANT_SCOPE else "terminal"
-        breach = single_breach(label, method, amount, rule.single_max)
+        breach = single_breach(_label(scope), method, amount, rule.single_max)
         if breach is not None:
             raise limit_exceeded(breach)
-        for kind, period, limit, tag in (
-            ("daily", day, rule.daily_max, "d"),
-            ("monthly", month, rule.monthly_max, "m"),
-        ):
-            if limit is None:
-                continue
-            if not _bump(db, conn, merchant_id, scope, method, period, amount, limit):
-                used = _usage(conn, merchant_id, scope, method, period)
-                raise limit_exceeded(LimitBreach(label, method, kind, limit, max(limit - used, 0)))
-            moved.append(f"{tag}:{scope}")
+        if rule.daily_max is not None:
+            counters.append((scope, day, rule.daily_max, "daily", "d"))
+        if rule.monthly_max is not None:
+            counters.append((scope, month, rule.monthly_max, "monthly", "m"))
+    if counters:
+        _move_counters(db, conn, merchant_id, method, amount, counters)
+    moved = [f"{tag}:{scope}" for scope, _p, _l, _k, tag in counters]
     if moved:
         conn.execute(
             insert(limit_holds).values(
