@@ -16,7 +16,16 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from tillit.api.deps import ADMIN, IDEMPOTENCY_HEADER, OVERSEER, IdPath, container, idempotent, ok
+from tillit.api.deps import (
+    ADMIN,
+    IDEMPOTENCY_HEADER,
+    OVERSEER,
+    UUID_PATTERN,
+    IdPath,
+    container,
+    idempotent,
+    ok,
+)
 from tillit.api.schemas import Amount, Currency, ErrorOut, Name, Strict
 from tillit.bootstrap import Container
 from tillit.domain.errors import conflict, invalid
@@ -91,7 +100,14 @@ class BlacklistCreate(Strict):
 
 
 class LimitSet(Strict):
-    scope: Annotated[str, Field(min_length=1, max_length=36, description="`merchant` or a terminal id")]
+    scope: Annotated[
+        str,
+        Field(
+            max_length=36,
+            pattern=r"^(merchant|[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12})$",
+            description="`merchant` or a terminal id",
+        ),
+    ]
     method: Literal["wechat", "alipay"]
     single_max: Amount | None = None
     daily_max: Amount | None = None
@@ -234,7 +250,7 @@ def add_document(
 )
 async def upload_document(
     request: Request,
-    merchant_id: Annotated[str, Query(min_length=32, max_length=36)],
+    merchant_id: Annotated[str, Query(pattern=UUID_PATTERN, max_length=45, description="A UUID")],
     kind: FileKind,
     who: Actor = OVERSEER,
     key: str | None = IDEMPOTENCY_HEADER,
