@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from dataclasses import dataclass, fields
@@ -9,8 +10,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tillit.adapters.db.engine import Database, make_engine
+from tillit.adapters.files import LocalFileStore
 from tillit.adapters.mail import SmtpConfig, SmtpMailer
+from tillit.adapters.matchkey import KeyedHasher
 from tillit.adapters.providers.alipay import AlipayAccount, AlipayProvider
+from tillit.adapters.providers.onboarding import AlipayOnboarding, WeChatOnboarding
 from tillit.adapters.providers.wechat import WeChatAccount, WeChatPayProvider
 from tillit.adapters.secrets import AesGcmSecretBox, FileKeyring
 from tillit.adapters.signing_key import load_signing_key
@@ -26,6 +30,9 @@ from tillit.fulfilment import notify as fulfilment_notify
 from tillit.fulfilment import outbox as fulfilment_outbox
 from tillit.fulfilment import timers as fulfilment_timers
 from tillit.kernel.context import Deps, KeyHolder
+from tillit.merchants import lifecycle as merchant_lifecycle
+from tillit.merchants import onboarding, review
+from tillit.merchants.ports import MerchantsConfig, OnboardingClient
 from tillit.monitoring import alerts
 from tillit.notifications.sender import Channels, OutboxSender, SenderConfig
 from tillit.payments import accounts, engine
@@ -35,6 +42,7 @@ from tillit.payments.gateway import EngineGateway
 from tillit.reconciliation import daily
 from tillit.reconciliation.outcomes import late_payment_handler
 from tillit.reconciliation.service import resolve_for_exception
+from tillit.sales import payments as sales_payments
 from tillit.sales.gateway import ProviderGateway
 from tillit.settlement import daily as settlement_daily
 
@@ -52,6 +60,11 @@ def wire_areas() -> None:
     # fulfilment: shipping SLA, reminder and auto-confirm timers (docs/fulfilment.md)
     engine.register_job_handler(fulfilment_timers.TIMER_JOB, fulfilment_timers.run_job)
     fulfilment_notify.on_message(fulfilment_outbox.enqueue_message)  # its messages go to the outbox
+    # merchants area (issue 12)
+    sales_payments.on_cash_payment(merchant_lifecycle.ensure_may_take_cash)  # suspended: cash per setting
+    onboarding.on_sub_merchant(accounts.record_sub_merchant)  # a sub-merchant id configures the account
+    engine.register_job_handler(review.JOB_KIND, review.run_review)  # periodic re-review, expiry
+    engine.register_job_handler(onboarding.JOB_KIND, onboarding.run_poll)  # 进件 polled to completion
 
 
 @dataclass
@@ -64,6 +77,7 @@ class Container:
     # --- notifications (issue 14) ---
     outbox: OutboxSender | None = None  # run by the resolver (worker.py) in every round
     signing_key: bytes | None = None  # signs e-receipt links and derives webhook secrets
+    merchants: MerchantsConfig | None = None  # documents' file store, matching key, onboarding clients
 
     def receipt_url(self, merchant_id: str, order_id: str) -> str:
         assert self.signing_key is not None, "build() loads the signing key"
@@ -166,6 +180,8 @@ def build(
         providers=directory, pay_guard=guard, on_late_payment_outcome=[late_payment_handler(deps)]
     )
     signing_key = load_signing_key(settings.home, settings.signing_key)
+    merchants_cfg = merchants_config(settings)
+    onboarding.configure(merchants_cfg)
     return Container(
         settings=settings,
         db=Database(sql_engine),
@@ -174,4 +190,21 @@ def build(
         gateway=EngineGateway(engine_cfg),
         outbox=build_outbox(settings, signing_key),
         signing_key=signing_key,
+        merchants=merchants_cfg,
+    )
+
+
+def merchants_config(settings: Settings) -> MerchantsConfig:
+    """The merchants area's adapters: files and the matching key under TILLIT_HOME; onboarding endpoints
+    from TILLIT_ONBOARDING_WECHAT_URL / TILLIT_ONBOARDING_ALIPAY_URL (the sandbox, here)."""
+    clients: dict[str, OnboardingClient] = {}
+    if url := os.environ.get("TILLIT_ONBOARDING_WECHAT_URL"):
+        clients["wechat"] = WeChatOnboarding(url, settings.provider_timeout_s)
+    if url := os.environ.get("TILLIT_ONBOARDING_ALIPAY_URL"):
+        clients["alipay"] = AlipayOnboarding(url, settings.provider_timeout_s)
+    return MerchantsConfig(
+        hasher=KeyedHasher(settings.home, os.environ.get("TILLIT_MATCH_KEY")),
+        files=LocalFileStore(settings.home / "files"),
+        four_eyes=os.environ.get("TILLIT_FOUR_EYES", "1") != "0",
+        onboarding=clients,
     )

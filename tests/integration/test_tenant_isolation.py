@@ -17,12 +17,13 @@ from fastapi.testclient import TestClient
 
 from tests.support.api import new_order, pay_cash, post
 from tests.support.world import Tenant
-from tillit.api.routes import catalog, engine, operator, reconciliation, sales, till
+from tillit.api.routes import catalog, engine, merchants, operator, reconciliation, sales, till
 from tillit.api.routes import fulfilment as fulfilment_routes
 from tillit.api.routes import settlement as settlement_routes
 from tillit.bootstrap import Container
 from tillit.domain.shifts import ShiftTotals, chain_hash
 from tillit.exceptions import cases as exc_svc
+from tillit.merchants import documents as merchant_documents
 
 WECHAT_BILL = (Path(__file__).resolve().parents[1] / "data" / "wechat_all_20261120.csv").read_bytes()
 BANK_STATEMENT = (
@@ -179,6 +180,46 @@ PROBES: dict[tuple[str, str], Any] = {
     ("PUT", "/v1/fulfilment/settings"): lambda o: {
         "json": {"auto_confirm_days": 1, "reminder_hours": 1, "ship_sla_hours": 1}
     },
+    # merchants area (issue 12)
+    ("POST", "/v1/merchant-applications"): lambda o: {"json": {"name": "Evil"}},
+    ("GET", "/v1/merchant-profiles"): lambda o: {},
+    ("GET", "/v1/merchants/{merchant_id}/profile"): lambda o: {},
+    ("GET", "/v1/merchants/{merchant_id}/events"): lambda o: {},
+    ("GET", "/v1/merchants/{merchant_id}/documents"): lambda o: {},
+    ("POST", "/v1/merchants/{merchant_id}/documents"): lambda o: {
+        "json": {"kind": "category", "number": "5814"}
+    },
+    ("POST", "/v1/merchant-documents/files"): lambda o: {
+        "params": {"merchant_id": o["merchant_id"], "kind": "store_photo"},
+        "content": b"\x89PNG\r\n\x1a\n" + b"\x00" * 16,
+        "headers": {"Content-Type": "application/octet-stream"},
+    },
+    ("GET", "/v1/merchants/{merchant_id}/documents/{document_id}/file"): lambda o: {},
+    ("POST", "/v1/merchants/{merchant_id}/submit"): lambda o: {},
+    ("GET", "/v1/review-queue"): lambda o: {},
+    ("POST", "/v1/merchants/{merchant_id}/documents/{document_id}/review"): lambda o: {
+        "json": {"decision": "reject", "reason": "evil"}
+    },
+    ("POST", "/v1/merchants/{merchant_id}/approve"): lambda o: {"json": {}},
+    ("POST", "/v1/merchants/{merchant_id}/reject"): lambda o: {"json": {"reason": "evil"}},
+    ("POST", "/v1/merchants/{merchant_id}/suspend"): lambda o: {"json": {"reason": "evil"}},
+    ("POST", "/v1/merchants/{merchant_id}/resume"): lambda o: {"json": {"reason": "evil"}},
+    ("POST", "/v1/merchants/{merchant_id}/terminate"): lambda o: {"json": {"reason": "evil"}},
+    ("POST", "/v1/merchants/{merchant_id}/rereview"): lambda o: {"json": {"note": "evil"}},
+    ("PATCH", "/v1/merchants/{merchant_id}/settings"): lambda o: {"json": {"cash_when_suspended": False}},
+    ("GET", "/v1/blacklist"): lambda o: {},
+    ("POST", "/v1/blacklist"): lambda o: {
+        "json": {"kind": "phone", "value": "13900000000", "source": "x", "reason": "evil"}
+    },
+    ("POST", "/v1/blacklist/{entry_id}/remove"): lambda o: {},
+    ("GET", "/v1/limit-tiers"): lambda o: {},
+    ("GET", "/v1/merchants/{merchant_id}/limits"): lambda o: {},
+    ("PUT", "/v1/merchants/{merchant_id}/limits"): lambda o: {
+        "json": {"scope": "merchant", "method": "wechat", "daily_max": 1, "reason": "evil"}
+    },
+    ("GET", "/v1/merchants/{merchant_id}/limits/changes"): lambda o: {},
+    ("GET", "/v1/merchants/{merchant_id}/onboarding"): lambda o: {},
+    ("POST", "/v1/merchants/{merchant_id}/onboarding"): lambda o: {"json": {"provider": "wechat"}},
 }
 # Routes whose answer is a list: they answer 200 but must hold none of the victim's objects.
 LISTS = {
@@ -206,7 +247,9 @@ OWN_SCOPE = {
 }
 
 
-ROUTE_MODULES = (operator, catalog, sales, engine, till, reconciliation, settlement_routes, fulfilment_routes)
+ROUTE_MODULES = (
+    operator, catalog, sales, engine, till, reconciliation, merchants, settlement_routes, fulfilment_routes
+)
 
 
 def api_routes() -> list[APIRoute]:
@@ -247,6 +290,16 @@ def victim(client: TestClient, other_tenant: Tenant, admin_key: str, container: 
             provider_ref=uuid.uuid4().hex,
             amount=100,
         )
+    assert container.merchants is not None
+    with container.db.transaction() as conn:
+        document_id = merchant_documents.add_document(
+            conn,
+            container.deps,
+            container.merchants,
+            other_tenant.merchant_id,
+            merchant_documents.DocumentInput(kind="category", number="5814"),
+            "test",
+        )["id"]
     bill = client.post(
         "/v1/reconciliation/bills",
         params={"provider": "wechat"},
@@ -303,6 +356,8 @@ def victim(client: TestClient, other_tenant: Tenant, admin_key: str, container: 
         "trade_day": "2026-11-20",
         "fulfilment_id": fulfilment["id"],
         "customer_path": fulfilment["customer_path"],
+        "document_id": document_id,
+        "entry_id": uuid.uuid4().hex,
     }
 
 
@@ -410,6 +465,8 @@ def test_roles_are_enforced_for_every_route(
         "trade_day": "2026-11-20",
         "fulfilment_id": uuid.uuid4().hex,
         "customer_path": "/c/" + "A" * 64,
+        "document_id": uuid.uuid4().hex,
+        "entry_id": uuid.uuid4().hex,
     }
     for route in api_routes():
         roles = allowed_roles(route)

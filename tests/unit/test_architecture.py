@@ -24,6 +24,7 @@ LAYERS: list[set[str]] = [
     {"notifications"},  # the outbox (mail, SMS, webhook), consent, customer contacts (notify14)
     {"sales"},  # catalogue, orders, cash payments, refunds, ledger postings, till sync, shifts
     {"exceptions"},  # cases for a person to decide
+    {"merchants"},  # lifecycle, documents, review, blacklist, limits, provider onboarding (issue 12)
     {"payments"},  # the provider integrity engine, provider accounts, notifications
     {"fees"},  # settle12: fee contracts (read by reconciliation and settlement)
     {"fulfilment"},  # pickup/delivery to confirmed receipt, disputes (refunds through payments)

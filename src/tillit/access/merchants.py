@@ -9,10 +9,11 @@ from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from tillit.access.views import MerchantView, StoreView, TerminalView
-from tillit.adapters.db.schema import merchants, stores, terminals
+from tillit.adapters.db.schema import merchant_profiles, merchants, stores, terminals
 from tillit.domain.errors import conflict, not_found
 from tillit.domain.money import DEFAULT_CURRENCY, check_currency
 from tillit.kernel.context import Actor, Deps, iso
+from tillit.kernel.transitions import record_merchant_created
 
 
 # Keys in the tables' column order, as the API has always answered them.
@@ -46,30 +47,53 @@ def _terminal(row: Mapping[Any, Any]) -> TerminalView:
 
 
 def create_merchant(
-    conn: Connection, deps: Deps, *, name: str, currency: str = DEFAULT_CURRENCY
+    conn: Connection,
+    deps: Deps,
+    *,
+    name: str,
+    currency: str = DEFAULT_CURRENCY,
+    lifecycle: str = "active",
+    actor: str = "system",
 ) -> MerchantView:
+    """A merchant, born ``active`` (the operator vouches for it) or ``applied`` (an application the
+    merchants area reviews). ``status`` in the view is the lifecycle status (merchant_profiles)."""
+    merchant_id, now = deps.ids.new(), deps.clock.now()
     record = {
-        "id": deps.ids.new(),
+        "id": merchant_id,
         "name": name,
         "currency": check_currency(currency),
-        "status": "active",
-        "created_at": deps.clock.now(),
+        "status": "active",  # legacy column, superseded by merchant_profiles.status
+        "created_at": now,
     }
     conn.execute(insert(merchants).values(**record))
-    return _merchant(record)
+    record_merchant_created(
+        conn, merchant_id=merchant_id, status=lifecycle, actor=actor, now=now, reason="created"
+    )
+    return _merchant(record | {"status": lifecycle})
 
 
 def get_merchant(conn: Connection, actor: Actor, merchant_id: str) -> MerchantView:
     if actor.role != "admin" and actor.merchant_id != merchant_id:
         raise not_found("merchant", merchant_id)
-    row = conn.execute(select(merchants).where(merchants.c.id == merchant_id)).first()
+    row = conn.execute(_with_lifecycle().where(merchants.c.id == merchant_id)).first()
     if row is None:
         raise not_found("merchant", merchant_id)
     return _merchant(row._mapping)
 
 
+def _with_lifecycle() -> Any:
+    """Merchant rows whose ``status`` is the lifecycle status (merchants area, issue 12)."""
+    return select(
+        merchants.c.id,
+        merchants.c.name,
+        merchants.c.currency,
+        merchant_profiles.c.status,
+        merchants.c.created_at,
+    ).join(merchant_profiles, merchant_profiles.c.merchant_id == merchants.c.id)
+
+
 def list_merchants(conn: Connection, *, limit: int, after: str | None) -> list[MerchantView]:
-    query = select(merchants).order_by(merchants.c.id).limit(limit)
+    query = _with_lifecycle().order_by(merchants.c.id).limit(limit)
     if after:
         query = query.where(merchants.c.id > after)
     return [_merchant(r._mapping) for r in conn.execute(query)]

@@ -14,7 +14,7 @@ from tillit.access.keys import KeyCache
 from tillit.api import errors
 from tillit.api.limits import BodyLimit
 from tillit.api.observability import Observability
-from tillit.api.routes import catalog, engine, operator, reconciliation, sales, till
+from tillit.api.routes import catalog, engine, merchants, operator, reconciliation, sales, till
 from tillit.api.routes import fulfilment as fulfilment_routes
 from tillit.api.routes import monitoring as monitoring_routes
 from tillit.api.routes import settlement as settlement_routes  # settle12
@@ -83,6 +83,7 @@ def create_app(
     # monitoring: analytics, channel health, alerts, and /metrics for Prometheus
     app.include_router(monitoring_routes.router)
     app.include_router(monitoring_routes.metrics_router)
+    app.include_router(merchants.router)  # merchants area (issue 12)
     # The back office (backoffice/): server-rendered pages with their own sign-in, outside the OpenAPI.
     app.mount(BACKOFFICE_PATH, create_backoffice_app(container, app.state.key_cache))
     app.include_router(fulfilment_routes.router)  # fulfilment (docs/fulfilment.md)
@@ -109,6 +110,7 @@ def create_app(
             reconciliation.UPLOAD_PATH: reconciliation.UPLOAD_MAX_BYTES,
             settlement_routes.STATEMENT_PATH: settlement_routes.STATEMENT_MAX_BYTES,  # settle12
             products_page.IMPORT_PATH: products_page.IMPORT_MAX_BYTES,  # the back office's CSV import
+            merchants.UPLOAD_PATH: merchants.UPLOAD_MAX_BYTES,  # merchants: qualification documents
         },
         prefix_overrides={order_page.PREFIX: order_page.BODY_LIMIT},  # the customer's dispute photo
     )

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from tillit.access.keys import KeyCache
 from tillit.backoffice import sessions
 from tillit.backoffice.i18n import LOCALES
-from tillit.backoffice.pages import monitoring, orders, products, shifts, terminals, today
+from tillit.backoffice.pages import merchants, monitoring, orders, products, shifts, terminals, today
 from tillit.backoffice.pages import settlement as settlement_pages  # settle12
 from tillit.backoffice.registry import Page, check
 from tillit.backoffice.throttle import SignInThrottle
@@ -54,6 +54,8 @@ PAGES: tuple[Page, ...] = check(
         monitoring.ANALYTICS,  # mon13: analytics, channel health, alerts
         monitoring.HEALTH,
         monitoring.ALERTS,
+        merchants.PAGE,  # operator pages of the merchants area (issue 12)
+        merchants.BLACKLIST_PAGE,
     )
 )
 

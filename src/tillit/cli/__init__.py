@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from tillit.cli import access, exceptions, payments, reconciliation, secrets, setup, tools
+from tillit.cli import access, exceptions, merchants, payments, reconciliation, secrets, setup, tools
 from tillit.cli import fulfilment as fulfilment_cli
 from tillit.cli import monitoring as monitoring_cli
 from tillit.cli import settlement as settlement_cli  # settle12
@@ -27,6 +27,7 @@ app.add_typer(tools.app)
 app.add_typer(access.app, name="keys")
 app.add_typer(payments.app, name="providers")
 app.add_typer(secrets.app, name="secrets")
+app.add_typer(merchants.app, name="merchants")  # merchants area (issue 12)
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(settlement_cli.fees_app, name="fees")  # settle12
 app.add_typer(settlement_cli.settlement_app, name="settlement")  # settle12

@@ -79,6 +79,37 @@ _MESSAGES = [
         "支付结果需要店长核查，请勿重复收款，详见异常列表。",
     ),
 ]
+# --- merchants area (issue 12): the merchant's own standing and limits ------------------------------
+_MESSAGES += [
+    CashierMessage(
+        "merchant_suspended",
+        "This shop cannot take WeChat or Alipay payments at the moment (account suspended) — take cash if "
+        "allowed, and ask the manager to contact the payment operator.",
+        "本店暂停微信/支付宝收款（商户已暂停）。如允许请收取现金，并请店长联系支付服务商。",
+    ),
+    CashierMessage(
+        "merchant_not_active",
+        "This shop is not yet approved to take WeChat or Alipay payments — take cash and ask the manager.",
+        "本店尚未开通微信/支付宝收款，请收取现金并联系店长。",
+    ),
+    CashierMessage(
+        "cash_not_allowed",
+        "This shop's account is suspended and cash sales are switched off too — ask the manager.",
+        "商户已暂停，现金收款也已关闭，请联系店长。",
+    ),
+    CashierMessage(
+        "limit_exceeded",
+        "This payment is over the shop's limit — use another payment method, split the amount, or ask the "
+        "manager to raise the limit.",
+        "本笔金额超出本店收款限额，请更换支付方式、分笔支付，或请店长调整限额。",
+    ),
+    CashierMessage(
+        "provider_limit",
+        "The provider refused the payment because a limit was reached — ask for another payment method or "
+        "a smaller amount; the manager may ask the provider to raise the limit.",
+        "支付机构提示已达限额，请更换支付方式或减少金额；如需提额请店长联系支付机构。",
+    ),
+]
 MESSAGES: dict[str, CashierMessage] = {m.reason: m for m in _MESSAGES}
 
 # Provider failure codes -> message reasons. Anything unlisted is "declined".
@@ -101,6 +132,14 @@ FAILURE_REASONS: dict[str, str] = {
     "REVOKED": "payment_closed",
     "ORDERREVERSED": "payment_closed",
     "ORDERCLOSED": "payment_closed",
+    # merchants area: the providers' own limit answers (operations.md §7.2), definite failures
+    "ACQ.TOTAL_FEE_EXCEED": "provider_limit",
+    "ACQ.BUYER_PAYMENT_AMOUNT_DAY_LIMIT_ERROR": "provider_limit",
+    "ACQ.BUYER_PAYMENT_AMOUNT_MONTH_LIMIT_ERROR": "provider_limit",
+    "ACQ.BEYOND_PAY_RESTRICTION": "provider_limit",
+    "ACQ.BEYOND_PER_RECEIPT_RESTRICTION": "provider_limit",
+    "ACQ.BEYOND_PER_RECEIPT_DAY_RESTRICTION": "provider_limit",
+    "ACQ.BEYOND_PER_RECEIPT_SINGLE_RESTRICTION": "provider_limit",
 }
 
 

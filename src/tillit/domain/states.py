@@ -19,6 +19,9 @@ class StateMachine:
     initial: frozenset[str]
     moves: dict[str, frozenset[str]]
     terminal: frozenset[str]
+    #: Declared returns to an earlier status (a suspended merchant resumed). Kept apart from ``moves``
+    #: so the forward graph stays a DAG: every return is named here, none happens by accident.
+    returns: dict[str, frozenset[str]] = field(default_factory=dict)
     statuses: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -29,6 +32,9 @@ class StateMachine:
         assert self.initial <= self.statuses, f"{self.name}: initial statuses must be declared"
         for status in self.terminal:
             assert not self.moves.get(status), f"{self.name}: terminal {status} has moves"
+            assert not self.returns.get(status), f"{self.name}: terminal {status} has returns"
+        for origin, targets in self.returns.items():
+            assert {origin, *targets} <= self.statuses, f"{self.name}: returns name undeclared statuses"
         self._assert_acyclic()
 
     def _assert_acyclic(self) -> None:
@@ -49,7 +55,9 @@ class StateMachine:
             visit(status)
 
     def can(self, current: str, target: str) -> bool:
-        return target in self.moves.get(current, frozenset())
+        return target in self.moves.get(current, frozenset()) or target in self.returns.get(
+            current, frozenset()
+        )
 
     def check(self, current: str, target: str) -> None:
         """Raise ``invalid_transition`` (409) unless ``current -> target`` is an allowed move."""
@@ -112,6 +120,27 @@ REFUND = StateMachine(
 REFUND_IN_FLIGHT = frozenset({"pending", "processing"})
 
 MACHINES: dict[str, StateMachine] = {m.name: m for m in (ORDER, PAYMENT, REFUND)}
+
+# --- merchants area (issue 12) ----------------------------------------------------------------------
+# A merchant's lifecycle. ``applied``: an application exists, not yet sent for review. Operators may
+# still create a merchant directly ``active`` (the operator vouches for it; existing merchants were
+# migrated to ``active``). Only ``active`` takes provider payments (merchants/lifecycle.py).
+MERCHANT = StateMachine(
+    name="merchant",
+    initial=frozenset({"applied", "active"}),
+    moves={
+        "applied": frozenset({"under_review", "terminated"}),
+        "under_review": frozenset({"active", "rejected", "terminated"}),
+        "rejected": frozenset({"terminated"}),
+        "active": frozenset({"suspended", "terminated"}),
+        "suspended": frozenset({"terminated"}),
+        "terminated": frozenset(),
+    },
+    terminal=frozenset({"terminated"}),
+    # a suspension is lifted; a rejected application is corrected and resubmitted for review
+    returns={"suspended": frozenset({"active"}), "rejected": frozenset({"under_review"})},
+)
+MERCHANT_STATUSES = MERCHANT.statuses
 
 CANCEL_REASONS = frozenset({"customer_cancelled", "cashier_cancelled", "payment_failed", "timeout", "other"})
 

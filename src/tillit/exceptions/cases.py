@@ -71,6 +71,15 @@ KINDS = {
     # fulfilment (docs/fulfilment.md): details.fulfilment_id names the order's fulfilment
     "fulfilment_sla_missed": "A pickup/delivery order was not ready or shipped within the merchant's SLA: "
     "ship it or mark it ready, or cancel it (refunded in full), then resolve.",
+    # merchants area (issue 12): qualification, blacklist and provider onboarding
+    "merchant_document_expired": "A qualification document expired and provider payments are suspended: "
+    "collect the renewed document, review it, then resume the merchant.",
+    "merchant_review_due": "The merchant's periodic re-review is due (or a document expires within 30 "
+    "days): check its documents, complete the re-review, then resolve.",
+    "merchant_blacklisted": "A new blacklist entry matches this active merchant, which was suspended: "
+    "check the match; terminate the merchant, or resume it with a reason if the match is wrong.",
+    "onboarding_rejected": "The provider rejected the merchant's onboarding (进件): correct the fields "
+    "named in the details and submit again with the same business code.",
 }
 
 

@@ -12,11 +12,19 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, insert, update
 
-from tillit.adapters.db.schema import events, fulfilments, orders, payments, refunds
+from tillit.adapters.db.schema import (
+    events,
+    fulfilments,
+    merchant_events,
+    merchant_profiles,
+    orders,
+    payments,
+    refunds,
+)
 from tillit.domain.errors import conflict
 from tillit.domain.fulfilment import FULFILMENT
 from tillit.domain.states import MACHINES as SALES_MACHINES
-from tillit.domain.states import StateMachine
+from tillit.domain.states import MERCHANT, StateMachine
 
 TABLES: dict[str, Table] = {"order": orders, "payment": payments, "refund": refunds}
 MACHINES: dict[str, StateMachine] = dict(SALES_MACHINES)
@@ -100,6 +108,67 @@ def transition(
             actor=actor,
             reason=reason,
             provider_ref=provider_ref,
+            at=now,
+        )
+    )
+
+
+# --- merchants area (issue 12): the merchant lifecycle ------------------------------------------------
+# Merchants have their own event table (merchant_events): their events belong to no order and are read
+# by operators, not by the till.
+
+
+def record_merchant_created(
+    conn: Connection, *, merchant_id: str, status: str, actor: str, now: datetime, reason: str | None = None
+) -> None:
+    """The profile row and first event of a merchant born in ``status`` (applied, or active)."""
+    assert status in MERCHANT.initial, f"a merchant cannot be created as {status}"
+    conn.execute(insert(merchant_profiles).values(merchant_id=merchant_id, status=status, updated_at=now))
+    conn.execute(
+        insert(merchant_events).values(
+            merchant_id=merchant_id, from_status=None, to_status=status, actor=actor, reason=reason, at=now
+        )
+    )
+
+
+def move_merchant(
+    conn: Connection,
+    *,
+    merchant_id: str,
+    current: str,
+    target: str,
+    actor: str,
+    now: datetime,
+    reason: str | None = None,
+    values: dict[str, Any] | None = None,
+) -> None:
+    """Move a merchant from ``current`` to ``target`` (compare-and-set) and append its event."""
+    MERCHANT.check(current, target)
+    changes: dict[str, Any] = {
+        "status": target,
+        "updated_at": now,
+        "version": merchant_profiles.c.version + 1,
+        "status_reason": (reason or "")[:500] or None,
+    }
+    changes.update(values or {})
+    result = conn.execute(
+        update(merchant_profiles)
+        .where(merchant_profiles.c.merchant_id == merchant_id, merchant_profiles.c.status == current)
+        .values(**changes)
+    )
+    if result.rowcount != 1:
+        raise conflict(
+            "merchant_changed",
+            "The merchant changed while this request was processed; retry.",
+            {"id": merchant_id, "expected": current},
+        )
+    conn.execute(
+        insert(merchant_events).values(
+            merchant_id=merchant_id,
+            from_status=current,
+            to_status=target,
+            actor=actor,
+            reason=(reason or "")[:500] or None,
             at=now,
         )
     )

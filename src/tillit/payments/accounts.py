@@ -19,6 +19,7 @@ from tillit.adapters.db.schema import merchants, provider_accounts
 from tillit.domain.errors import conflict, invalid, not_found
 from tillit.domain.provider import PaymentProvider
 from tillit.kernel.context import Deps, SecretBox, iso
+from tillit.merchants.documents import sealed_key_ids
 from tillit.payments.views import ProviderAccountView
 
 AccountConnected = Callable[[Connection, Deps, str], object]
@@ -32,6 +33,7 @@ def on_account_connected(handler: AccountConnected) -> None:
     """Register ``handler`` once; registering the same handler again changes nothing."""
     if handler not in _CONNECTED_HANDLERS:
         _CONNECTED_HANDLERS.append(handler)
+
 
 REQUIRED = {
     "wechat": ("appid", "mch_id", "api_key", "base_url"),
@@ -212,7 +214,7 @@ def key_ids_in_use(conn: Connection, box: SecretBox) -> set[str]:
             kid = box.key_id(value) if isinstance(value, str) else None
             if kid is not None:
                 used.add(kid)
-    return used
+    return used | sealed_key_ids(conn, box)  # merchants area: sealed document numbers
 
 
 def _rewrite(conn: Connection, box: SecretBox, reseal: bool) -> int:
@@ -263,3 +265,29 @@ def check_openable(conn: Connection, box: SecretBox) -> None:
 def reseal_all(conn: Connection, box: SecretBox) -> int:
     """Open every stored secret and seal it again under the current key (one transaction: the caller's)."""
     return _rewrite(conn, box, reseal=True)
+
+
+# --- merchants area (issue 12): a provider-issued sub-merchant id configures the account -----------
+SUB_MERCHANT_FIELD = {"wechat": "sub_mch_id", "alipay": "smid"}
+
+
+def record_sub_merchant(
+    conn: Connection, deps: Deps, merchant_id: str, provider: str, sub_merchant_id: str
+) -> None:
+    """Store the sub-merchant id (WeChat ``sub_mch_id``, Alipay ``smid``) in the merchant's provider
+    account; registered with merchants/onboarding.py ``on_sub_merchant`` at the composition root. A
+    merchant without an account of that provider yet keeps the id on its onboarding application only."""
+    row = conn.execute(
+        select(provider_accounts.c.config).where(
+            provider_accounts.c.merchant_id == merchant_id, provider_accounts.c.provider == provider
+        )
+    ).first()
+    if row is None:
+        return
+    config = json.loads(row.config)
+    config[SUB_MERCHANT_FIELD[provider]] = sub_merchant_id
+    conn.execute(
+        update(provider_accounts)
+        .where(provider_accounts.c.merchant_id == merchant_id, provider_accounts.c.provider == provider)
+        .values(config=json.dumps(config, sort_keys=True), updated_at=deps.clock.now())
+    )

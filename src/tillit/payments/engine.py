@@ -46,6 +46,8 @@ from tillit.exceptions import cases as exc_svc
 from tillit.kernel import jobs
 from tillit.kernel.context import Actor, Deps
 from tillit.kernel.transitions import record_created, transition
+from tillit.merchants import lifecycle as merchant_lifecycle
+from tillit.merchants import limits as merchant_limits
 from tillit.payments.accounts import ProviderDirectory
 from tillit.sales import ledger
 from tillit.sales.orders import (
@@ -238,6 +240,9 @@ def prepare_provider_payment(
     ).first()
     if same_code is not None and order.paid_amount >= order.total:
         raise payment_in_progress(same_code)
+    # merchants area: only an active merchant takes provider payments (the refusal carries the cashier's
+    # message); its limits are reserved below, in this transaction, before the provider is ever called.
+    profile = merchant_lifecycle.ensure_may_take_provider_payment(conn, merchant_id)
     provider = cfg.providers.get(conn, merchant_id, method)
     balance = order.total - order.paid_amount
     amount = balance if body.get("amount") is None else check_amount(body["amount"])
@@ -245,6 +250,17 @@ def prepare_provider_payment(
         raise conflict(
             "amount_exceeds_balance", f"Only {balance} is due on this order.", {"balance_due": balance}
         )
+    merchant_limits.reserve(
+        db,
+        conn,
+        deps,
+        merchant_id=merchant_id,
+        terminal_id=actor.terminal_id,
+        method=method,
+        payment_id=payment_id,
+        amount=amount,
+        timezone=profile.timezone,
+    )
     now = deps.clock.now()
     record = {
         "id": payment_id,
@@ -444,6 +460,7 @@ def _fail(
         reason=code,
         values={"failure_code": code, "failure_message": (message or "")[:500] or None, "resolved_at": now},
     )
+    merchant_limits.give_back(conn, merchant_id=pay.merchant_id, payment_id=pay.id)  # no money: limit freed
     jobs.finish_for(conn, deps, kind="resolve_payment", merchant_id=pay.merchant_id, payment_id=pay.id)
     jobs.finish_for(conn, deps, kind="reverse_payment", merchant_id=pay.merchant_id, payment_id=pay.id)
 
@@ -982,6 +999,7 @@ def succeed_refund(
         refund_id=ref.id,
     )
     add_refunded(conn, order, pay, ref.amount, actor, ref.reason, now, refund_id=ref.id)
+    merchant_limits.give_back(conn, merchant_id=pay.merchant_id, payment_id=pay.id, amount=ref.amount)
     jobs.finish_for(
         conn, deps, kind="confirm_refund", merchant_id=pay.merchant_id, payment_id=pay.id, refund_id=ref.id
     )

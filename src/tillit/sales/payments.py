@@ -3,6 +3,7 @@ the same attempt rows, events and ledger postings."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,20 @@ from tillit.sales.orders import (
     payment_view,
 )
 from tillit.sales.views import PaymentView
+
+CashGate = Callable[[Connection, str], None]
+"""Told before a cash payment is written: (conn, merchant id); raises a DomainError to refuse it. The
+merchants area registers its rule (a suspended merchant may keep cash, per its setting) at the
+composition root, so sales never imports it."""
+
+_CASH_GATES: list[CashGate] = []
+
+
+def on_cash_payment(gate: CashGate) -> None:
+    """Register ``gate`` once; registering the same gate again changes nothing."""
+    if gate not in _CASH_GATES:
+        _CASH_GATES.append(gate)
+
 
 # Built once (see sales/orders.py): the cash payment path runs these on every sale.
 _PAYMENT = select(payments).where(
@@ -78,6 +93,8 @@ def create_payment(
         raise invalid(
             "currency_mismatch", f"The order is in {order.currency}.", {"currency": body.get("currency")}
         )
+    for gate in _CASH_GATES:
+        gate(conn, merchant_id)
     if order.status != "open":
         raise conflict(
             "order_not_open",

@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from tillit.sandbox import alipay, control, page, statements, wechat
+from tillit.sandbox import alipay, control, onboarding, page, statements, wechat
 from tillit.sandbox.clock import SandboxClock
 from tillit.sandbox.config import SandboxConfig
 from tillit.sandbox.engine import ControlError, Engine
@@ -105,4 +105,5 @@ def create_app(
     app.include_router(control.router)
     app.include_router(statements.router)  # settle12: settlement faults
     app.include_router(statements.account_router)  # settle12: Alipay account-statement files
+    app.include_router(onboarding.router)  # merchants area (issue 12): 进件 emulation
     return app

@@ -420,6 +420,7 @@ jobs = Table(
         "'reconcile_daily'"
         ",'fulfilment_timers'"  # fulfilment: SLA, reminder and auto-confirm (migration 0008)
         ",'evaluate_alerts'"  # monitoring (migration 0010)
+        ",'merchant_review','onboarding_poll'"  # merchants: re-review, 进件 polling (migration 0011)
         ",'settlement_daily'"  # settle12: the daily settlement check (migration 0012)
         ")",
         name="kind",
@@ -1013,6 +1014,189 @@ order_contacts = Table(
     CheckConstraint("email IS NOT NULL OR phone IS NOT NULL", name="has_address"),
     CheckConstraint("locale IN ('zh-CN','en')", name="locale"),
 )
+
+# --- merchants area (issue 12): lifecycle, documents, blacklist, limits, provider onboarding --------
+MERCHANT_STATUS_SQL = "'applied','under_review','active','rejected','suspended','terminated'"
+
+# One row per merchant: its lifecycle status (domain/states.py MERCHANT) and operating settings. The
+# legacy merchants.status column is superseded by this one.
+merchant_profiles = Table(
+    "merchant_profiles",
+    metadata,
+    Column("merchant_id", ID, ForeignKey("merchants.id"), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("timezone", String(64), nullable=False, server_default="Asia/Shanghai"),
+    Column("cash_when_suspended", Integer, nullable=False, server_default="1"),
+    Column("status_reason", String(500)),
+    Column("submitted_by", String(100)),
+    Column("submitted_at", TS),
+    Column("reviewed_at", TS),
+    Column("next_review_on", Date),
+    Column("contact_phone_hash", String(64)),
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("updated_at", TS, nullable=False),
+    CheckConstraint(f"status IN ({MERCHANT_STATUS_SQL})", name="status"),
+    CheckConstraint("cash_when_suspended IN (0, 1)", name="cash_flag"),
+)
+Index("ix_merchant_profiles_status", merchant_profiles.c.status)
+
+merchant_events = Table(
+    "merchant_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("from_status", String(20)),
+    Column("to_status", String(20), nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("reason", String(500)),
+    Column("at", TS, nullable=False),
+    CheckConstraint(f"to_status IN ({MERCHANT_STATUS_SQL})", name="to_status"),
+)
+Index("ix_merchant_events_merchant", merchant_events.c.merchant_id, merchant_events.c.id)
+
+# Qualification documents. Identifiers that identify a person or an account are kept only masked and
+# as a keyed hash (HMAC with the keyring's key), so they can be matched against the blacklist and are
+# never readable; a credit code and an MCC are public and kept as they are.
+merchant_documents = Table(
+    "merchant_documents",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("public_value", String(200)),
+    Column("holder_name", String(200)),
+    Column("number_masked", String(40)),
+    Column("number_hash", String(64)),
+    # sealed (AES-GCM, secret box) only to be sent to the providers' onboarding APIs, never shown
+    Column("number_sealed", Text),
+    Column("file_sha256", String(64)),
+    Column("file_type", String(40)),
+    Column("file_size", Integer),
+    Column("expires_on", Date),
+    Column("reject_reason", String(500)),
+    Column("reviewed_by", String(100)),
+    Column("reviewed_at", TS),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", TS, nullable=False),
+    CheckConstraint(
+        "kind IN ('business_licence','legal_rep_id','bank_account','category','store_photo',"
+        "'special_licence')",
+        name="kind",
+    ),
+    CheckConstraint("status IN ('pending','approved','rejected')", name="status"),
+    CheckConstraint("status <> 'rejected' OR reject_reason IS NOT NULL", name="reject_reason"),
+    CheckConstraint("file_size IS NULL OR file_size > 0", name="file_size"),
+)
+Index("ix_merchant_documents_merchant", merchant_documents.c.merchant_id, merchant_documents.c.kind)
+Index("ix_merchant_documents_hash", merchant_documents.c.number_hash)
+
+blacklist_entries = Table(
+    "blacklist_entries",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("match_key", String(64), nullable=False),  # credit code, or keyed hash of ID / account / phone
+    Column("shown", String(40), nullable=False),  # masked, for people
+    Column("source", String(100), nullable=False),
+    Column("reason", String(500), nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("removed_at", TS),
+    Column("removed_by", String(100)),
+    CheckConstraint("kind IN ('credit_code','id_number','bank_account','phone')", name="kind"),
+)
+Index("ix_blacklist_entries_match", blacklist_entries.c.kind, blacklist_entries.c.match_key)
+
+# Limits: scope is 'merchant' or a terminal id; NULL means no limit of that kind.
+merchant_limits = Table(
+    "merchant_limits",
+    metadata,
+    Column("merchant_id", ID, ForeignKey("merchants.id"), primary_key=True),
+    Column("scope", String(32), primary_key=True),
+    Column("method", String(16), primary_key=True),
+    Column("single_max", MONEY),
+    Column("daily_max", MONEY),
+    Column("monthly_max", MONEY),
+    Column("updated_by", String(100), nullable=False),
+    Column("updated_at", TS, nullable=False),
+    CheckConstraint("method IN ('wechat','alipay')", name="method"),
+    CheckConstraint(
+        "(single_max IS NULL OR single_max > 0) AND (daily_max IS NULL OR daily_max > 0)"
+        " AND (monthly_max IS NULL OR monthly_max > 0)",
+        name="positive",
+    ),
+)
+
+limit_changes = Table(
+    "limit_changes",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("scope", String(32), nullable=False),
+    Column("method", String(16), nullable=False),
+    Column("before", Text),
+    Column("after", Text),
+    Column("actor", String(100), nullable=False),
+    Column("reason", String(500), nullable=False),
+    Column("at", TS, nullable=False),
+)
+Index("ix_limit_changes_merchant", limit_changes.c.merchant_id, limit_changes.c.id)
+
+# Counters the limit check moves with one conditional UPDATE (used + amount <= max), so concurrent
+# attempts can never together pass a limit; period is a merchant-local day (YYYY-MM-DD) or month.
+limit_usage = Table(
+    "limit_usage",
+    metadata,
+    Column("merchant_id", ID, ForeignKey("merchants.id"), primary_key=True),
+    Column("scope", String(32), primary_key=True),
+    Column("method", String(16), primary_key=True),
+    Column("period", String(10), primary_key=True),
+    Column("used", MONEY, nullable=False, server_default="0"),
+    CheckConstraint("used >= 0", name="used"),
+)
+
+# What one attempt reserved, so a definite failure or a refund gives back exactly that, once.
+limit_holds = Table(
+    "limit_holds",
+    metadata,
+    Column("merchant_id", ID, ForeignKey("merchants.id"), primary_key=True),
+    Column("payment_id", ID, primary_key=True),
+    Column("method", String(16), nullable=False),
+    Column("scopes", String(200), nullable=False),  # counters moved: "d:merchant m:<terminal id> ..."
+    Column("day", String(10), nullable=False),
+    Column("month", String(10), nullable=False),
+    Column("amount", MONEY, nullable=False),
+    Column("returned", MONEY, nullable=False, server_default="0"),
+    CheckConstraint("amount > 0 AND returned >= 0 AND returned <= amount", name="amounts"),
+)
+
+# Provider onboarding (进件), keyed by our own business code; the raw provider state is kept verbatim.
+onboarding_applications = Table(
+    "onboarding_applications",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("provider", String(16), nullable=False),
+    Column("business_code", String(124), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("raw_state", String(64)),
+    Column("provider_ref", String(64)),
+    Column("sub_merchant_id", String(64)),
+    Column("sign_url", String(500)),
+    Column("detail", Text),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    CheckConstraint("provider IN ('wechat','alipay')", name="provider"),
+    CheckConstraint(
+        "status IN ('submitted','auditing','rejected','to_be_confirmed','to_be_signed','finished',"
+        "'cancelled')",
+        name="status",
+    ),
+    CheckConstraint("status <> 'finished' OR sub_merchant_id IS NOT NULL", name="finished_has_id"),
+    UniqueConstraint("provider", "business_code", name="uq_onboarding_applications_code"),
+)
+Index("ix_onboarding_applications_merchant", onboarding_applications.c.merchant_id)
 
 # ---- backoffice (branch bo13): sign-in sessions of the back-office pages --------------------------------
 # A session is a random token in an HttpOnly cookie; only its SHA-256 is stored here, never the API key.
