@@ -45,6 +45,7 @@ from tillit.reconciliation.service import resolve_for_exception
 from tillit.sales import payments as sales_payments
 from tillit.sales.gateway import ProviderGateway
 from tillit.settlement import daily as settlement_daily
+from tillit.settlement import service as settlement_service
 
 
 def wire_areas() -> None:
@@ -57,6 +58,7 @@ def wire_areas() -> None:
     accounts.on_account_connected(settlement_daily.ensure_scheduled)
     engine.register_job_handler(settlement_daily.KIND, settlement_daily.run_daily)
     engine.register_job_handler(alerts.KIND, alerts.run_evaluation)  # monitoring: alert rules evaluated
+    alerts.on_not_credited(settlement_service.not_credited_days)  # the not_credited rule reads settlement
     # fulfilment: shipping SLA, reminder and auto-confirm timers (docs/fulfilment.md)
     engine.register_job_handler(fulfilment_timers.TIMER_JOB, fulfilment_timers.run_job)
     fulfilment_notify.on_message(fulfilment_outbox.enqueue_message)  # its messages go to the outbox

@@ -20,7 +20,7 @@ from typing import Any, TypedDict
 
 import duckdb
 import pyarrow as pa
-from sqlalchemy import Connection, and_, delete, insert, select
+from sqlalchemy import Connection, and_, delete, func, insert, select
 
 from tillit.adapters.db.engine import Database
 from tillit.adapters.db.schema import (
@@ -486,6 +486,21 @@ def list_days(
     if provider is not None:
         query = query.where(settlement_days.c.provider == provider)
     return [_day_view(r) for r in conn.execute(query.limit(limit).offset(offset)).mappings()]
+
+
+#: The outcomes of a merchant-day that mean money the merchant is owed has not arrived (未到账).
+NOT_CREDITED = ("late", "short", "missing")
+
+
+def not_credited_days(conn: Connection, merchant_id: str, now: datetime) -> int:
+    """How many of ``merchant_id``'s merchant-days stand late, short or missing as of their last check:
+    the figure monitoring's ``not_credited`` alert rule compares with its threshold (wired in bootstrap)."""
+    query = select(func.count()).select_from(settlement_days).where(
+        settlement_days.c.merchant_id == merchant_id,
+        settlement_days.c.status.in_(NOT_CREDITED),
+        settlement_days.c.checked_at <= now,
+    )
+    return int(conn.execute(query).scalar_one())
 
 
 def get_day(conn: Connection, merchant_id: str, provider: str, day: date) -> DayView:
