@@ -110,6 +110,15 @@ ISOLATION_BODY = [
 ]
 
 
+# Routes with a path parameter covered by another test, or whose parameter is not an id.
+COVERED_ELSEWHERE = {
+    # another merchant's alert answers 404 on both: tests/integration/test_monitoring.py
+    ("POST", "/alerts/{alert_id}/acknowledge"),
+    ("POST", "/alerts/{alert_id}/resolve"),
+    ("GET", "/analytics/{table}.csv"),  # the table's name, not an id: the export holds the caller's rows
+}
+
+
 def test_every_id_route_is_covered() -> None:
     with_ids = {
         (method, route.path)
@@ -117,7 +126,7 @@ def test_every_id_route_is_covered() -> None:
         for route in page.router.routes
         if isinstance(route, APIRoute) and "{" in route.path
         for method in route.methods - {"HEAD"}
-    }
+    } - COVERED_ELSEWHERE
     assert with_ids <= set(ISOLATION), f"add tenant-isolation cases for {sorted(with_ids - set(ISOLATION))}"
 
 

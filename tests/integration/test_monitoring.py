@@ -498,6 +498,8 @@ def test_alert_acknowledged_on_the_back_office_with_csrf(history: World) -> None
         assert csrf is not None
         other = bo.post(f"/alerts/{alert_id}/resolve", data={"csrf_token": csrf.group(1)})
         assert other.status_code == 404
+        other = bo.post(f"/alerts/{alert_id}/acknowledge", data={"csrf_token": csrf.group(1), "reason": "x"})
+        assert other.status_code == 404
     assert w.get(f"/v1/monitoring/alerts/{alert_id}").json()["status"] == "acknowledged"
     # Switching the rule off resolves its open alert; another merchant cannot switch it.
     rule_id = r.json()["id"]
