@@ -26,6 +26,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.e2e.conftest import TILLIT
+from tests.support import pg
 from tests.support.live import free_port
 from tests.support.sandbox import Accounts, running_sandbox
 from tests.support.sandbox import provider_accounts as account_settings
@@ -44,8 +45,14 @@ LEASE_S = 2.0  # TILLIT_KEY_LEASE_S for the server: short, so the PostgreSQL cas
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'home' / 'tillit.sqlite'}"
-    else:
-        yield request.getfixturevalue("pg_url")
+        return
+    # A database of its own: this test's home has its own secret key, and the run's shared database
+    # may hold provider secrets sealed with the shared home's key.
+    url = pg.create_database("tillit_takeover")
+    try:
+        yield url
+    finally:
+        pg.drop_database(url)
 
 
 def serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:

@@ -21,6 +21,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from tests.support import pg
 from tests.support.live import live_server
 from tests.support.mailbox import Mailbox, start_smtp
 from tests.support.sandbox import START, Accounts, SandboxControl, running_sandbox
@@ -120,9 +121,12 @@ class World:
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     home = tmp_path_factory.mktemp("mon")
+    own_database = None
     if request.param == "postgresql":
         request.node.add_marker(pytest.mark.pg)
-        url = request.getfixturevalue("pg_url")
+        # A database of its own: this module's home has its own keyring, and the run's shared database
+        # holds provider secrets sealed with the shared home's key.
+        url = own_database = pg.create_database("tillit_mon")
     else:
         url = f"sqlite:///{home / 'tillit.sqlite'}"
     # Four weeks of history first: the clock starts 28 days before the sandbox's day.
@@ -181,6 +185,8 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                 hooks,
             )
     c.db.dispose()
+    if own_database is not None:
+        pg.drop_database(own_database)
     if c.outbox is not None:
         c.outbox.close()
     smtp.stop()
