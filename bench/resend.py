@@ -18,7 +18,6 @@ import contextlib
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,8 +37,9 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from bench.harness import cli  # noqa: E402
 from bench.harness.db import pg_create, pg_drop, pg_url_for  # noqa: E402
-from bench.harness.proc import base_env, free_port, tillit_command  # noqa: E402
+from bench.harness.proc import base_env  # noqa: E402
 from bench.harness.report import columns_table, console, percentile_rounded_index, write_json  # noqa: E402
+from bench.harness.server import Server  # noqa: E402
 from tests.support.sandbox import Accounts, running_sandbox  # noqa: E402
 from tests.support.sandbox import provider_accounts as account_settings  # noqa: E402
 from tests.support.world import make_tenant  # noqa: E402
@@ -54,23 +54,11 @@ from tillit.sandbox.clock import SandboxClock  # noqa: E402
 AIM_S = 2.0
 
 
-def serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [*tillit_command(), "serve", "--port", str(port), "--no-access-log"],
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                return proc, base
-        time.sleep(0.02)
-    proc.kill()
-    raise RuntimeError(log.read_text(errors="replace")[-2000:])
+def kill(server: Server) -> None:
+    """SIGKILL: the process dies mid-call, holding its keys; no clean shutdown."""
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait(10)
 
 
 def attempt_of(c: Container, merchant_id: str, order_id: str) -> list[str]:
@@ -104,7 +92,6 @@ def run_db(kind: str, rounds: int, pg_admin: str, lease_s: float) -> dict[str, A
     waits: list[float] = []
     statuses: dict[int, int] = {}
     problems: list[str] = []
-    log = work / "server.log"
     try:
         accounts = Accounts.fresh()
         with running_sandbox(work / "sandbox", accounts, clock=SandboxClock(speed=1)) as sbx:
@@ -113,12 +100,12 @@ def run_db(kind: str, rounds: int, pg_admin: str, lease_s: float) -> dict[str, A
             with c.db.transaction() as conn:
                 for provider, settings in sbx_accounts.items():
                     provider_accounts.set_account(conn, c.deps, tenant.merchant_id, provider, settings)
-            proc, base = serve(env, log)
+            server = Server(env, work)  # restarted on the same port after each kill
+            server.start()
             try:
                 for n in range(rounds):
-                    wait, status, problem = one_round(c, sbx, tenant, env, log, proc, base)
-                    proc, base = wait.pop("proc"), wait.pop("base")
-                    waits.append(wait["seconds"])
+                    seconds, status, problem = one_round(c, sbx, tenant, server)
+                    waits.append(seconds)
                     statuses[status] = statuses.get(status, 0) + 1
                     if problem:
                         problems.append(problem)
@@ -126,8 +113,7 @@ def run_db(kind: str, rounds: int, pg_admin: str, lease_s: float) -> dict[str, A
                         f"  {kind} round {n + 1}/{rounds}: answered {status} after {waits[-1]:.2f} s"
                     )
             finally:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(10)
+                kill(server)
     finally:
         c.db.dispose()
         if kind == "postgres":
@@ -143,9 +129,8 @@ def run_db(kind: str, rounds: int, pg_admin: str, lease_s: float) -> dict[str, A
     }
 
 
-def one_round(
-    c: Container, sbx: Any, tenant: Any, env: dict[str, str], log: Path, proc: Any, base: str
-) -> tuple[dict[str, Any], int, str | None]:
+def one_round(c: Container, sbx: Any, tenant: Any, server: Server) -> tuple[float, int, str | None]:
+    base = server.base_url
     auth = tenant.auth()
     wallet = sbx.wallet("wechat")
     order = httpx.post(
@@ -168,10 +153,9 @@ def one_round(
             raise RuntimeError("the payment attempt was never written")
         time.sleep(0.02)
     time.sleep(0.2)  # the pay call is open at the sandbox
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
+    kill(server)
     sbx.faults({})
-    proc, base = serve(env, log)
+    server.start()
     up = time.monotonic()
     while True:
         r = httpx.post(f"{base}/v1/payments", json=body, headers=headers, timeout=10)
@@ -185,7 +169,7 @@ def one_round(
         problem = f"order {order['id']}: answered {r.status_code}, attempts {ids}"
     if sbx.ledger(wallet)["total_debited_fen"] > order["total"]:
         problem = f"order {order['id']}: debited more than once"
-    return {"seconds": seconds, "proc": proc, "base": base}, r.status_code, problem
+    return seconds, r.status_code, problem
 
 
 def main(argv: list[str] | None = None) -> int:
