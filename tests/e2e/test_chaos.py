@@ -1,5 +1,5 @@
-"""Chaos runs: 1,000 checkouts (the short version every landing runs; bench/ and `tillit chaos` run the
-goal's 10,000) against a faulty sandbox while Tillit's processes are SIGKILLed, then a
+"""Chaos runs: 1,000 checkouts (the short version every landing runs; bench/chaos.py and `tillit chaos`
+run the goal's 10,000) against a faulty sandbox while Tillit's processes and the sandbox are SIGKILLed, then a
 proof against the sandbox's ground truth. SQLite: one process; PostgreSQL: two API processes and two
 separate workers sharing the recovery jobs."""
 
@@ -21,6 +21,7 @@ def assert_clean(report: chaos.ChaosReport) -> None:
     assert report.unresolved == [], report.unresolved[:10]
     assert report.ledger_violations == [], report.ledger_violations
     assert figures["orders"] == CHECKOUTS and report.kills >= 3
+    assert report.kills_by["sandbox"] >= 1, report.kills_by  # provider outages too (issue 16.4)
     # The run really exercised what it claims to: lost answers, system errors, passwords, cancels.
     pay_faults = {
         k: v for k, v in report.faults.items() if k.split(":")[0] in ("wechat.micropay", "alipay.trade.pay")
@@ -41,7 +42,14 @@ def assert_clean(report: chaos.ChaosReport) -> None:
 @pytest.mark.slow
 def test_chaos_sqlite_one_process() -> None:
     report = chaos.run(
-        chaos.ChaosOptions(checkouts=CHECKOUTS, seed=11, password_share=0.16, cancel_share=0.45)
+        chaos.ChaosOptions(
+            checkouts=CHECKOUTS,
+            seed=11,
+            password_share=0.16,
+            cancel_share=0.45,
+            kill_provider=True,
+            provider_outage=(0.5, 2.0),
+        )
     )
     assert_clean(report)
 
@@ -60,6 +68,8 @@ def test_chaos_postgresql_two_apis_two_workers() -> None:
                 workers=2,
                 password_share=0.16,
                 cancel_share=0.45,
+                kill_provider=True,
+                provider_outage=(0.5, 2.0),
             )
         )
     finally:

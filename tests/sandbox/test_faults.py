@@ -151,3 +151,27 @@ def test_late_bill_fault(sandbox: Sandbox) -> None:
     )
     sandbox.client.put("/sandbox/faults", json={})
     assert sandbox.alipay("alipay.data.dataservice.bill.downloadurl.query", biz)["code"] == "10000"
+
+
+def test_stats_count_every_decision_beyond_the_log(
+    make_sandbox: Callable[..., Sandbox], tmp_path: Any
+) -> None:
+    """``/sandbox/faults/stats`` counts every decision, fired or not, which a long chaos run needs: the
+    log keeps only the last 10,000 that fired. Latency alone does not make a call faulted."""
+    sb = make_sandbox(state=tmp_path / "s", seed=1)
+    profile = {"endpoints": {"wechat.orderquery": {"system_error": 0.5, "latency": 0.5}}, "latency_ms": 0}
+    assert sb.client.put("/sandbox/faults", json={**profile, "seed": 7}).status_code == 200
+    sb.wallet("wechat", 1, name="w")
+    for n in range(40):
+        sb.client.post("/pay/orderquery", content=_signed_query(f"S{n}"))
+    stats = sb.client.get("/sandbox/faults/stats").json()
+    log = sb.client.get("/sandbox/faults/log").json()["log"]
+    assert stats["decisions"]["endpoint:wechat.orderquery"] == 40
+    errors = sum("system_error" in e["faults"] for e in log)
+    slow = sum("latency" in e["faults"] for e in log)
+    assert stats["faulted"]["endpoint:wechat.orderquery"] == errors
+    assert stats["fired"] == {"wechat.orderquery:system_error": errors, "wechat.orderquery:latency": slow}
+    assert 0 < errors < 40 and slow > 0
+    # A new seed restarts the counters with the sequence.
+    sb.client.put("/sandbox/faults", json={**profile, "seed": 8})
+    assert sb.client.get("/sandbox/faults/stats").json()["decisions"] == {}

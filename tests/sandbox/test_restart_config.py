@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,11 @@ from typer.testing import CliRunner
 
 from tests.sandbox.conftest import Sandbox
 from tillit.sandbox import cli
-from tillit.sandbox.app import create_app
+from tillit.sandbox.app import create_app, running_clock
 from tillit.sandbox.clock import SandboxClock
 from tillit.sandbox.config import ConfigError, load_config, parse_config
 from tillit.sandbox.signing import to_wechat_xml, wechat_sign
+from tillit.sandbox.store import Store
 
 
 def test_state_survives_restart(make_sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
@@ -113,3 +115,23 @@ def test_serve_command_runs_uvicorn(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_bad_config_is_rejected(data: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         parse_config(data)
+
+
+def test_running_clock_keeps_running_while_the_sandbox_is_down(tmp_path: Path) -> None:
+    """Issue 16.4: a sandbox killed for a while comes back as far ahead as if it had never stopped, so
+    a client anchored on its time (``tillit chaos``) stays in step through provider outages."""
+    wall = [1_000.0]
+    store = Store(tmp_path / "s.sqlite")
+    first = running_clock(store, speed=20.0, wall=lambda: wall[0])
+    at_first_boot = first.now()
+    store.close()
+
+    wall[0] += 5.0  # down for 5 real seconds, i.e. 100 provider seconds
+    store = Store(tmp_path / "s.sqlite")
+    again = running_clock(store, speed=20.0, wall=lambda: wall[0])
+    assert abs((again.now() - at_first_boot) - timedelta(seconds=100)) < timedelta(seconds=2)
+
+    # Another speed is another clock: a new anchor from now, never behind the real time.
+    other = running_clock(store, speed=1.0, wall=lambda: wall[0])
+    assert other.speed == 1.0
+    store.close()

@@ -29,6 +29,9 @@ def chaos(
     concurrency: int = 8,
     speed: Annotated[float, typer.Option(help="Provider seconds per real second")] = 20.0,
     no_kills: Annotated[bool, typer.Option("--no-kills", help="Do not kill processes")] = False,
+    kill_provider: Annotated[
+        bool, typer.Option("--kill-provider", help="Kill the sandbox too (provider outages of 1-4 s)")
+    ] = False,
 ) -> None:
     """Checkouts against a faulty sandbox while servers and workers are killed; prove nothing was lost."""
     drop = None
@@ -49,6 +52,7 @@ def chaos(
                     concurrency=concurrency,
                     speed=speed,
                     kill_every=(0.0, 0.0) if no_kills else (3.0, 8.0),
+                    kill_provider=kill_provider and not no_kills,
                     progress=lambda n: bar.update(task, completed=n),
                 )
             )
@@ -68,6 +72,12 @@ def chaos(
         "paid_orders",
         "provider_payments",
         "kills",
+        "kills_by",
+        "provider_calls",
+        "provider_calls_faulted",
+        "faulted_share",
+        "resend_wait_p99_s",
+        "refund_confirmation_p99_s",
         "client_retries",
         "wallet_debited_fen",
         "wallet_refunded_fen",

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import secrets
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -17,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from tillit.sandbox import alipay, control, onboarding, page, statements, wechat
-from tillit.sandbox.clock import SandboxClock
+from tillit.sandbox.clock import SandboxClock, from_ms, to_ms
 from tillit.sandbox.config import SandboxConfig
 from tillit.sandbox.engine import ControlError, Engine
 from tillit.sandbox.faults import FAULTS_META, restored
@@ -28,6 +31,31 @@ from tillit.sandbox.store import Store, set_meta
 log = logging.getLogger(__name__)
 
 STATE_FILE = "sandbox.sqlite"
+CLOCK_ANCHOR_META = "clock_anchor"
+
+
+def running_clock(store: Store, speed: float, wall: Callable[[], float] = time.time) -> SandboxClock:
+    """The clock of a sandbox that runs on real time: provider time keeps running while it is down.
+
+    The first boot of a state directory records an anchor (its sandbox time, the wall time and the
+    speed); a later boot at the same speed continues from it, so a killed and restarted sandbox is as far
+    ahead as if it had never stopped — like a real provider, whose clock does not stop when one of its
+    servers does — and a client anchored on the sandbox's time (``tillit chaos``) stays in step with it.
+    A changed speed starts a new anchor; the store's high-water mark still keeps time from going back.
+    """
+    saved = store.get_meta(CLOCK_ANCHOR_META)
+    now_wall = wall()
+    if saved is not None:
+        anchor = json.loads(saved)
+        if float(anchor["speed"]) == speed:
+            elapsed = max(0.0, now_wall - float(anchor["wall"])) * speed
+            start = from_ms(int(anchor["start_ms"])) + timedelta(seconds=elapsed)
+            return SandboxClock(start=start, speed=speed)
+    start = datetime.now(UTC)
+    anchor = {"start_ms": to_ms(start), "wall": now_wall, "speed": speed}
+    with store.tx() as conn:
+        set_meta(conn, CLOCK_ANCHOR_META, json.dumps(anchor))
+    return SandboxClock(start=start, speed=speed)
 
 
 def create_app(
@@ -49,7 +77,7 @@ def create_app(
     delivers due notifications every ``tick_interval`` real seconds.
     """
     store = Store(Path(state_dir) / STATE_FILE)
-    clock = clock or SandboxClock(speed=config.behaviour.clock_speed)
+    clock = clock or running_clock(store, config.behaviour.clock_speed)
     if seed is None:
         seed = config.behaviour.seed if config.behaviour.seed is not None else secrets.randbits(32)
     with store.tx() as conn:

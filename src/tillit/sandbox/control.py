@@ -209,6 +209,12 @@ async def fault_log(request: Request) -> dict[str, Any]:
     return {"seed": runtime(request).faults.seed, "log": list(runtime(request).faults.log)}
 
 
+@router.get("/faults/stats")
+async def fault_stats(request: Request) -> dict[str, Any]:
+    """Every fault decision since this process started, fired or not (docs/sandbox.md)."""
+    return runtime(request).faults.stats()
+
+
 @router.get("/clock")
 async def get_clock(request: Request) -> dict[str, Any]:
     """Sandbox time and speed."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -173,6 +174,10 @@ class FaultInjector:
         self.profile = profile or FaultProfile()
         self.log: list[dict[str, Any]] = []
         self._count = 0
+        # Every decision counted, fired or not (the log keeps only the last LOG_LIMIT that fired).
+        self.decisions: Counter[str] = Counter()
+        self.faulted: Counter[str] = Counter()
+        self.fired: Counter[str] = Counter()
 
     def set_profile(self, profile: FaultProfile, seed: int | None = None) -> None:
         """Replace the profile; with ``seed``, restart the fault sequence from it."""
@@ -183,10 +188,20 @@ class FaultInjector:
                 self._rng = random.Random(seed)
                 self.log.clear()
                 self._count = 0
+                self.decisions.clear()
+                self.faulted.clear()
+                self.fired.clear()
 
     def _record(self, kind: str, target: str, fired: list[str]) -> None:
         self._count += 1
+        # Notifications are keyed by their id; count them as one target so the counters stay small.
+        counted = target if kind in ("endpoint", "bill") else "all"
+        self.decisions[f"{kind}:{counted}"] += 1
+        if any(name != "latency" for name in fired):  # a slow answer is still an answer
+            self.faulted[f"{kind}:{counted}"] += 1
         if fired:
+            for name in fired:
+                self.fired[f"{counted if kind == 'endpoint' else kind}:{name}"] += 1
             self.log.append({"n": self._count, "kind": kind, "target": target, "faults": fired})
             del self.log[: -self.LOG_LIMIT]
 
@@ -220,6 +235,16 @@ class FaultInjector:
             fired = self._rng.random() < self.profile.late_bill
             self._record("bill", target, ["late_bill"] if fired else [])
             return fired
+
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Counts of every decision since this injector started: made, with a fault, per fault fired."""
+        with self._lock:
+            return {
+                "decisions": dict(self.decisions),
+                "faulted": dict(self.faulted),
+                "fired": dict(self.fired),
+            }
 
 
 def restored(saved: str | None, seed: int) -> FaultInjector:

@@ -9,7 +9,9 @@ windows pass in a few real seconds.
 Per checkout the client plays cashier and customer: create an order, scan a fresh payment code (some
 payments need the password, which the customer then enters or cancels; some scans are repeated),
 retry with the same Idempotency-Key when the server is down, wait for the attempt to settle, and take
-cash when the provider payment failed. A monkey SIGKILLs and restarts servers and workers meanwhile.
+cash when the provider payment failed. A monkey SIGKILLs and restarts servers and workers meanwhile,
+and with ``kill_provider`` the sandbox too (an outage of a few seconds: its state is durable and its
+clock keeps running, as a provider's would).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
 
 from tillit.access import keys, merchants
 from tillit.adapters.db import migrate
@@ -60,6 +63,19 @@ PROFILES: dict[str, dict[str, Any]] = {
             "wechat.micropay": {"answer_lost": 0.12, "system_error": 0.12, "hang": 0.01},
             "alipay.trade.pay": {"answer_lost": 0.12, "system_error": 0.12, "hang": 0.01},
             "*": {"answer_lost": 0.05, "system_error": 0.05, "bad_signature": 0.02, "latency": 0.05},
+        },
+        "notify": {"loss": 0.2, "duplicate": 0.2, "delay": 0.1, "reorder": 0.5},
+        "latency_ms": 40,
+        "answer_lost_status": 502,
+        "delay_seconds": 30,
+    },
+    # The goal's size (issue 16.4): at least 30 % of all provider calls carry a fault that breaks them
+    # (lost answer, SYSTEMERROR, hang, bad signature), latency not counted.
+    "goal": {
+        "endpoints": {
+            "wechat.micropay": {"answer_lost": 0.2, "system_error": 0.15, "hang": 0.02},
+            "alipay.trade.pay": {"answer_lost": 0.2, "system_error": 0.15, "hang": 0.02},
+            "*": {"answer_lost": 0.16, "system_error": 0.16, "bad_signature": 0.05, "latency": 0.05},
         },
         "notify": {"loss": 0.2, "duplicate": 0.2, "delay": 0.1, "reorder": 0.5},
         "latency_ms": 40,
@@ -91,6 +107,8 @@ class ChaosOptions:
     concurrency: int = 8
     speed: float = 20.0
     kill_every: tuple[float, float] = (3.0, 8.0)  # real seconds between kills
+    kill_provider: bool = False  # the sandbox is a victim too: killed, down a while, started again
+    provider_outage: tuple[float, float] = (1.0, 4.0)  # real seconds the killed sandbox stays down
     password_share: float = 0.15
     cancel_share: float = 0.4  # of the password payments, how many the customer cancels
     duplicate_share: float = 0.05
@@ -117,6 +135,10 @@ class ChaosReport:
     scenarios: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
     kills: int = 0
+    kills_by: Counter[str] = field(default_factory=Counter)  # api, worker, sandbox
+    # Provider calls (every fault decision on a wire endpoint) and those that carried a breaking fault.
+    provider_calls: int = 0
+    provider_calls_faulted: int = 0
     client_retries: int = 0
     lost: list[str] = field(default_factory=list)
     double_charged: list[str] = field(default_factory=list)
@@ -146,6 +168,12 @@ class ChaosReport:
             "scenarios": dict(self.scenarios),
             "faults_injected": dict(self.faults),
             "kills": self.kills,
+            "kills_by": dict(self.kills_by),
+            "provider_calls": self.provider_calls,
+            "provider_calls_faulted": self.provider_calls_faulted,
+            "faulted_share": round(self.provider_calls_faulted / self.provider_calls, 3)
+            if self.provider_calls
+            else None,
             "client_retries": self.client_retries,
             "lost": len(self.lost),
             "double_charged": len(self.double_charged),
@@ -319,6 +347,50 @@ class Client:
                 time.sleep(0.1)
 
 
+class Control:
+    """The sandbox's control API (wallets, codes, passwords, ledgers), riding out its outages.
+
+    A call that finds the sandbox down (connection refused, reset, timeout) is tried again for up to
+    ``budget`` seconds. Control calls stand for the customer's phone and the test's ground truth, so a
+    repeat is harmless: a second code is just another code, a second password confirm is refused.
+    """
+
+    def __init__(self, base_url: str, budget: float = 90) -> None:
+        self.http = httpx.Client(base_url=base_url, timeout=10)
+        self.budget = budget
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        deadline = time.monotonic() + self.budget
+        while True:
+            try:
+                return self.http.request(method, path, **kwargs)
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("PUT", path, **kwargs)
+
+
+def _add_fault_stats(report: ChaosReport, stats: dict[str, dict[str, int]]) -> None:
+    """Add one sandbox process's fault counters (``GET /sandbox/faults/stats``) to the report."""
+    for key, n in stats["decisions"].items():
+        if key.startswith("endpoint:"):
+            report.provider_calls += n
+    for key, n in stats["faulted"].items():
+        if key.startswith("endpoint:"):
+            report.provider_calls_faulted += n
+    for key, n in stats["fired"].items():
+        report.faults[key] += n
+
+
 @contextmanager
 def _workdir(keep: bool) -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="tillit-chaos-"))
@@ -377,7 +449,7 @@ def run(opts: ChaosOptions) -> ChaosReport:
         sbx_url = f"http://127.0.0.1:{sbx_port}"
         try:
             wait_http(sbx_url + "/sandbox/health")
-            control = httpx.Client(base_url=sbx_url, timeout=10)
+            control = Control(sbx_url)
             fault_profile = dict(PROFILES[opts.profile], seed=opts.seed)
             assert control.put("/sandbox/faults", json=fault_profile).status_code == 200
             t0 = time.time()
@@ -458,15 +530,32 @@ def run(opts: ChaosOptions) -> ChaosReport:
 
             stop = threading.Event()
             lock = threading.Lock()
-            victims = [name for name in fleet.procs if name != "sandbox"]
+            victims = [name for name in fleet.procs if name != "sandbox" or opts.kill_provider]
 
             def monkey() -> None:
                 mrng = random.Random(opts.seed + 1)
                 while not stop.wait(mrng.uniform(*opts.kill_every)):
                     victim = mrng.choice(victims)
-                    fleet.restart(victim)
+                    if victim == "sandbox":
+                        # A provider outage: its counters first (they live in the process), then down a
+                        # while, then up on the same state. The calls made between the read and the kill
+                        # (milliseconds) are not counted.
+                        with contextlib.suppress(httpx.HTTPError, ValueError):
+                            stats = control.http.get("/sandbox/faults/stats").json()
+                            with lock:
+                                _add_fault_stats(report, stats)
+                        with fleet.lock:
+                            fleet.kill(victim)
+                        time.sleep(mrng.uniform(*opts.provider_outage))
+                        with fleet.lock:
+                            fleet.start(victim)
+                        with contextlib.suppress(RuntimeError):
+                            wait_http(sbx_url + "/sandbox/health", log=work / "sandbox.log")
+                    else:
+                        fleet.restart(victim)
                     with lock:
                         report.kills += 1
+                        report.kills_by[victim.rstrip("0123456789")] += 1
                     if victim.startswith("api"):
                         # The next kill is counted from when this process serves again: a loaded machine
                         # may take longer to start one than the interval, and a server killed before it
@@ -626,6 +715,7 @@ def run(opts: ChaosOptions) -> ChaosReport:
             for name, (_, proc) in list(fleet.procs.items()):
                 if proc is None or proc.poll() is not None:
                     fleet.start(name)
+            wait_http(sbx_url + "/sandbox/health", log=work / "sandbox.log")
             for i, b in enumerate(bases):
                 wait_http(b + "/healthz", log=work / f"api{i}.log")
             report.checkouts = opts.checkouts
@@ -633,9 +723,7 @@ def run(opts: ChaosOptions) -> ChaosReport:
             _verify(c, control, merchant_id, report)
             if opts.inspect is not None:
                 opts.inspect(c)
-            for entry in control.get("/sandbox/faults/log").json()["log"]:
-                for fault in entry["faults"]:
-                    report.faults[f"{entry['target']}:{fault}"] += 1
+            _add_fault_stats(report, control.get("/sandbox/faults/stats").json())
             c.db.dispose()
         finally:
             fleet.stop_all()
@@ -700,7 +788,7 @@ def _settle(c: Any, seconds: float) -> None:
         time.sleep(0.5)
 
 
-def _verify(c: Any, control: httpx.Client, merchant_id: str, report: ChaosReport) -> None:
+def _verify(c: Any, control: Control, merchant_id: str, report: ChaosReport) -> None:
     """Compare Tillit's books with the sandbox's ground truth (every wallet's real debits and refunds)."""
     net_by_trade: Counter[str] = Counter()
     returned_at: dict[str, datetime] = {}  # out_refund_no -> when the provider returned the money
@@ -803,8 +891,6 @@ def format_report(report: ChaosReport) -> str:
 
 def pg_database(admin_url: str) -> tuple[str, Callable[[], None]]:
     """Create a throwaway PostgreSQL database next to ``admin_url``; returns its URL and a dropper."""
-    from sqlalchemy.engine import make_url
-
     name = f"tillit_chaos_{uuid.uuid4().hex[:10]}"
     engine = create_engine(normalise_url(admin_url), isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
