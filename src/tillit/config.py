@@ -22,6 +22,9 @@ class Settings:
     clock_origin: float = 0.0
     clock_start: str | None = None  # ISO time the scaled clock reads at ``clock_origin`` (default: origin)
     worker_poll_s: float = 0.25
+    # Jobs of one claimed batch run on this many threads: a provider call that hangs until its timeout
+    # must not hold back the queries of every other unknown payment behind it.
+    worker_threads: int = 4
     # How long (real seconds) an in-flight Idempotency-Key stays held unless its process renews it (it does,
     # every quarter of this, while the request runs): a resend after a crash waits at most this long.
     key_lease_s: float = 3.0
@@ -73,6 +76,7 @@ class Settings:
             clock_origin=float(env.get("TILLIT_CLOCK_ORIGIN", "0")),
             clock_start=env.get("TILLIT_CLOCK_START") or None,
             worker_poll_s=float(env.get("TILLIT_WORKER_POLL_S", "0.25")),
+            worker_threads=min(32, max(1, int(env.get("TILLIT_WORKER_THREADS", "4")))),
             key_lease_s=min(60.0, max(1.0, float(env.get("TILLIT_KEY_LEASE_S", "3")))),
             secret_key=env.get("TILLIT_SECRET_KEY") or None,
             metrics_token=env.get("TILLIT_METRICS_TOKEN") or None,

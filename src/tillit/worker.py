@@ -7,7 +7,9 @@ import os
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from functools import partial
 
 import structlog
 
@@ -36,18 +38,29 @@ def run_once(
     name: str,
     limit: int = BATCH,
     outbox: OutboxSender | None = None,
+    pool: ThreadPoolExecutor | None = None,
 ) -> int:
     """Send the outbox messages due, then claim and run the jobs due now; returns how many of both
-    ran. A job that raises is retried later."""
+    ran. A job that raises is retried later. With ``pool`` the claimed jobs run side by side (each in
+    its own transactions; the engine locks the payment and compares its status, as it does for several
+    workers on PostgreSQL, and SQLite serialises the writes), so one hung provider call delays no other."""
     sent = _send_outbox(db, deps, outbox, name)
     claimed = jobs.claim(db, deps, name, limit)
-    for job in claimed:
-        # The job's log lines carry the request that scheduled it (or the job id when none did).
-        with structlog.contextvars.bound_contextvars(
-            request_id=job.request_id or f"job-{job.id}", job=job.id, job_kind=job.kind
-        ):
-            _run(db, deps, cfg, job)
+    run = partial(_run_in_context, db, deps, cfg)
+    if pool is None or len(claimed) < 2:
+        for job in claimed:
+            run(job)
+    else:
+        list(pool.map(run, claimed))  # waits for the whole batch: its leases were taken together
     return len(claimed) + sent
+
+
+def _run_in_context(db: Database, deps: Deps, cfg: engine.EngineConfig, job: jobs.Job) -> None:
+    # The job's log lines carry the request that scheduled it (or the job id when none did).
+    with structlog.contextvars.bound_contextvars(
+        request_id=job.request_id or f"job-{job.id}", job=job.id, job_kind=job.kind
+    ):
+        _run(db, deps, cfg, job)
 
 
 def _send_outbox(db: Database, deps: Deps, outbox: OutboxSender | None, name: str) -> int:
@@ -82,9 +95,11 @@ class Worker:
         cfg: engine.EngineConfig,
         poll_s: float = 0.25,
         outbox: OutboxSender | None = None,
+        threads: int = 4,
     ) -> None:
         self.db, self.deps, self.cfg, self.poll_s = db, deps, cfg, poll_s
         self.outbox = outbox
+        self.threads = max(1, threads)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.name = worker_name()
@@ -100,14 +115,19 @@ class Worker:
             alerts.ensure_all(self.db, self.deps)
         except Exception as exc:
             log.warning("alerts_schedule_failed", error=type(exc).__name__)
-        while not self._stop.is_set():
-            try:
-                busy = run_once(self.db, self.deps, self.cfg, self.name, outbox=self.outbox)
-            except Exception as exc:
-                log.warning("worker_error", error=type(exc).__name__)
-                busy = 0
-            if not busy:
-                self._stop.wait(self.poll_s)
+        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="tillit-job") if self.threads > 1 else None
+        try:
+            while not self._stop.is_set():
+                try:
+                    busy = run_once(self.db, self.deps, self.cfg, self.name, outbox=self.outbox, pool=pool)
+                except Exception as exc:
+                    log.warning("worker_error", error=type(exc).__name__)
+                    busy = 0
+                if not busy:
+                    self._stop.wait(self.poll_s)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run_forever, name="tillit-worker", daemon=True)

@@ -226,6 +226,54 @@ def test_system_error_without_charge_ends_closed(world: World, provider: str) ->
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_failed_query_is_asked_again_in_a_second(world: World, provider: str) -> None:
+    """Issue 11.6: a lost answer is settled by the first query the rules allow; a query that itself got
+    no verifiable answer is repeated at once (1 s), not at the 5 s polling pace."""
+    pay_ep, query_ep = (
+        ("wechat.micropay", "wechat.orderquery")
+        if provider == "wechat"
+        else ("alipay.trade.pay", "alipay.trade.query")
+    )
+    wallet = world.sbx.wallet(provider)
+    order = world.order()
+    # Notifications lost: only queries can settle it (Alipay would otherwise notify at once).
+    world.sbx.faults({pay_ep: {"answer_lost": 1.0}}, notify={"loss": 1.0})
+    r = world.scan(order["id"], world.sbx.code(wallet))
+    assert r.status_code == 202 and r.json()["status"] == "unknown"
+    world.sbx.faults({query_ep: {"system_error": 1.0}}, notify={"loss": 1.0})
+    world.advance(5)  # the first query: SYSTEMERROR
+    assert world.payment(r.json()["id"])["status"] == "unknown"
+    world.sbx.faults({}, notify={"loss": 1.0})
+    world.advance(1)  # asked again a second later, not five
+    assert world.payment(r.json()["id"])["status"] == "captured"
+    assert world.sbx.net_debited(wallet) == order["total"]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_pay_that_never_reached_the_provider_is_reversed_after_two_looks(
+    world: World, provider: str
+) -> None:
+    """Two "trade not found" answers a poll apart, once a reverse is allowed (WeChat: 15 s after the
+    pay; Alipay: at once), end the attempt then instead of after the 30 s window."""
+    endpoint = "wechat.micropay" if provider == "wechat" else "alipay.trade.pay"
+    wallet = world.sbx.wallet(provider)
+    order = world.order()
+    world.sbx.faults({endpoint: {"system_error": 1.0}})
+    r = world.scan(order["id"], world.sbx.code(wallet))
+    world.sbx.faults({})
+    assert r.status_code == 202
+    world.advance(5)  # not found
+    world.advance(5)  # not found again: Alipay reverses now; WeChat waits for its 15 s
+    if provider == "wechat":
+        assert world.payment(r.json()["id"])["status"] == "unknown"
+        world.advance(5)
+    world.advance(1)  # the reverse job
+    final = world.payment(r.json()["id"])
+    assert final["status"] in ("failed", "reversed"), final
+    assert world.sbx.net_debited(wallet) == 0
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
 def test_provider_refunds_partial_then_rest(world: World, provider: str) -> None:
     wallet = world.sbx.wallet(provider)
     order = world.order(qty=2)  # 5600

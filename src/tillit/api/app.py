@@ -57,6 +57,7 @@ def create_app(
                 container.engine,
                 container.settings.worker_poll_s,
                 outbox=container.outbox,
+                threads=container.settings.worker_threads,
             )
             worker.start()
         try:

@@ -170,7 +170,9 @@ def worker_cmd() -> None:
     logs.configure()
     c = build()
     assert c.engine is not None
-    loop = Worker(c.db, c.deps, c.engine, c.settings.worker_poll_s, outbox=c.outbox)
+    loop = Worker(
+        c.db, c.deps, c.engine, c.settings.worker_poll_s, outbox=c.outbox, threads=c.settings.worker_threads
+    )
     signal.signal(signal.SIGTERM, lambda *_: loop.stop(timeout=0))
     console.print(f"worker {loop.name} running (Ctrl-C to stop)")
     with contextlib.suppress(KeyboardInterrupt):

@@ -33,6 +33,7 @@ class Job:
     attempts: int
     created_at: datetime
     request_id: str | None = None  # the request that scheduled it (its logs carry it)
+    last_error: str | None = None  # what the previous run left (retry_later's ``error``)
 
 
 def schedule(
@@ -129,6 +130,7 @@ def claim(db: Database, deps: Deps, worker: str, limit: int = 20) -> list[Job]:
             r.attempts + 1,
             r.created_at,
             r.request_id,
+            r.last_error,
         )
         for r in rows
     ]

@@ -64,6 +64,7 @@ from tillit.sales.views import PaymentView, RefundView
 log = structlog.get_logger("tillit.engine")
 
 SYSTEM = "system:engine"
+NOT_FOUND_SEEN = "query: not_found"  # the resolve job's last_error after a "trade not found" answer
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,17 @@ class Schedule:
     # long ago the last checkpoint of the provider's pace was; after the last step, the next checkpoint.
     refund_retry: tuple[tuple[float, float], ...] = ((3, 1), (8, 2), (15, 3), (30, 5))
     refund_query_not_before: float = 0  # never query a refund earlier than this after it was sent
+    # A query that got no verifiable answer (timeout, SYSTEMERROR, bad signature) is a read the provider
+    # asks to repeat with the same parameters at once (providers.md §2.3): tried again this soon, not
+    # at the polling pace, so a lost answer is settled by the first query the provider's rules allow.
+    query_retry: float = 1
+    # Where ``first_query`` counts from: WeChat waits 5 s after the unknown answer (§1.2); Alipay polls
+    # from about 5 s after the trade was created (§2.3), so after a pay call that hung it asks at once.
+    first_query_from_creation: bool = False
+    # Two "trade not found" answers at least ``query_every`` apart, once a reverse is allowed: the pay
+    # request never reached the provider (a replication lag lasts a moment, not two polls), so reverse
+    # now instead of waiting out the window — the reverse also closes the out_trade_no for good.
+    reverse_when_not_found: bool = True
 
 
 # Query windows: WeChat auto-revokes an unpaid micropay 45 s after creation and its older pages advise
@@ -94,8 +106,18 @@ SCHEDULES = {
     "alipay": Schedule(
         5, 5, 30, 0, (1, 2, 3, 5, 10, 30, 60, 120, 300), 8, 10, (10, 30, 60, 300, 600, 1800),
         refund_query_not_before=10,
+        first_query_from_creation=True,
     ),
 }
+
+
+def first_query_due(sched: Schedule, created_at: datetime, answered_at: datetime) -> datetime:
+    """When to ask first about an attempt whose pay answer (at ``answered_at``) left it unknown."""
+    after_answer = answered_at + timedelta(seconds=sched.first_query)
+    if not sched.first_query_from_creation:
+        return after_answer
+    from_creation = created_at + timedelta(seconds=sched.first_query)
+    return max(from_creation, answered_at + timedelta(seconds=sched.query_retry))
 
 
 def refund_checkpoints(sched: Schedule) -> list[float]:
@@ -383,7 +405,7 @@ def apply_pay_result(
             kind="resolve_payment",
             merchant_id=pay.merchant_id,
             payment_id=pay.id,
-            due_at=now + timedelta(seconds=sched.first_query),
+            due_at=first_query_due(sched, _aware(pay.created_at, now), now),
         )
     return payment_view(conn.execute(mine).one())
 
@@ -588,8 +610,17 @@ def resolve_payment(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) 
                 )
                 # Re-read: the next step compares-and-sets against the status it is given.
                 pay = _lock_payment(db, conn, pay.id, merchant_id=pay.merchant_id)
+            reverse_allowed = _aware(pay.created_at, now) + timedelta(seconds=sched.reverse_not_before)
+            never_arrived = (
+                sched.reverse_when_not_found
+                and state is TradeState.NOT_FOUND
+                and job.last_error == NOT_FOUND_SEEN
+                and now >= reverse_allowed
+            )
             if now >= deadline:
                 _start_reverse(conn, deps, pay, f"not paid within {int(sched.window)} s", "TIMEOUT")
+            elif never_arrived:
+                _start_reverse(conn, deps, pay, "not at the provider (two queries)", "TIMEOUT")
             else:
                 if answer.raw_state in ("USERPAYING", "WAIT_BUYER_PAY"):
                     conn.execute(
@@ -597,12 +628,16 @@ def resolve_payment(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) 
                         .where(payments.c.merchant_id == pay.merchant_id, payments.c.id == pay.id)
                         .values(failure_code="USERPAYING")
                     )
+                pause = sched.query_retry if state is TradeState.ERROR else sched.query_every
+                if state is TradeState.NOT_FOUND and job.last_error == NOT_FOUND_SEEN:
+                    # Seen twice but a reverse is not allowed yet (WeChat: 15 s): look when it is.
+                    pause = max(sched.query_retry, (reverse_allowed - now).total_seconds())
                 jobs.retry_later(
                     conn,
                     deps,
                     job.id,
-                    min(deadline, now + timedelta(seconds=sched.query_every)),
-                    f"query: {state.value}",
+                    min(deadline, now + timedelta(seconds=pause)),
+                    NOT_FOUND_SEEN if state is TradeState.NOT_FOUND else f"query: {state.value}",
                 )
 
 
