@@ -54,6 +54,9 @@ from tillit.sales import catalog
 from tillit.sandbox.config import generate_rsa_pair
 
 IN_FLIGHT = ("pending", "unknown", "reversing")
+# The sandbox asks for the password above this amount: chaos's "BIG" product (258 yuan) needs it,
+# "SMALL" (18 yuan) never does, so an attempt's amount tells whose time it waited on.
+PASSWORD_THRESHOLD_FEN = 20000
 
 PROFILES: dict[str, dict[str, Any]] = {
     # The issue's minimum rates: >= 10 % answers lost after commit, >= 10 % SYSTEMERROR on pay, plus
@@ -252,7 +255,7 @@ class Fleet:
                     proc.kill()
 
 
-def wait_http(url: str, seconds: float = 60, log: Path | None = None) -> None:
+def wait_http(url: str, seconds: float = 180, log: Path | None = None) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
@@ -270,7 +273,7 @@ def sandbox_toml(
 ) -> str:
     return f'''[sandbox]
 clock_speed = {speed}
-password_threshold_fen = 20000
+password_threshold_fen = {PASSWORD_THRESHOLD_FEN}
 code_ttl_seconds = 120
 wechat_pending_timeout_seconds = 45
 alipay_pending_timeout_seconds = 45
