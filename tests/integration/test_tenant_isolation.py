@@ -17,13 +17,18 @@ from fastapi.testclient import TestClient
 
 from tests.support.api import new_order, pay_cash, post
 from tests.support.world import Tenant
-from tillit.api.routes import catalog, engine, merchants, operator, reconciliation, sales, till
+from tillit.api.routes import catalog, engine, merchants, operator, reconciliation, sales, station, till
 from tillit.api.routes import fulfilment as fulfilment_routes
 from tillit.api.routes import settlement as settlement_routes
 from tillit.bootstrap import Container
 from tillit.domain.shifts import ShiftTotals, chain_hash
 from tillit.exceptions import cases as exc_svc
 from tillit.merchants import documents as merchant_documents
+from tillit.sales import tiles
+
+# A PNG's signature is all the till's image check reads; the victim's tile has its own bytes.
+EVIL_PNG = b"\x89PNG\r\n\x1a\n" + b"evil" * 8
+VICTIM_PNG = b"\x89PNG\r\n\x1a\n" + b"mine" * 8
 
 WECHAT_BILL = (Path(__file__).resolve().parents[1] / "data" / "wechat_all_20261120.csv").read_bytes()
 BANK_STATEMENT = (
@@ -220,6 +225,17 @@ PROBES: dict[tuple[str, str], Any] = {
     ("GET", "/v1/merchants/{merchant_id}/limits/changes"): lambda o: {},
     ("GET", "/v1/merchants/{merchant_id}/onboarding"): lambda o: {},
     ("POST", "/v1/merchants/{merchant_id}/onboarding"): lambda o: {"json": {"provider": "wechat"}},
+    # the till station (issue 17): tile images and the store's till rules
+    ("PUT", "/v1/products/{product_id}/image"): lambda o: {
+        "content": EVIL_PNG,
+        "headers": {"Content-Type": "image/png"},
+    },
+    ("GET", "/v1/products/{product_id}/image"): lambda o: {},
+    ("PUT", "/v1/stores/{store_id}/till-settings"): lambda o: {
+        "json": {"discount_limit_pct": 100, "rounding": "yuan"}
+    },
+    ("GET", "/v1/stores/{store_id}/till-settings"): lambda o: {},
+    ("GET", "/v1/till/settings"): lambda o: {},
 }
 # Routes whose answer is a list: they answer 200 but must hold none of the victim's objects.
 LISTS = {
@@ -232,6 +248,7 @@ LISTS = {
     "/v1/shifts",
     "/v1/fulfilments",
     "/v1/fulfilment/settings",
+    "/v1/till/settings",  # the calling terminal's own store
 }
 # Routes that set the caller's own merchant's settings: 200, and the victim's stay as they were.
 OWN_SETTINGS = {("PUT", "/v1/fulfilment/settings")}
@@ -248,17 +265,21 @@ OWN_SCOPE = {
 
 
 ROUTE_MODULES = (
-    operator, catalog, sales, engine, till, reconciliation, merchants, settlement_routes, fulfilment_routes
+    operator,
+    catalog,
+    sales,
+    engine,
+    till,
+    reconciliation,
+    merchants,
+    settlement_routes,
+    fulfilment_routes,
+    station,
 )
 
 
 def api_routes() -> list[APIRoute]:
-    return [
-        r
-        for mod in ROUTE_MODULES
-        for r in mod.router.routes
-        if isinstance(r, APIRoute)
-    ]
+    return [r for mod in ROUTE_MODULES for r in mod.router.routes if isinstance(r, APIRoute)]
 
 
 def allowed_roles(route: APIRoute) -> set[str]:
@@ -300,6 +321,24 @@ def victim(client: TestClient, other_tenant: Tenant, admin_key: str, container: 
             merchant_documents.DocumentInput(kind="category", number="5814"),
             "test",
         )["id"]
+        # The victim's tile has an image and its store has till rules, so a 404 proves isolation.
+        tiles.set_image(
+            conn,
+            container.deps,
+            other_tenant.merchant_id,
+            other_tenant.products["LATTE"]["id"],
+            "image/png",
+            VICTIM_PNG,
+        )
+        tiles.put_settings(
+            conn,
+            container.deps,
+            other_tenant.merchant_id,
+            other_tenant.store_id,
+            discount_limit_pct=5,
+            rounding="jiao",
+            managers=None,
+        )
     bill = client.post(
         "/v1/reconciliation/bills",
         params={"provider": "wechat"},
@@ -435,6 +474,13 @@ def test_victim_objects_unchanged(
     )
     product = client.get(f"/v1/products/{victim['product_id']}", headers=other_tenant.auth()).json()
     assert product["price"] == 2800
+    image = client.get(f"/v1/products/{victim['product_id']}/image", headers=other_tenant.auth())
+    assert image.status_code == 200 and image.content == VICTIM_PNG
+    rules = client.get(
+        f"/v1/stores/{victim['store_id']}/till-settings", headers=other_tenant.auth("merchant")
+    )
+    assert rules.status_code == 200, rules.text
+    assert (rules.json()["discount_limit_pct"], rules.json()["rounding"]) == (5, "jiao")
 
 
 def test_roles_are_enforced_for_every_route(
