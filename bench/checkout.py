@@ -55,10 +55,11 @@ from bench.harness.load import (
     run_wrk,
     split,
     wrk_get,
+    wrk_post,
 )
 from bench.harness.proc import CpuWindow, peak_rss_mb, run_tillit
 from bench.harness.report import console, fmt, machine, ms, percentile, verdict, write_json
-from bench.harness.server import Server, seed_demo, server_stack
+from bench.harness.server import CeilingServer, Server, seed_demo, server_stack
 
 FRAMEWORK_TARGET = 0.3
 FRAMEWORK_GOAL = 0.5
@@ -204,6 +205,7 @@ def httpx_checkouts(
     context = {"key": key, "nonce": secrets.token_hex(4)}
     return httpx_load(checkout_step, context, base_url, checkouts, concurrency, max_seconds)
 
+
 # --------------------------------------------------------------------------------------------------
 # Database ceiling: the rows of one checkout, written with plain SQL
 
@@ -289,10 +291,12 @@ def seed_rows(execute: Any, now: Any) -> Seed:
     return Seed(merchant, store, terminal, products)
 
 
-def _one_checkout(sql: PlainSql, seed: Seed) -> None:
-    """Write one checkout's rows in the server's two transactions, in the server's statement order."""
-    execute, executemany, scalar = sql.execute, sql.executemany, sql.scalar
-    begin, commit, now_value = sql.begin, sql.commit, sql.now
+def _one_checkout(sql: PlainSql, seed: Seed, own_transactions: bool = True) -> None:
+    """Write one checkout's rows in the server's two transactions, in the server's statement order.
+    With ``own_transactions=False`` the caller holds one transaction around many checkouts (the group
+    commit ceiling: one fsync for the whole group)."""
+    execute, executemany, scalar, now_value = sql.execute, sql.executemany, sql.scalar, sql.now
+    begin, commit = (sql.begin, sql.commit) if own_transactions else (_nothing, _nothing)
     m, actor = seed.merchant, "terminal:bench"
     order_id, payment_id, txn_id = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
     total = sum(price * qty for _pid, _sku, _name, price, qty in seed.products)
@@ -439,19 +443,40 @@ def _one_checkout(sql: PlainSql, seed: Seed) -> None:
     commit()
 
 
+def _nothing() -> None:
+    return None
+
+
 def _ceiling_worker(
-    kind: str, dsn: str, sync: str, seed: Seed, quota: int, max_seconds: float, barrier: Any, out: Any
+    kind: str,
+    dsn: str,
+    sync: str,
+    pg_commit: str,
+    per_commit: int,
+    seed: Seed,
+    quota: int,
+    max_seconds: float,
+    barrier: Any,
+    out: Any,
 ) -> None:
     done = errors = 0
     sample: str | None = None
-    conn = PlainSql(kind, dsn, sync)
+    conn = PlainSql(kind, dsn, sync, pg_commit)
     barrier.wait(timeout=120)
     start = time.monotonic()
     deadline = start + max_seconds
     while done < quota and time.monotonic() < deadline:
         try:
-            _one_checkout(conn, seed)
-            done += 1
+            if per_commit == 1:
+                _one_checkout(conn, seed)
+                done += 1
+            else:
+                group = min(per_commit, quota - done)
+                conn.begin()
+                for _ in range(group):
+                    _one_checkout(conn, seed, own_transactions=False)
+                conn.commit()
+                done += group
         except Exception as exc:
             errors += 1
             sample = sample or repr(exc)[:300]
@@ -476,13 +501,49 @@ class CeilingResult:
         return self.checkouts / self.seconds if self.seconds > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class CeilingVariant:
+    """One way of writing the checkouts' rows with plain SQL: how many writers, at which durability,
+    and how many checkouts share one commit (1: each transaction commits on its own, as the server
+    does today; 32: group commit, one fsync for 32 checkouts)."""
+
+    name: str
+    workers: int
+    sqlite_sync: str
+    pg_commit: str
+    per_commit: int
+
+
+def ceiling_variants(kind: str, sync: str, concurrency: int) -> list[CeilingVariant]:
+    """The database ceilings issue 11.1 asks for, each on its own scratch database: one writer serial at
+    the server's durability, serial with the weaker durability (SQLite NORMAL / PostgreSQL
+    synchronous_commit=off) and serial with 32 checkouts per commit at full durability. (The
+    ``concurrency`` writers at the server's durability — what the server's own concurrency meets — is
+    ``database_ceiling``'s default, measured first.)"""
+    weak = "synchronous=NORMAL" if kind == "sqlite" else "synchronous_commit=off"
+    full = f"synchronous={sync}" if kind == "sqlite" else "synchronous_commit=on"
+    return [
+        CeilingVariant(f"1 writer, serial, {full}", 1, sync, "on", 1),
+        CeilingVariant(f"1 writer, serial, {weak}", 1, "NORMAL", "off", 1),
+        CeilingVariant(f"1 writer, {full}, 32 checkouts per commit", 1, sync, "on", 32),
+    ]
+
+
 def database_ceiling(
-    t: Target, sync: str, checkouts: int, concurrency: int, max_seconds: float
+    t: Target,
+    sync: str,
+    checkouts: int,
+    concurrency: int,
+    max_seconds: float,
+    variant: CeilingVariant | None = None,
 ) -> CeilingResult:
-    """Plain SQL on a scratch copy of the schema (made by `tillit migrate`), same concurrency."""
+    """Plain SQL on a scratch copy of the schema (made by `tillit migrate`); ``variant`` says how many
+    writers, at which durability and with how many checkouts per commit (default: ``concurrency``
+    writers at ``sync``, one commit per transaction)."""
+    variant = variant or CeilingVariant("concurrent", concurrency, sync, "on", 1)
     scratch_env = dict(t.env)
     if t.kind == "sqlite":
-        home = t.workdir / "scratch"
+        home = t.workdir / f"scratch-{secrets.token_hex(3)}"
         scratch_env["TILLIT_HOME"] = str(home)
         run_tillit(["migrate"], scratch_env, t.workdir)
         dsn = str(home / "tillit.sqlite")
@@ -490,16 +551,28 @@ def database_ceiling(
         dsn = t.new_pg_database("_sql")
         scratch_env["TILLIT_DATABASE_URL"] = dsn
         run_tillit(["migrate"], scratch_env, t.workdir)
-    conn = PlainSql(t.kind, dsn, sync)
+    conn = PlainSql(t.kind, dsn, variant.sqlite_sync, variant.pg_commit)
     conn.begin()
     seed = seed_rows(conn.execute, conn.now())
     conn.commit()
     conn.close()
-    workers = max(1, min(concurrency, checkouts))
+    workers = max(1, min(variant.workers, checkouts))
     quotas = split(checkouts, workers)
     parts = run_workers(
         _ceiling_worker,
-        [(t.kind, dsn, sync, seed, quotas[i], max_seconds) for i in range(workers)],
+        [
+            (
+                t.kind,
+                dsn,
+                variant.sqlite_sync,
+                variant.pg_commit,
+                variant.per_commit,
+                seed,
+                quotas[i],
+                max_seconds,
+            )
+            for i in range(workers)
+        ],
         max_seconds + 180,
     )
     return CeilingResult(
@@ -509,6 +582,30 @@ def database_ceiling(
         workers=workers,
         sample=next((p["sample"] for p in parts if p["sample"]), None),
     )
+
+
+SERIAL_CEILING_MAX = 5000  # checkouts per one-writer ceiling: seconds at 1,000-5,000 checkouts/s
+
+
+def real_order_answer(base_url: str, key: str, workdir: Path) -> tuple[Path, str]:
+    """One real ``POST /v1/orders`` of the benchmark's basket: its answer saved for the POST ceiling to
+    send back, and the request body the ceiling is sent."""
+    lines = [{"sku": sku, "quantity": qty} for sku, qty in BASKET]
+    body = json.dumps({"id": uuid.uuid4().hex, "lines": lines}, separators=(",", ":"))
+    r = httpx.post(
+        base_url + "/v1/orders",
+        content=body,
+        headers={
+            "Authorization": f"Bearer {key}",
+            "Content-Type": "application/json",
+            "Idempotency-Key": uuid.uuid4().hex,
+        },
+        timeout=30,
+    )
+    r.raise_for_status()
+    path = workdir / "order-answer.json"
+    path.write_bytes(r.content)
+    return path, body
 
 
 # --------------------------------------------------------------------------------------------------
@@ -551,8 +648,31 @@ def bench_one(kind: str, args: argparse.Namespace, wrk: str | None) -> dict[str,
                     health = httpx_get(server.base_url, "/healthz", args.concurrency, args.ceiling_seconds)
                 health_cpu = window.read(health.client_cpu_s)
             rss_peak = peak_rss_mb(server.pid)
+            answer_path, order_body = real_order_answer(server.base_url, key, t.workdir)
         finally:
             server.stop()
+        post_ceiling: LoadResult | None = None
+        post_cpu: dict[str, Any] | None = None
+        if wrk:
+            console.print(
+                f"  framework ceiling: POST /v1/orders (validated, no db) for {args.ceiling_seconds:.0f}s"
+            )
+            ceiling_server = CeilingServer(t.env, t.workdir, answer_path)
+            try:
+                ceiling_server.start()
+                with CpuWindow(ceiling_server.pid) as window:
+                    post_ceiling = wrk_post(
+                        wrk,
+                        ceiling_server.base_url,
+                        "/v1/orders",
+                        order_body,
+                        args.concurrency,
+                        args.ceiling_seconds,
+                        t.workdir,
+                    )
+                    post_cpu = window.read(post_ceiling.client_cpu_s)
+            finally:
+                ceiling_server.stop()
         console.print(
             f"  database ceiling: plain SQL, {args.checkouts} checkouts, {args.concurrency} processes"
         )
@@ -563,6 +683,22 @@ def bench_one(kind: str, args: argparse.Namespace, wrk: str | None) -> dict[str,
             ceiling_cpu = window.read()
         if ceiling.sample:
             console.print(f"  [yellow]database ceiling errors: {ceiling.errors} ({ceiling.sample})[/yellow]")
+        variants: list[dict[str, Any]] = []
+        for variant in ceiling_variants(t.kind, args.sqlite_synchronous, args.concurrency):
+            n = min(args.checkouts, SERIAL_CEILING_MAX)
+            console.print(f"  database ceiling: {variant.name}, {n} checkouts")
+            result = database_ceiling(t, args.sqlite_synchronous, n, args.concurrency, args.duration, variant)
+            variants.append(
+                {
+                    "name": variant.name,
+                    "workers": variant.workers,
+                    "checkouts_per_commit": variant.per_commit,
+                    "checkouts": result.checkouts,
+                    "errors": result.errors,
+                    "seconds": round(result.seconds, 3),
+                    "checkouts_per_s": round(result.checkouts_per_s, 1),
+                }
+            )
 
     checkouts_per_s = load.ok / load.seconds if load.seconds > 0 else 0.0
     requests_per_s = 2 * checkouts_per_s
@@ -570,6 +706,14 @@ def bench_one(kind: str, args: argparse.Namespace, wrk: str | None) -> dict[str,
     server_cpu_s = cpu["server_cores"] * cpu["wall_s"]
     vs_framework = requests_per_s / health_rps if health_rps else None
     vs_database = checkouts_per_s / ceiling.checkouts_per_s if ceiling.checkouts_per_s else None
+    post_rps = (
+        post_ceiling.completed / post_ceiling.seconds if post_ceiling and post_ceiling.seconds > 0 else 0.0
+    )
+    vs_post = requests_per_s / post_rps if post_rps else None
+    grouped = next((v for v in variants if v["checkouts_per_commit"] > 1), None)
+    vs_grouped = (
+        checkouts_per_s / grouped["checkouts_per_s"] if grouped and grouped["checkouts_per_s"] else None
+    )
     return {
         "db": kind,
         "label": t.label,
@@ -617,6 +761,17 @@ def bench_one(kind: str, args: argparse.Namespace, wrk: str | None) -> dict[str,
             },
             "cpu": health_cpu,
         },
+        "post_framework_ceiling": {
+            "endpoint": "POST /v1/orders: the route's pydantic model, a real order answer, no database",
+            "requests": post_ceiling.completed if post_ceiling else None,
+            "errors_non_2xx": post_ceiling.errors if post_ceiling else None,
+            "seconds": round(post_ceiling.seconds, 3) if post_ceiling else None,
+            "requests_per_s": round(post_rps, 1) if post_ceiling else None,
+            "request_bytes": len(order_body),
+            "answer_bytes": answer_path.stat().st_size if answer_path.exists() else None,
+            "cpu": post_cpu,
+        },
+        "database_ceilings": variants,
         "database_ceiling": {
             "method": "sqlite3 stdlib" if kind == "sqlite" else "psycopg 3",
             "workers": ceiling.workers,
@@ -630,6 +785,8 @@ def bench_one(kind: str, args: argparse.Namespace, wrk: str | None) -> dict[str,
         "ratios": {
             "requests_vs_framework_ceiling": round(vs_framework, 3) if vs_framework is not None else None,
             "checkouts_vs_database_ceiling": round(vs_database, 3) if vs_database is not None else None,
+            "requests_vs_post_ceiling": round(vs_post, 3) if vs_post is not None else None,
+            "checkouts_vs_group_commit_ceiling": round(vs_grouped, 3) if vs_grouped is not None else None,
         },
         "targets": {
             "framework_ratio_min": FRAMEWORK_TARGET,
@@ -698,8 +855,17 @@ def render(results: list[dict[str, Any]], meta: dict[str, Any]) -> None:
     row("server peak RSS (VmHWM)", lambda r: fmt(r["server"]["peak_rss_mb"], " MB"))
     table.add_section()
     row("framework ceiling: /healthz req/s", lambda r: fmt(r["framework_ceiling"]["requests_per_s"]))
+    row(
+        "framework ceiling: POST /v1/orders req/s",
+        lambda r: fmt(r["post_framework_ceiling"]["requests_per_s"]),
+    )
     row("database ceiling: txn/s", lambda r: fmt(r["database_ceiling"]["transactions_per_s"]))
     row("database ceiling: checkouts/s", lambda r: fmt(r["database_ceiling"]["checkouts_per_s"]))
+    for i in range(len(results[0]["database_ceilings"]) if results else 0):
+        row(
+            "  " + " / ".join(r["database_ceilings"][i]["name"] for r in results),
+            lambda r, i=i: fmt(r["database_ceilings"][i]["checkouts_per_s"]),
+        )
     table.add_section()
     row(
         "requests/s ÷ framework ceiling",
@@ -708,6 +874,14 @@ def render(results: list[dict[str, Any]], meta: dict[str, Any]) -> None:
     row(
         "checkouts/s ÷ database ceiling",
         lambda r: fmt(r["ratios"]["checkouts_vs_database_ceiling"], digits=3),
+    )
+    row(
+        "requests/s ÷ POST framework ceiling",
+        lambda r: fmt(r["ratios"]["requests_vs_post_ceiling"], digits=3),
+    )
+    row(
+        "checkouts/s ÷ group-commit ceiling",
+        lambda r: fmt(r["ratios"]["checkouts_vs_group_commit_ceiling"], digits=3),
     )
     row(
         f"target ≥ {FRAMEWORK_TARGET} of framework ceiling",

@@ -112,7 +112,10 @@ class PlainSql:
     """One connection without SQLAlchemy, ``:name`` parameters on both databases, explicit transactions
     begun as the server begins them (SQLite: BEGIN IMMEDIATE, so writers queue up front)."""
 
-    def __init__(self, kind: str, dsn: str, sync: str) -> None:
+    def __init__(self, kind: str, dsn: str, sync: str, pg_synchronous_commit: str = "on") -> None:
+        """``sync``: SQLite's ``synchronous`` pragma; ``pg_synchronous_commit``: PostgreSQL's setting for
+        this session (``off`` is PostgreSQL's analogue of SQLite's NORMAL: a commit does not wait for the
+        WAL flush, and a crash may lose the last few, never corrupt)."""
         self.kind = kind
         if kind == "sqlite":
             self.conn: Any = sqlite_connect(dsn, sync)
@@ -124,6 +127,9 @@ class PlainSql:
             import psycopg
 
             self.conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+            if pg_synchronous_commit not in ("on", "off", "local", "remote_write", "remote_apply"):
+                raise ValueError(f"synchronous_commit {pg_synchronous_commit!r}")
+            self.conn.execute(f"SET synchronous_commit = {pg_synchronous_commit}")
             self.now = now_utc
             self._begin = "BEGIN"
             self._sql = pg_sql
@@ -156,4 +162,3 @@ class PlainSql:
 
     def close(self) -> None:
         self.conn.close()
-

@@ -27,8 +27,15 @@ class Service:
     """One `tillit` subcommand listening on a free loopback port, ready when ``health`` answers 200."""
 
     def __init__(
-        self, args: list[str], health: str, env: dict[str, str], workdir: Path, name: str = "server"
+        self,
+        args: list[str],
+        health: str,
+        env: dict[str, str],
+        workdir: Path,
+        name: str = "server",
+        command: list[str] | None = None,
     ) -> None:
+        self.command = command if command is not None else tillit_command()
         self.env = env
         self.workdir = workdir
         self.port = free_port()
@@ -63,7 +70,7 @@ class Service:
     def _start_once(self) -> None:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [*tillit_command(), *self.args],
+                [*self.command, *self.args],
                 env=self.env,
                 cwd=self.workdir,
                 stdout=log,
@@ -99,6 +106,28 @@ class Service:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+class CeilingServer(Service):
+    """bench/harness/ceiling_app.py under uvicorn with the server's defaults (one process, the HTTP parser
+    and loop uvicorn's ``auto`` picks, no access log), answering ``answer_path``'s JSON."""
+
+    def __init__(self, env: dict[str, str], workdir: Path, answer_path: Path) -> None:
+        root = str(Path(__file__).resolve().parents[2])
+        paths = [root, env.get("PYTHONPATH", "")]
+        env = {
+            **env,
+            "TILLIT_CEILING_ANSWER": str(answer_path),
+            "PYTHONPATH": ":".join(p for p in paths if p),
+        }
+        super().__init__(
+            ["-m", "uvicorn", "bench.harness.ceiling_app:app", "--no-access-log"],
+            "/healthz",
+            env,
+            workdir,
+            "ceiling",
+            command=[sys.executable],
+        )
 
 
 class Server(Service):
