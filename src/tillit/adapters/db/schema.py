@@ -783,6 +783,8 @@ alert_rules = Table(
     Column("active", Integer, nullable=False, server_default="1"),
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
+    # The language of the rule's mails and webhook texts (bo13b).
+    Column("locale", String(8), nullable=False, server_default="zh-CN"),
     PrimaryKeyConstraint("merchant_id", "id", name="pk_alert_rules"),
     UniqueConstraint("merchant_id", "name", name="uq_alert_rules_merchant_name"),
     CheckConstraint(
@@ -792,6 +794,32 @@ alert_rules = Table(
     ),
     CheckConstraint("threshold >= 0 AND window_minutes > 0 AND min_attempts >= 0", name="bounds"),
     CheckConstraint("active IN (0, 1)", name="active"),
+    CheckConstraint("locale IN ('zh-CN','en')", name="locale"),
+)
+
+# Every edit of a rule, one row per changed field: who, when, the old and the new value (bo13b).
+alert_rule_changes = Table(
+    "alert_rule_changes",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("merchant_id", ID, nullable=False),
+    Column("rule_id", ID, nullable=False),
+    Column("field", String(32), nullable=False),
+    Column("old_value", String(200)),
+    Column("new_value", String(200)),
+    Column("actor", String(100), nullable=False),
+    Column("at", TS, nullable=False),
+    ForeignKeyConstraint(
+        ["merchant_id", "rule_id"],
+        ["alert_rules.merchant_id", "alert_rules.id"],
+        name="fk_alert_rule_changes_rule",
+    ),
+)
+Index(
+    "ix_alert_rule_changes_rule",
+    alert_rule_changes.c.merchant_id,
+    alert_rule_changes.c.rule_id,
+    alert_rule_changes.c.id,
 )
 
 alerts = Table(
