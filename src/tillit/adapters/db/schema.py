@@ -797,6 +797,19 @@ alert_rules = Table(
     CheckConstraint("locale IN ('zh-CN','en')", name="locale"),
 )
 
+# What each till last said of its own journal when it synced (bo13b): the entries still waiting there after
+# that batch, so the sync backlog metric is the till's own count, not a guess from the server's side.
+till_sync_reports = Table(
+    "till_sync_reports",
+    metadata,
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("terminal_id", ID, ForeignKey("terminals.id"), nullable=False),
+    Column("queued", Integer, nullable=False),
+    Column("reported_at", TS, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "terminal_id", name="pk_till_sync_reports"),
+    CheckConstraint("queued >= 0", name="queued_nonneg"),
+)
+
 # Every edit of a rule, one row per changed field: who, when, the old and the new value (bo13b).
 alert_rule_changes = Table(
     "alert_rule_changes",

@@ -2,6 +2,7 @@
 
 ``alert_rules.locale`` is the language (zh-CN or en) a rule's mails and webhook texts are written in.
 ``alert_rule_changes`` keeps one row per changed field: who, when, the old and the new value.
+``till_sync_reports`` keeps what each till last said of its journal on sync: the entries still queued.
 
 Revision ID: 0014_bo13b
 Revises: 0013
@@ -45,9 +46,25 @@ def upgrade() -> None:
     op.create_index(
         "ix_alert_rule_changes_rule", "alert_rule_changes", ["merchant_id", "rule_id", "id"], unique=False
     )
+    op.create_table(
+        "till_sync_reports",
+        sa.Column("merchant_id", sa.String(length=32), nullable=False),
+        sa.Column("terminal_id", sa.String(length=32), nullable=False),
+        sa.Column("queued", sa.Integer(), nullable=False),
+        sa.Column("reported_at", sa.DateTime(timezone=True), nullable=False),
+        sa.CheckConstraint("queued >= 0", name=op.f("ck_till_sync_reports_queued_nonneg")),
+        sa.ForeignKeyConstraint(
+            ["merchant_id"], ["merchants.id"], name=op.f("fk_till_sync_reports_merchant_id_merchants")
+        ),
+        sa.ForeignKeyConstraint(
+            ["terminal_id"], ["terminals.id"], name=op.f("fk_till_sync_reports_terminal_id_terminals")
+        ),
+        sa.PrimaryKeyConstraint("merchant_id", "terminal_id", name=op.f("pk_till_sync_reports")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("till_sync_reports")
     op.drop_index("ix_alert_rule_changes_rule", table_name="alert_rule_changes")
     op.drop_table("alert_rule_changes")
     with op.batch_alter_table("alert_rules") as batch:
