@@ -146,5 +146,9 @@ def test_sqlite_chooses_duckdb(client: TestClient, container: Container, tenant:
         assert chosen == analytics.compute(conn, rng, engine="duckdb")
         assert chosen.summary.cancelled_orders == 3 and chosen.failures
         west = analytics.compute(conn, rng, utc_offset_minutes=-300)  # west of UTC: a negative interval
+        for offset in (480, 0, -300, 345):  # the heat map's single SQLite query = the DuckDB path
+            duck = analytics.compute(conn, rng, utc_offset_minutes=offset).failures
+            assert analytics.heat_map_cells(conn, rng, utc_offset_minutes=offset) == duck, offset
+            assert analytics.heat_map_cells(conn, rng, utc_offset_minutes=offset, engine="duckdb") == duck
         assert sum(b.orders for b in west.by_hour) == sum(b.orders for b in chosen.by_hour)
         assert {b.bucket for b in west.by_hour} != {b.bucket for b in chosen.by_hour}

@@ -20,8 +20,9 @@ from dataclasses import astuple, dataclass, fields
 from typing import Any
 
 import duckdb
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, bindparam, text
 
+from tillit.adapters.db.schema import UtcDateTime
 from tillit.domain.csvsafe import safe_cell
 from tillit.domain.messages import FAILURE_REASONS, MESSAGES
 from tillit.monitoring.frames import Range, duck, load, load_failures
@@ -148,18 +149,51 @@ def _failure_cells(rows: Sequence[Any], names: dict[Any, Any]) -> tuple[FailureC
     return tuple(failures)
 
 
-def heat_map_cells(conn: Connection, rng: Range, *, utc_offset_minutes: int = 480) -> tuple[FailureCell, ...]:
-    """Only the heat map: the database filters and counts the failed attempts and cancelled orders by
-    code, terminal and local hour; DuckDB maps the codes to cashier reasons and groups again (on
-    PostgreSQL the database does all of it in one query). The same cells as ``compute(...).failures``."""
-    if conn.dialect.name == "postgresql":
+def heat_map_cells(
+    conn: Connection, rng: Range, *, utc_offset_minutes: int = 480, engine: str | None = None
+) -> tuple[FailureCell, ...]:
+    """Only the heat map, as one SQL query on the database (PostgreSQL or SQLite): it filters the failed
+    attempts and cancelled orders, maps the provider codes to cashier reasons and counts them by reason,
+    terminal and local hour. ``engine="duckdb"``: the database counts by code and DuckDB maps and groups
+    again. The same cells as ``compute(...).failures`` (tests/integration/test_analytics_engines.py)."""
+    if engine is None and conn.dialect.name == "postgresql":
         return _pg_failures(conn, _pg_params(rng, utc_offset_minutes))
+    if engine is None and conn.dialect.name == "sqlite":
+        return _sqlite_failures(conn, rng, int(utc_offset_minutes))
     con = duck()
     try:
         load_failures(con, conn, rng, int(utc_offset_minutes))
         return _cells(con, COUNTED_SQL)
     finally:
         con.close()
+
+
+def _sqlite_failures(conn: Connection, rng: Range, offset: int) -> tuple[FailureCell, ...]:
+    """The heat map in one SQLite statement (text ordered in byte order, as DuckDB and ``COLLATE "C"``)."""
+
+    def hour(col: str) -> str:
+        return f"CAST(strftime('%H', {col}, '{offset:+d} minutes') AS INTEGER)"
+
+    query = text(
+        f"""SELECT reason, terminal_id, hour, count(*) FROM (
+                SELECT {_reason_sql()} AS reason, coalesce(p.terminal_id, '') AS terminal_id,
+                       {hour("p.created_at")} AS hour
+                FROM payments p WHERE p.merchant_id = :m AND p.created_at >= :start AND p.created_at < :end
+                  AND p.method <> 'cash' AND p.status IN ('failed', 'reversed')
+                UNION ALL
+                SELECT 'order:' || cancel_reason, coalesce(terminal_id, ''), {hour("created_at")}
+                FROM orders WHERE merchant_id = :m AND created_at >= :start AND created_at < :end
+                  AND status = 'cancelled'
+            ) AS f GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""
+    ).bindparams(bindparam("start", type_=UtcDateTime()), bindparam("end", type_=UtcDateTime()))
+    rows = conn.execute(query, {"m": rng.merchant_id, "start": rng.start, "end": rng.end}).all()
+    names: dict[Any, Any] = {
+        tid: name
+        for tid, name in conn.execute(
+            text("SELECT id, name FROM terminals WHERE merchant_id = :m"), {"m": rng.merchant_id}
+        )
+    }
+    return _failure_cells(rows, names)
 
 
 def _sales(con: duckdb.DuckDBPyConnection, key: str, label: str, order_by: str) -> tuple[SalesBucket, ...]:
