@@ -1,5 +1,7 @@
-"""The back office's Today page over many orders: p95 time to render it over HTTP (a real `tillit serve`,
-signed in with a session cookie), next to the raw query behind it (``sales.reports.today``) in the same run.
+"""The back office's Today page and the cancellation heat map over many orders: p95 time to render each
+over HTTP (a real `tillit serve`; the page signed in with a session cookie, the heat map's SVG from
+``GET /v1/monitoring/charts/heatmap.svg`` for today with the manager's key), next to the raw query behind
+it in the same run (``sales.reports.today``; the heat map's grouping as one SQL statement).
 
     .venv/bin/python bench/backoffice.py                  # 1,000,000 orders over 30 days, both databases
     .venv/bin/python bench/backoffice.py --orders 200000 --db sqlite
@@ -7,10 +9,13 @@ signed in with a session cookie), next to the raw query behind it (``sales.repor
 
 Seeding is set-based (one INSERT ... SELECT per table over a generated series): ``--orders`` paid orders
 for one merchant, one captured payment each (cash, WeChat, Alipay in turn), a refund on every 50th, spread
-evenly over ``--days`` days ending now, so today holds about orders / days of them; 4 tills. Then
-``--renders`` times, alternating: the raw query in this process and ``GET /backoffice/today`` through the
-server. Prints the p50/p95 of each and the ratio render / raw (aim <= 1.5x), the seed time and sizes, and
-checks that the page shows the count the query found. Results: docs/benchmarks.md ("Back office").
+evenly over ``--days`` days ending now, so today holds about orders / days of them; 4 tills; and
+orders / 10 cancelled orders with one failed (every fifth: reversed) WeChat or Alipay attempt each, with
+provider codes, spread the same way. Then ``--renders`` times, alternating: the raw Today query in this
+process, ``GET /backoffice/today`` through the server, the raw heat-map query, the heat-map SVG. Prints
+the p50/p95 of each and the ratios render / raw (aim <= 1.5x), the seed time and sizes, the load average
+before and after (the machine may be shared), and checks that the page shows the count the query found
+and the SVG the cells the raw query found. Results: docs/benchmarks.md ("Back office").
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ from sqlalchemy import text  # noqa: E402
 
 AIM = 1.5
 TILLS = 4
+CANCELS = ("customer_cancelled", "cashier_cancelled", "payment_failed", "timeout")
+CODES = ("NOTENOUGH", "PAYERROR", "AUTHCODEEXPIRE", "ACQ.BUYER_BALANCE_NOT_ENOUGH", "SYSTEMERROR")
 
 
 def _series(kind: str, n: int) -> str:
@@ -127,6 +134,42 @@ def seed(container: Any, kind: str, orders: int, days: int) -> dict[str, Any]:
                 f" 'CNY', 'succeeded', {at}, {at} FROM {series} s WHERE {refunded}"
             )
         )
+        # The heat map's rows: cancelled orders, each after one failed or reversed provider attempt.
+        cancels = max(1, orders // 10)
+        c_series = _series(kind, cancels)
+        if kind == "sqlite":
+            c_at = (
+                f"strftime('%Y-%m-%d %H:%M:%S', '{now:%Y-%m-%d %H:%M:%S}',"
+                f" '-' || ((i * {span_s} + 1234) / {cancels}) || ' seconds') || '.000000'"
+            )
+        else:
+            c_at = (
+                f"(TIMESTAMPTZ '{now.isoformat()}'"
+                f" - make_interval(secs => (i::bigint * {span_s} + 1234) / {cancels}))"
+            )
+        c_order = hexid.format(offset=3 * orders)
+        reason = "CASE i % 4 " + " ".join(f"WHEN {k} THEN '{r}'" for k, r in enumerate(CANCELS)) + " END"
+        code = "CASE i % 5 " + " ".join(f"WHEN {k} THEN '{c}'" for k, c in enumerate(CODES)) + " END"
+        c_method = "CASE i % 2 WHEN 0 THEN 'wechat' ELSE 'alipay' END"
+        conn.execute(
+            text(
+                "INSERT INTO orders (id, merchant_id, store_id, terminal_id, number, status, currency,"
+                " subtotal, discount_total, total, paid_amount, refunded_amount, cancel_reason, version,"
+                " created_at, updated_at)"
+                f" SELECT {c_order}, '{mid}', '{sid}', {till_case}, {orders} + i + 1, 'cancelled', 'CNY',"
+                f" {amount}, 0, {amount}, 0, 0, {reason}, 1, {c_at}, {c_at} FROM {c_series} s"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO payments (id, merchant_id, order_id, terminal_id, method, provider, amount,"
+                " currency, status, failure_code, refunded_amount, version, created_at, updated_at,"
+                " resolved_at)"
+                f" SELECT {hexid.format(offset=4 * orders)}, '{mid}', {c_order}, {till_case}, {c_method},"
+                f" {c_method}, {amount}, 'CNY', CASE WHEN i % 5 = 0 THEN 'reversed' ELSE 'failed' END,"
+                f" {code}, 0, 1, {c_at}, {c_at}, {c_at} FROM {c_series} s"
+            )
+        )
     inserted_s = time.perf_counter() - started
     with container.db.transaction() as conn:
         conn.execute(text("ANALYZE"))
@@ -135,7 +178,36 @@ def seed(container: Any, kind: str, orders: int, days: int) -> dict[str, Any]:
         "manager_key": manager_key,
         "seed_s": round(time.perf_counter() - started, 1),
         "insert_s": round(inserted_s, 1),
+        "cancels": cancels,
     }
+
+
+def heat_map_sql(kind: str, offset: int) -> str:
+    """The grouping behind the heat map as one statement on the database (no reason mapping to the
+    cashier's messages, no terminal names, no SVG): what the heat map costs at least."""
+    from tillit.domain.messages import FAILURE_REASONS
+
+    cases = " ".join(f"WHEN '{c}' THEN '{r}'" for c, r in FAILURE_REASONS.items())
+    if kind == "sqlite":
+        hour = f"CAST(strftime('%H', created_at, '{offset:+d} minutes') AS INTEGER)"
+    else:
+        hour = f"extract(hour FROM timezone('UTC', created_at) + make_interval(mins => {offset}))::int"
+    return f"""SELECT reason, terminal_id, hour, count(*) FROM (
+        SELECT CASE coalesce(failure_code, '') {cases} ELSE 'declined' END AS reason,
+               coalesce(terminal_id, '') AS terminal_id, {hour} AS hour
+        FROM payments WHERE merchant_id = :m AND created_at >= :s AND created_at < :e
+          AND status IN ('failed', 'reversed') AND method <> 'cash'
+        UNION ALL
+        SELECT 'order:' || cancel_reason, coalesce(terminal_id, ''), {hour}
+        FROM orders WHERE merchant_id = :m AND created_at >= :s AND created_at < :e AND status = 'cancelled'
+    ) AS f GROUP BY 1, 2, 3"""
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "?"
 
 
 def run(kind: str, args: Any) -> dict[str, Any]:
@@ -155,6 +227,21 @@ def run(kind: str, args: Any) -> dict[str, Any]:
         start, end = day_window(datetime.now(SHOP_TZ).date())
         raw_ms: list[float] = []
         render_ms: list[float] = []
+        heat_raw_ms: list[float] = []
+        heat_ms: list[float] = []
+        heat_sql = text(heat_map_sql("sqlite" if kind == "sqlite" else "postgres", 480))
+        if kind == "sqlite":
+            stamp = "%Y-%m-%d %H:%M:%S.%f"  # as SQLite stores them: ISO text, UTC
+            heat_params: dict[str, Any] = {
+                "m": seeded["merchant_id"],
+                "s": start.astimezone(UTC).strftime(stamp),
+                "e": end.astimezone(UTC).strftime(stamp),
+            }
+        else:
+            heat_params = {"m": seeded["merchant_id"], "s": start, "e": end}
+        chart_params = {"start": start.isoformat(), "end": end.isoformat(), "lang": "zh-CN"}
+        bearer = {"Authorization": f"Bearer {seeded['manager_key']}"}
+        load_before = load_average()
         with server.serve(t.env, t.workdir) as srv, httpx.Client(base_url=srv.base_url, timeout=60) as client:
             form = client.get("/backoffice/signin")
             token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
@@ -171,15 +258,35 @@ def run(kind: str, args: Any) -> dict[str, Any]:
                 page = client.get("/backoffice/today")
                 t2 = time.perf_counter()
                 assert page.status_code == 200, page.text[:300]
+                with container.db.read() as conn:
+                    cells = conn.execute(heat_sql, heat_params).all()
+                t3 = time.perf_counter()
+                svg = client.get("/v1/monitoring/charts/heatmap.svg", params=chart_params, headers=bearer)
+                t4 = time.perf_counter()
+                assert svg.status_code == 200, svg.text[:300]
                 if n >= 2:
                     raw_ms.append((t1 - t0) * 1000)
                     render_ms.append((t2 - t1) * 1000)
+                    heat_raw_ms.append((t3 - t2) * 1000)
+                    heat_ms.append((t4 - t3) * 1000)
             assert view is not None
             shown = re.search(r'id="sales-count">(\d+)<', page.text)
             assert shown is not None and int(shown.group(1)) == view["sales_count"], "page and query disagree"
+            drawn = {
+                (m[0], m[1], int(m[2])): int(m[3])
+                for m in re.findall(
+                    r'data-reason="([^"]+)" data-terminal="([^"]*)" data-hour="(\d+)" data-count="(\d+)"',
+                    svg.text,
+                )
+            }
+            counted = {(str(r[0]), str(r[1]), int(r[2])): int(r[3]) for r in cells}
+            assert {k: v for k, v in drawn.items() if v} == counted, "heat map and raw query disagree"
         container.db.dispose()
+    load_after = load_average()
     raw95, render95 = percentile(raw_ms, 95), percentile(render_ms, 95)
     ratio = (render95 / raw95) if raw95 and render95 else None
+    h_raw95, h95 = percentile(heat_raw_ms, 95), percentile(heat_ms, 95)
+    h_ratio = (h95 / h_raw95) if h_raw95 and h95 else None
     return {
         "db": kind,
         "orders": args.orders,
@@ -193,6 +300,17 @@ def run(kind: str, args: Any) -> dict[str, Any]:
         "render_p95_ms": ms(render95),
         "ratio_p95": round(ratio, 2) if ratio else None,
         "aim_met": ratio is not None and ratio <= AIM,
+        "cancels": seeded["cancels"],
+        "heat_cells": len(counted),
+        "heat_events_today": sum(counted.values()),
+        "heat_raw_p50_ms": ms(percentile(heat_raw_ms, 50)),
+        "heat_raw_p95_ms": ms(h_raw95),
+        "heat_p50_ms": ms(percentile(heat_ms, 50)),
+        "heat_p95_ms": ms(h95),
+        "heat_ratio_p95": round(h_ratio, 2) if h_ratio else None,
+        "heat_aim_met": h_ratio is not None and h_ratio <= AIM,
+        "load_before": load_before,
+        "load_after": load_after,
     }
 
 
@@ -226,6 +344,23 @@ def main() -> None:
                         "render / raw at p95",
                         f"{fmt(r['ratio_p95'], 'x', 2)} (aim <= {AIM}x: {verdict(r['aim_met'])})",
                     ),
+                    (
+                        "heat map today: cells / events",
+                        f"{r['heat_cells']} / {r['heat_events_today']:,} ({r['cancels']:,} cancels seeded)",
+                    ),
+                    (
+                        "heat map raw query p50 / p95",
+                        f"{fmt(r['heat_raw_p50_ms'], ' ms', 2)} / {fmt(r['heat_raw_p95_ms'], ' ms', 2)}",
+                    ),
+                    (
+                        "heat map SVG p50 / p95",
+                        f"{fmt(r['heat_p50_ms'], ' ms', 2)} / {fmt(r['heat_p95_ms'], ' ms', 2)}",
+                    ),
+                    (
+                        "heat map / raw at p95",
+                        f"{fmt(r['heat_ratio_p95'], 'x', 2)} (aim <= {AIM}x: {verdict(r['heat_aim_met'])})",
+                    ),
+                    ("load average before / after", f"{r['load_before']} / {r['load_after']}"),
                 ],
             )
         )

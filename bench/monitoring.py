@@ -8,9 +8,13 @@ request id), in the same run.
    (``analytics.heat_map_cells`` — the failed attempts and cancelled orders filtered in the database,
    grouped in DuckDB, reasons mapped to cashier messages — plus ``charts.heat_map`` SVG), and the raw
    query: the same grouping as one SQL statement on the database. p50/p95 of both and their ratio.
-2. Two `tillit serve` processes on two fresh databases, one with ``TILLIT_METRICS=0``; checkout rounds
-   alternate between them (A B A B ...) so machine noise hits both; the median checkouts/s of each and
-   the relative difference.
+2. Two `tillit serve` processes on two fresh databases, one with ``TILLIT_METRICS=0``; the other keeps
+   the instrumentation on and is scraped (``GET /metrics`` with the scrape token) every
+   ``--scrape-every`` seconds while its rounds run, as Prometheus would. Checkout rounds alternate
+   between them (A B B A A B ...) so machine noise hits both. For each round: checkouts/s and the
+   server process's CPU seconds per checkout (``/proc/<pid>/stat`` through ``harness.proc.CpuWindow``),
+   which a shared machine disturbs far less than throughput. Printed: the medians of each side and the
+   ratios with / without, for throughput and for CPU per checkout (aim: at most 3 % worse).
 
     .venv/bin/python bench/monitoring.py [--orders N] [--rounds R] [--checkouts N] [--checkout-rounds K]
                                          [--concurrency C] [--json PATH]
@@ -23,7 +27,9 @@ import asyncio
 import statistics
 import sys
 import tempfile
+import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,10 +37,12 @@ from typing import Any
 # bench/ is not installed: import the shared harness from this checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import httpx
 from bench.checkout import httpx_checkouts, wrk_checkouts
 from bench.harness import cli
 from bench.harness.db import target
 from bench.harness.load import ensure_wrk
+from bench.harness.proc import CpuWindow, loadavg
 from bench.harness.report import console, machine, percentile, write_json
 from bench.harness.server import Server, seed_demo
 from sqlalchemy import insert, text
@@ -206,37 +214,87 @@ def bench_metrics(args: argparse.Namespace) -> dict[str, Any]:
         target("sqlite", args.sqlite_synchronous, args.pg_url) as off_t,
     ):
         off_t.env["TILLIT_METRICS"] = "0"
+        token = "scrape-" + uuid.uuid4().hex
+        on_t.env["TILLIT_METRICS_TOKEN"] = token
         servers = {}
         keys = {}
+        scrapes = {"ok": 0, "failed": 0}
         try:
             for name, t in (("with_metrics", on_t), ("without_metrics", off_t)):
                 keys[name] = seed_demo(t.env, t.workdir)
                 servers[name] = Server(t.env, t.workdir)
                 servers[name].start()
             rates: dict[str, list[float]] = {name: [] for name in servers}
+            cpu_ms: dict[str, list[float]] = {name: [] for name in servers}
 
-            def load(name: str, n: int) -> float:
+            def scraper(stop: threading.Event, base_url: str) -> None:
+                """GET /metrics every --scrape-every seconds until ``stop`` (bounded by the round)."""
+                with httpx.Client(timeout=10) as client:
+                    while not stop.wait(args.scrape_every):
+                        try:
+                            r = client.get(
+                                base_url + "/metrics", headers={"Authorization": f"Bearer {token}"}
+                            )
+                            scrapes["ok" if r.status_code == 200 else "failed"] += 1
+                        except httpx.HTTPError:
+                            scrapes["failed"] += 1
+
+            def load(name: str, n: int) -> tuple[float, float]:
+                """One round: (checkouts/s, server CPU ms per checkout)."""
                 s, t = servers[name], on_t if name == "with_metrics" else off_t
-                if wrk:
-                    r = wrk_checkouts(
-                        wrk, s.base_url, keys[name], n, args.concurrency, args.duration, t.workdir
-                    )
-                else:
-                    r = httpx_checkouts(s.base_url, keys[name], n, args.concurrency, args.duration)
-                return r.completed / r.seconds if r.seconds else 0.0
+                stop = threading.Event()
+                thread = None
+                if name == "with_metrics" and args.scrape_every > 0:
+                    thread = threading.Thread(target=scraper, args=(stop, s.base_url), daemon=True)
+                    thread.start()
+                try:
+                    with CpuWindow(s.pid) as window:
+                        if wrk:
+                            r = wrk_checkouts(
+                                wrk, s.base_url, keys[name], n, args.concurrency, args.duration, t.workdir
+                            )
+                        else:
+                            r = httpx_checkouts(s.base_url, keys[name], n, args.concurrency, args.duration)
+                        cpu = window.read()
+                finally:
+                    stop.set()
+                    if thread is not None:
+                        thread.join(timeout=15)
+                server_cpu_s = cpu["server_cores"] * cpu["wall_s"]
+                rate = r.completed / r.seconds if r.seconds else 0.0
+                return rate, (server_cpu_s * 1000 / r.completed if r.completed else float("nan"))
 
             for name in servers:
                 load(name, max(args.checkouts // 4, 50))  # warm-up
             for k in range(args.checkout_rounds):
                 order = list(servers) if k % 2 == 0 else list(reversed(servers))
                 for name in order:
-                    rates[name].append(load(name, args.checkouts))
-                console.print(f"  round {k + 1}: " + ", ".join(f"{n} {rates[n][-1]:.0f}/s" for n in servers))
+                    rate, per = load(name, args.checkouts)
+                    rates[name].append(rate)
+                    cpu_ms[name].append(per)
+                console.print(
+                    f"  round {k + 1}: "
+                    + ", ".join(f"{n} {rates[n][-1]:.0f}/s {cpu_ms[n][-1]:.2f} ms CPU" for n in servers)
+                )
         finally:
             for s in servers.values():
                 s.stop()
     on, off = statistics.median(rates["with_metrics"]), statistics.median(rates["without_metrics"])
+    cpu_on, cpu_off = statistics.median(cpu_ms["with_metrics"]), statistics.median(cpu_ms["without_metrics"])
+    pair_cpu = [a / b for a, b in zip(cpu_ms["with_metrics"], cpu_ms["without_metrics"], strict=True) if b]
+    pair_rate = [a / b for a, b in zip(rates["with_metrics"], rates["without_metrics"], strict=True) if b]
     return {
+        "scrape_every_s": args.scrape_every,
+        "scrapes": dict(scrapes),
+        "with_metrics_server_cpu_ms_per_checkout": round(cpu_on, 3),
+        "without_metrics_server_cpu_ms_per_checkout": round(cpu_off, 3),
+        "all_rounds_cpu_ms": {k: [round(v, 3) for v in vs] for k, vs in cpu_ms.items()},
+        "throughput_ratio_with_over_without": round(on / off, 4) if off else None,
+        "cpu_per_checkout_ratio_with_over_without": round(cpu_on / cpu_off, 4) if cpu_off else None,
+        "median_pair_throughput_ratio": round(statistics.median(pair_rate), 4) if pair_rate else None,
+        "median_pair_cpu_ratio": round(statistics.median(pair_cpu), 4) if pair_cpu else None,
+        "cpu_aim_met": bool(cpu_off) and cpu_on / cpu_off <= 1 + METRICS_TARGET,
+        "load_average_at_end": " ".join(loadavg()),
         "client": "wrk" if wrk else "httpx",
         "checkouts_per_round": args.checkouts,
         "rounds": args.checkout_rounds,
@@ -300,9 +358,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkout-rounds", type=int, default=4)
     p.add_argument("--skip-metrics", action="store_true")
     p.add_argument("--skip-heatmap", action="store_true")
+    p.add_argument(
+        "--scrape-every", type=float, default=5.0, help="seconds between /metrics scrapes (0: none)"
+    )
     args = p.parse_args(argv)
     if not (1 <= args.orders <= 5_000_000 and 1 <= args.rounds <= 200 and 1 <= args.checkout_rounds <= 20):
         p.error("--orders 1..5000000, --rounds 1..200, --checkout-rounds 1..20")
+    if not 0 <= args.scrape_every <= 600:
+        p.error("--scrape-every 0..600")
     heat: dict[str, Any] = {"same_counts": True}
     if not args.skip_heatmap:
         console.print(f"[bold]heat map[/bold] over {args.orders} orders, {args.rounds} rounds")

@@ -27,6 +27,7 @@ from tillit.adapters.db.schema import api_keys, products
 from tillit.backoffice.app import PAGES
 from tillit.bootstrap import Container, build
 from tillit.config import Settings
+from tillit.monitoring import alerts
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "backoffice"
 
@@ -70,8 +71,23 @@ def _rival_ids(world: World) -> dict[str, str]:
         key_id = conn.execute(
             select(api_keys.c.id).where(api_keys.c.terminal_id == world.rival.terminal_id).limit(1)
         ).scalar_one()
+    with world.container.db.transaction() as conn:  # bo13b: the rival's alert rule
+        existing = alerts.list_rules(conn, world.rival.merchant_id)
+        rule = (
+            existing[0]
+            if existing
+            else alerts.create_rule(
+                conn,
+                world.container.deps,
+                merchant_id=world.rival.merchant_id,
+                name="rival rule",
+                kind="failure_spike",
+                threshold=300,
+            )
+        )
     order = world.rival_day.orders[0]
     return {
+        "rule_id": rule.id,
         "order_id": order["id"],
         "payment_id": order["payment"]["id"],
         "shift_id": world.rival_day.shifts[0]["id"],
@@ -97,6 +113,12 @@ ISOLATION: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
     ("POST", "/products/{product_id}/active"): ("/products/{product_id}/active", {"active": "0"}),
     ("POST", "/terminals/{terminal_id}/keys"): ("/terminals/{terminal_id}/keys", {"name": "stolen"}),
     ("POST", "/keys/{key_id}/revoke"): ("/keys/{key_id}/revoke", {}),
+    # bo13b: an alert rule's edit page and form
+    ("GET", "/alerts/rules/{rule_id}"): ("/alerts/rules/{rule_id}", {}),
+    ("POST", "/alerts/rules/{rule_id}"): (
+        "/alerts/rules/{rule_id}",
+        {"name": "stolen", "threshold": "1", "window_minutes": "1", "min_attempts": "0", "channels": ""},
+    ),
     # settle12: a settlement day is addressed by its merchant
     ("GET", "/settlement/{merchant_id}/{provider}/{trade_day}"): (
         "/settlement/{merchant_id}/wechat/2026-11-20",
@@ -170,6 +192,10 @@ def test_another_merchants_ids_answer_404_like_unused_ids(world: World) -> None:
             select(products.c.active).where(products.c.id == ids["product_id"])
         ).scalar_one()
     assert revoked is None and active == 1
+    with world.container.db.read() as conn:
+        rule = alerts.get_rule(conn, world.rival.merchant_id, ids["rule_id"])
+        assert alerts.rule_changes(conn, world.rival.merchant_id, rule.id) == []
+    assert (rule.name, rule.threshold) == ("rival rule", 300)
 
 
 # ---- the browser ---------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Chaos runs: 1,000 checkouts (the short version every landing runs; bench/chaos.py and `tillit chaos`
-run the goal's 10,000) against a faulty sandbox while Tillit's processes and the sandbox are SIGKILLed, then a
-proof against the sandbox's ground truth. SQLite: one process; PostgreSQL: two API processes and two
+run the goal's 10,000) against a faulty sandbox while Tillit's processes and the sandbox are SIGKILLed,
+then a proof against the sandbox's ground truth, and /metrics scraped from every API process against the
+database's counts. SQLite: one process; PostgreSQL: two API processes and two
 separate workers sharing the recovery jobs."""
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ def assert_clean(report: chaos.ChaosReport) -> None:
     assert report.double_charged == [], report.double_charged[:10]
     assert report.unresolved == [], report.unresolved[:10]
     assert report.ledger_violations == [], report.ledger_violations
+    # /metrics scraped from every API process after the run shows the payments the database holds.
+    assert report.metrics_mismatches == [], report.metrics_mismatches
+    assert report.metrics_scrapes >= 1
     assert figures["orders"] == CHECKOUTS and report.kills >= 3
     assert report.kills_by["sandbox"] >= 1, report.kills_by  # provider outages too (issue 16.4)
     # The run really exercised what it claims to: lost answers, system errors, passwords, cancels.

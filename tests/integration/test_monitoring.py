@@ -307,6 +307,7 @@ def test_spike_raises_one_alert_acknowledged_then_resolved(history: World) -> No
             "min_attempts": 5,
             "provider": "wechat",
             "channels": ["email:ops@example.com", f"webhook:{w.hook_url}"],
+            "locale": "en",
         },
         w.manager,
     )
@@ -518,3 +519,214 @@ def test_alert_acknowledged_on_the_back_office_with_csrf(history: World) -> None
     off = w.post(f"/v1/monitoring/alert-rules/{rule_id}/active", {"active": False}, w.manager)
     assert off.status_code == 200 and off.json()["active"] is False, off.text
     assert w.get(f"/v1/monitoring/alerts/{alert_id}").json()["status"] == "resolved"
+
+
+def _rule(w: World, key: str | None = None, **fields: Any) -> httpx.Response:
+    body = {"name": f"rule {uuid.uuid4().hex[:6]}", "kind": "failure_rate", "threshold": 500, **fields}
+    return w.post("/v1/monitoring/alert-rules", body, key or w.manager)
+
+
+def _patch(w: World, rule_id: str, body: Any, key: str | None = None) -> httpx.Response:
+    return w.http.patch(
+        f"/v1/monitoring/alert-rules/{rule_id}",
+        json=body,
+        headers={"Authorization": f"Bearer {key or w.manager}", "Idempotency-Key": uuid.uuid4().hex},
+    )
+
+
+def test_rule_thresholds_window_spike_factor_and_channels_are_edited_and_audited(history: World) -> None:
+    w = history
+    spike = _rule(w, kind="failure_spike", threshold=300, window_minutes=60, provider="wechat", locale="en")
+    assert spike.status_code == 201, spike.text
+    rule_id = spike.json()["id"]
+    r = _patch(
+        w,
+        rule_id,
+        {
+            "threshold": 450,  # the spike factor: 4.5 times the usual rate
+            "window_minutes": 30,
+            "min_attempts": 3,
+            "provider": "all",
+            "channels": ["email:Boss@Example.com", f"webhook:{w.hook_url}"],
+            "locale": "zh-CN",
+        },
+    )
+    assert r.status_code == 200, r.text
+    edited = r.json()
+    assert (edited["threshold"], edited["window_minutes"], edited["min_attempts"]) == (450, 30, 3)
+    assert edited["provider"] is None and edited["locale"] == "zh-CN" and edited["kind"] == "failure_spike"
+    assert edited["channels"] == ["email:boss@example.com", f"webhook:{w.hook_url}"]
+    audit = w.get(f"/v1/monitoring/alert-rules/{rule_id}/changes").json()
+    changes = {c["field"]: (c["old_value"], c["new_value"]) for c in audit["changes"]}
+    assert changes == {
+        "threshold": ("300", "450"),
+        "window_minutes": ("60", "30"),
+        "min_attempts": ("10", "3"),
+        "provider": ("wechat", None),
+        "channels": ("", f"email:boss@example.com,webhook:{w.hook_url}"),
+        "locale": ("en", "zh-CN"),
+    }
+    assert all(c["actor"].startswith("merchant:") for c in audit["changes"])
+    assert len({c["at"] for c in audit["changes"]}) == 1
+    # The same values again change nothing and add no audit row.
+    assert _patch(w, rule_id, {"threshold": 450}).status_code == 200
+    assert len(w.get(f"/v1/monitoring/alert-rules/{rule_id}/changes").json()["changes"]) == 6
+    # Out of bounds: refused with a stable code, nothing written.
+    for body, code in (
+        ({"threshold": -1}, "validation_error"),
+        ({"threshold": 1_000_001}, "validation_error"),
+        ({"window_minutes": 0}, "validation_error"),
+        ({"window_minutes": 7 * 24 * 60 + 1}, "validation_error"),
+        ({"channels": ["sms:13800000000"]}, "alert_channel_invalid"),
+        ({"channels": ["email:a@example.com"] * 6}, "validation_error"),
+        ({"name": "card 6222020200112233445"}, "alert_rule_name_invalid"),
+        ({"locale": "fr"}, "validation_error"),
+        ({"kind": "unknown_rate"}, "validation_error"),
+    ):
+        bad = _patch(w, rule_id, body)
+        assert bad.status_code == 422, (body, bad.text)
+        assert bad.json()["error"]["code"] == code, (body, bad.text)
+    assert len(w.get(f"/v1/monitoring/alert-rules/{rule_id}/changes").json()["changes"]) == 6
+    taken = _rule(w)
+    assert (
+        _patch(w, rule_id, {"name": taken.json()["name"]}).json()["error"]["code"] == "alert_rule_name_taken"
+    )
+    # Another merchant: the rule is not there, to edit or to read; an operator names the merchant.
+    assert _patch(w, rule_id, {"threshold": 1}, key=w.other.manager_key).status_code == 404
+    assert w.get(f"/v1/monitoring/alert-rules/{rule_id}/changes", key=w.other.manager_key).status_code == 404
+    assert _patch(w, rule_id, {"threshold": 1}, key=w.admin_key).json()["error"]["code"] == (
+        "merchant_id_required"
+    )
+    by_operator = _patch(w, rule_id, {"threshold": 500, "merchant_id": w.tenant.merchant_id}, key=w.admin_key)
+    assert by_operator.status_code == 200 and by_operator.json()["threshold"] == 500
+    last = w.get(f"/v1/monitoring/alert-rules/{rule_id}/changes").json()["changes"][-1]
+    assert last["field"] == "threshold" and last["actor"].startswith("admin:")
+    assert w.get("/v1/monitoring/alert-rules").json()["rules"][-2]["threshold"] == 500
+    for rid in (rule_id, taken.json()["id"]):
+        assert (
+            w.post(f"/v1/monitoring/alert-rules/{rid}/active", {"active": False}, w.manager).status_code
+            == 200
+        )
+
+
+def test_alert_mail_and_webhook_text_in_the_rules_language(history: World) -> None:
+    """The same breach mailed (local SMTP server) and posted (webhook) in zh-CN for one rule and in en
+    for another: subject and body from the catalogues in monitoring/locales."""
+    w = history
+    w.declined()  # a wechat failure now, so a 24-hour failure-rate rule breaks
+    made = {}
+    for locale in ("zh-CN", "en"):
+        r = _rule(
+            w,
+            name=f"failures {locale}",
+            threshold=1,
+            window_minutes=1440,
+            min_attempts=1,
+            provider="wechat",
+            channels=[f"email:mail-{locale.lower()}@example.com"],
+            locale=locale,
+        )
+        assert r.status_code == 201, r.text
+        made[locale] = r.json()["id"]
+    hooks_before = len(w.hooks)
+    # The Chinese rule's webhook is added by an edit: channels are editable and the edit is audited.
+    edited = _patch(w, made["zh-CN"], {"channels": ["email:mail-zh-cn@example.com", f"webhook:{w.hook_url}"]})
+    assert edited.status_code == 200, edited.text
+    w.advance(0)
+    zh = w.mailbox.to("mail-zh-cn@example.com")
+    en = w.mailbox.to("mail-en@example.com")
+    assert len(zh) == 1 and len(en) == 1
+    assert zh[0]["Subject"].startswith("【告警】[Tillit 告警] failures zh-CN：微信支付"), zh[0]["Subject"]
+    body = zh[0].get_content()
+    assert "时间窗内失败、冲正或取消的支付" in body and "阈值 0.1%" in body and "最近 1440 分钟" in body
+    assert en[0]["Subject"].startswith("[alert] [Tillit alert] failures en: wechat"), en[0]["Subject"]
+    en_body = en[0].get_content()
+    assert "failed, reversed or cancelled attempts in the window" in en_body and "last 1440 min" in en_body
+    new_hooks = w.hooks[hooks_before:]
+    assert len(new_hooks) == 1
+    sent = json.loads(new_hooks[0][1])
+    assert sent["event_id"].startswith("alert:") and sent.get("locale", "zh-CN") == "zh-CN"
+    assert "微信支付" in json.dumps(sent, ensure_ascii=False)
+    # The alert shown on the pages reads in the rule's language too.
+    shown = {
+        a["rule_id"]: a["message"] for a in w.get("/v1/monitoring/alerts", status="firing").json()["alerts"]
+    }
+    assert "微信支付" in shown[made["zh-CN"]] and "wechat at" in shown[made["en"]]
+    for rid in made.values():
+        assert (
+            w.post(f"/v1/monitoring/alert-rules/{rid}/active", {"active": False}, w.manager).status_code
+            == 200
+        )
+
+
+def test_rule_edited_in_a_browser_with_csrf(history: World) -> None:
+    """The back office's rule page in chromium: the spike factor, window and channels are changed, the
+    audit shows who changed what; a forged token is refused and writes nothing."""
+    w = history
+    if w.c.db.is_postgres:
+        pytest.skip("one browser run (SQLite): the page reads the same use cases on both databases")
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.skip("no chromium here")
+    from playwright.sync_api import sync_playwright
+
+    made = _rule(w, name="lunch spike", kind="failure_spike", threshold=300, window_minutes=60, locale="en")
+    assert made.status_code == 201, made.text
+    rule_id = made.json()["id"]
+    with httpx.Client(base_url=w.base + "/backoffice", timeout=30, follow_redirects=True) as bo:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', bo.get("/signin").text)
+        assert token is not None
+        bo.post("/signin", data={"api_key": w.manager, "csrf_token": token.group(1)})
+        forged = bo.post(
+            f"/alerts/rules/{rule_id}",
+            data={
+                "csrf_token": "forged",
+                "name": "x",
+                "threshold": "1",
+                "window_minutes": "1",
+                "min_attempts": "1",
+            },
+        )
+        assert forged.status_code == 403
+    assert w.get(f"/v1/monitoring/alert-rules/{rule_id}/changes").json()["changes"] == []
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            page.set_default_timeout(20_000)
+            page.goto(f"{w.base}/backoffice/signin")
+            page.fill("#api_key", w.manager)
+            page.click("#signin")
+            page.wait_for_selector("#nav-alerts")
+            page.click("#nav-alerts")
+            page.click(f"#rule-{rule_id}")
+            assert page.locator("#r-threshold").input_value() == "300"
+            page.fill("#r-threshold", "250")
+            page.fill("#r-window", "45")
+            page.fill("#r-channels", "email:lunch@example.com")
+            page.select_option("#r-locale", "zh-CN")
+            page.click("#r-save")
+            assert page.locator("#message").get_attribute("class") == "msg ok"
+            rows = page.locator("#rule-changes tr[data-field]")
+            assert rows.count() == 4
+            threshold = page.locator('#rule-changes tr[data-field="threshold"]')
+            assert threshold.locator(".old").inner_text() == "300"
+            assert threshold.locator(".new").inner_text() == "250"
+            # Out of bounds on the page: refused with its code, nothing written.
+            page.fill("#r-window", "99999")
+            page.click("#r-save")
+            assert "alert_rule_window_invalid" in page.locator("#message").inner_text()
+            assert page.locator("#rule-changes tr[data-field]").count() == 4
+            page.screenshot(path=str(ARTIFACTS / "alert-rule-edit.png"), full_page=True)
+        finally:
+            browser.close()
+    rule = next(r for r in w.get("/v1/monitoring/alert-rules").json()["rules"] if r["id"] == rule_id)
+    assert (rule["threshold"], rule["window_minutes"], rule["locale"]) == (250, 45, "zh-CN")
+    assert rule["channels"] == ["email:lunch@example.com"]
+    actors = {c["actor"] for c in w.get(f"/v1/monitoring/alert-rules/{rule_id}/changes").json()["changes"]}
+    assert len(actors) == 1 and actors.pop().startswith("merchant:")
+    assert (
+        w.post(f"/v1/monitoring/alert-rules/{rule_id}/active", {"active": False}, w.manager).status_code
+        == 200
+    )

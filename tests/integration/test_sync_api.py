@@ -70,6 +70,46 @@ def test_failing_entry_leaves_no_trace_and_others_apply(client: TestClient, tena
     assert retry[0]["error"]["code"] == "product_not_found"  # the key stayed free: nothing was stored
 
 
+def _backlog(client: TestClient, admin: str, terminal_id: str) -> float | None:
+    text = client.get("/metrics", headers={"Authorization": f"Bearer {admin}"}).text
+    for line in text.splitlines():
+        if line.startswith("tillit_till_sync_backlog{") and f'terminal_id="{terminal_id}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_the_till_reports_its_queue_and_the_backlog_metric_is_exact(
+    client: TestClient, tenant: Tenant, admin_key: str
+) -> None:
+    assert _backlog(client, admin_key, tenant.terminal_id) is None  # never reported: no figure
+    o1, p1, o2, p2 = (uuid.uuid4().hex for _ in range(4))
+    # The till holds 7 entries and sends 2 of them: 5 stay.
+    r = client.post("/v1/sync", json={"entries": sale_entries(o1, p1), "queued": 7}, headers=tenant.auth())
+    assert r.status_code == 200, r.text
+    assert _backlog(client, admin_key, tenant.terminal_id) == 5
+    # A refused entry leaves the till's queue too (rejected, shown to a person); the sale's two applied.
+    bad = {
+        "op": "order",
+        "key": "bad",
+        "body": {"id": uuid.uuid4().hex, "lines": [{"sku": "NOPE", "quantity": 1}]},
+    }
+    entries = [bad, *sale_entries(o2, p2)]
+    r = client.post("/v1/sync", json={"entries": entries, "queued": 5}, headers=tenant.auth())
+    assert [x["status"] for x in r.json()["results"]] == [422, 201, 201]
+    assert _backlog(client, admin_key, tenant.terminal_id) == 2
+    # A batch that does not say leaves the last report; a manager's key speaks for no till.
+    client.post("/v1/sync", json={"entries": sale_entries(o2, p2)}, headers=tenant.auth())
+    client.post(
+        "/v1/sync", json={"entries": sale_entries(o2, p2), "queued": 99}, headers=tenant.auth("merchant")
+    )
+    assert _backlog(client, admin_key, tenant.terminal_id) == 2
+    bad_count = client.post(
+        "/v1/sync", json={"entries": sale_entries(o2, p2), "queued": -1}, headers=tenant.auth()
+    )
+    assert bad_count.status_code == 422 and bad_count.json()["error"]["code"] == "validation_error"
+    assert _backlog(client, admin_key, tenant.terminal_id) == 2
+
+
 def test_batch_limits(client: TestClient, tenant: Tenant) -> None:
     too_many = [{"op": "order", "key": str(i), "body": {}} for i in range(201)]
     assert client.post("/v1/sync", json={"entries": too_many}, headers=tenant.auth()).status_code == 422

@@ -14,16 +14,20 @@ from typing import Any
 import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from sqlalchemy import insert
 
 from tests.support.api import new_order, pay_cash, post
 from tests.support.world import Tenant
+from tillit.adapters.db.schema import alerts as alerts_table
 from tillit.api.routes import catalog, engine, merchants, operator, reconciliation, sales, station, till
 from tillit.api.routes import fulfilment as fulfilment_routes
+from tillit.api.routes import monitoring as monitoring_routes
 from tillit.api.routes import settlement as settlement_routes
 from tillit.bootstrap import Container
 from tillit.domain.shifts import ShiftTotals, chain_hash
 from tillit.exceptions import cases as exc_svc
 from tillit.merchants import documents as merchant_documents
+from tillit.monitoring import alerts as alert_rules
 from tillit.sales import tiles
 
 # A PNG's signature is all the till's image check reads; the victim's tile has its own bytes.
@@ -236,6 +240,24 @@ PROBES: dict[tuple[str, str], Any] = {
     },
     ("GET", "/v1/stores/{store_id}/till-settings"): lambda o: {},
     ("GET", "/v1/till/settings"): lambda o: {},
+    # monitoring (issue 13): a manager naming another merchant, or another merchant's rule or alert
+    ("GET", "/v1/monitoring/analytics"): lambda o: {"params": {"merchant_id": o["merchant_id"]}},
+    ("GET", "/v1/monitoring/analytics/{table}.csv"): lambda o: {"params": {"merchant_id": o["merchant_id"]}},
+    ("GET", "/v1/monitoring/charts/{chart}.svg"): lambda o: {"params": {"merchant_id": o["merchant_id"]}},
+    ("GET", "/v1/monitoring/health"): lambda o: {"params": {"merchant_id": o["merchant_id"]}},
+    ("POST", "/v1/monitoring/alert-rules"): lambda o: {
+        "json": {"name": "evil", "kind": "failure_rate", "threshold": 1, "merchant_id": o["merchant_id"]}
+    },
+    ("GET", "/v1/monitoring/alert-rules"): lambda o: {"params": {"merchant_id": o["merchant_id"]}},
+    ("PATCH", "/v1/monitoring/alert-rules/{rule_id}"): lambda o: {
+        "json": {"threshold": 1, "channels": ["email:evil@example.com"]}
+    },
+    ("POST", "/v1/monitoring/alert-rules/{rule_id}/active"): lambda o: {"json": {"active": False}},
+    ("GET", "/v1/monitoring/alert-rules/{rule_id}/changes"): lambda o: {},
+    ("GET", "/v1/monitoring/alerts"): lambda o: {"params": {"merchant_id": o["merchant_id"]}},
+    ("GET", "/v1/monitoring/alerts/{alert_id}"): lambda o: {},
+    ("POST", "/v1/monitoring/alerts/{alert_id}/acknowledge"): lambda o: {"json": {"reason": "evil"}},
+    ("POST", "/v1/monitoring/alerts/{alert_id}/resolve"): lambda o: {"json": {"reason": "evil"}},
 }
 # Routes whose answer is a list: they answer 200 but must hold none of the victim's objects.
 LISTS = {
@@ -275,6 +297,7 @@ ROUTE_MODULES = (
     settlement_routes,
     fulfilment_routes,
     station,
+    monitoring_routes,
 )
 
 
@@ -370,6 +393,34 @@ def victim(client: TestClient, other_tenant: Tenant, admin_key: str, container: 
         {"kind": "delivery", "address": "1 Victim Road", "contact_phone": "13800000000"},
         other_tenant,
     ).json()
+    with container.db.transaction() as conn:  # issue 13: a rule with an open alert
+        rule = alert_rules.create_rule(
+            conn,
+            container.deps,
+            merchant_id=other_tenant.merchant_id,
+            name="victim rule",
+            kind="failure_rate",
+            threshold=1,
+            channels=("email:victim@example.com",),
+        )
+        alert_id = uuid.uuid4().hex
+        now = container.deps.clock.now()
+        conn.execute(
+            insert(alerts_table).values(
+                id=alert_id,
+                merchant_id=other_tenant.merchant_id,
+                rule_id=rule.id,
+                dedup_key=f"{rule.id}:wechat",
+                status="firing",
+                value=1000,
+                threshold=1,
+                message="victim alert",
+                occurrences=1,
+                opened_at=now,
+                last_seen_at=now,
+                updated_at=now,
+            )
+        )
     keys = client.get(
         "/v1/api-keys",
         params={"merchant_id": other_tenant.merchant_id},
@@ -397,6 +448,10 @@ def victim(client: TestClient, other_tenant: Tenant, admin_key: str, container: 
         "customer_path": fulfilment["customer_path"],
         "document_id": document_id,
         "entry_id": uuid.uuid4().hex,
+        "rule_id": rule.id,
+        "alert_id": alert_id,
+        "table": "summary",
+        "chart": "heatmap",
     }
 
 
@@ -460,7 +515,7 @@ def _ids(body: Any) -> set[str]:
 
 
 def test_victim_objects_unchanged(
-    client: TestClient, tenant: Tenant, other_tenant: Tenant, victim: dict[str, str]
+    client: TestClient, tenant: Tenant, other_tenant: Tenant, victim: dict[str, str], container: Container
 ) -> None:
     before = client.get(f"/v1/orders/{victim['order_id']}", headers=other_tenant.auth()).json()
     open_before = client.get(f"/v1/orders/{victim['open_order_id']}", headers=other_tenant.auth()).json()
@@ -481,6 +536,12 @@ def test_victim_objects_unchanged(
     )
     assert rules.status_code == 200, rules.text
     assert (rules.json()["discount_limit_pct"], rules.json()["rounding"]) == (5, "jiao")
+    with container.db.read() as conn:  # issue 13: the victim's rule and alert stay as they were
+        rule = alert_rules.get_rule(conn, other_tenant.merchant_id, victim["rule_id"])
+        alert = alert_rules.get_alert(conn, other_tenant.merchant_id, victim["alert_id"])
+        assert alert_rules.rule_changes(conn, other_tenant.merchant_id, rule.id) == []
+    assert (rule.threshold, rule.active, rule.channels) == (1, True, ("email:victim@example.com",))
+    assert alert.status == "firing"
 
 
 def test_roles_are_enforced_for_every_route(
@@ -513,6 +574,10 @@ def test_roles_are_enforced_for_every_route(
         "customer_path": "/c/" + "A" * 64,
         "document_id": uuid.uuid4().hex,
         "entry_id": uuid.uuid4().hex,
+        "rule_id": uuid.uuid4().hex,
+        "alert_id": uuid.uuid4().hex,
+        "table": "summary",
+        "chart": "heatmap",
     }
     for route in api_routes():
         roles = allowed_roles(route)

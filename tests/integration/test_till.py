@@ -16,7 +16,7 @@ from tests.support.live import free_port, live_server
 from tests.support.sandbox import Accounts, running_sandbox
 from tests.support.sandbox import provider_accounts as account_settings
 from tests.support.world import Tenant
-from tillit.adapters.db.schema import orders
+from tillit.adapters.db.schema import orders, till_sync_reports
 from tillit.bootstrap import Container
 from tillit.payments import accounts as provider_accounts
 from tillit.till.client import LinkDown, ServerClient
@@ -87,8 +87,25 @@ def test_thousand_offline_cash_sales_sync_exactly_once(
         till.close_shift(0)
     assert refused.value.reason == "close_refused"
     with live_server(container, port=port):
+        till.sync_once()  # one pass: 200 of the 2,000 journal entries
+        with container.db.read() as conn:  # the till said how many it still holds: the backlog is exact
+            reported = conn.execute(
+                select(till_sync_reports.c.queued).where(
+                    till_sync_reports.c.terminal_id == tenant.terminal_id
+                )
+            ).scalar_one()
+        assert reported == till.journal.pending_count() == 1800
         drain(till, rounds=50)
         drain(till, rounds=1)  # a second pass sends nothing new
+    with container.db.read() as conn:
+        assert (
+            conn.execute(
+                select(till_sync_reports.c.queued).where(
+                    till_sync_reports.c.terminal_id == tenant.terminal_id
+                )
+            ).scalar_one()
+            == 0
+        )
     with container.db.read() as conn:
         count = conn.execute(
             select(func.count()).select_from(orders).where(orders.c.id.in_(ids))

@@ -126,6 +126,7 @@ def rule_add(
     channel: Annotated[
         list[str] | None, typer.Option(help="email:<addr> or webhook:<url>; repeatable")
     ] = None,
+    locale: Annotated[str, typer.Option(help="language of the alert mails: zh-CN or en")] = "zh-CN",
 ) -> None:
     """Add an alert rule (evaluated by the resolver at once, then every minute)."""
     c = build()
@@ -141,6 +142,7 @@ def rule_add(
             min_attempts=min_attempts,
             provider=provider,
             channels=tuple(channel or ()),
+            locale=locale,
         )
     print(json.dumps(asdict(rule), default=str))
 

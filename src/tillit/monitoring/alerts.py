@@ -26,15 +26,23 @@ import structlog
 from sqlalchemy import Connection, func, insert, select, update
 
 from tillit.adapters.db.engine import Database
-from tillit.adapters.db.schema import alert_events, alert_rules, alerts, exceptions, recon_discrepancies
+from tillit.adapters.db.schema import (
+    alert_events,
+    alert_rule_changes,
+    alert_rules,
+    alerts,
+    exceptions,
+    recon_discrepancies,
+)
 from tillit.domain import alerts as rules
 from tillit.domain.errors import DomainError, conflict, invalid, not_found
 from tillit.domain.ids import normalise_id
 from tillit.kernel import jobs as job_queue
 from tillit.kernel.context import Deps
 from tillit.monitoring import health
+from tillit.monitoring.i18n import translator
 from tillit.notifications import outbox
-from tillit.notifications.messages import Channel, Message, check_recipient
+from tillit.notifications.messages import LOCALES, Channel, Locale, Message, check_recipient
 
 log = structlog.get_logger("tillit.monitoring.alerts")
 
@@ -43,6 +51,7 @@ EVERY = timedelta(minutes=1)
 SYSTEM = "system:alerts"
 MAX_CHANNELS = 5
 MAX_RULES_PER_MERCHANT = 100
+MAX_MIN_ATTEMPTS = 100_000
 _LONG_DIGITS = re.compile(r"[0-9]{16,}")
 
 
@@ -59,6 +68,8 @@ class RuleView:
     channels: tuple[str, ...]
     active: bool
     created_at: datetime
+    locale: str  # the language of the rule's mails and webhook texts: zh-CN or en
+    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +109,7 @@ class AlertNotice:
     subject: str
     body: str
     event_id: str
+    locale: Locale = "zh-CN"  # the rule's language: the outbox renders the mail's frame in it too
 
 
 #: Settlement days not credited for a merchant as of a time (the settlement area registers one).
@@ -127,6 +139,8 @@ def _rule_view(r: Any) -> RuleView:
         tuple(c for c in r.channels.split(",") if c),
         bool(r.active),
         r.created_at,
+        r.locale,
+        r.updated_at,
     )
 
 
@@ -157,25 +171,19 @@ def create_rule(
     min_attempts: int = 10,
     provider: str | None = None,
     channels: tuple[str, ...] = (),
+    locale: str = "zh-CN",
 ) -> RuleView:
     """A new active rule for ``merchant_id``; schedules the merchant's evaluation job."""
-    if not name.strip() or _LONG_DIGITS.search(name):  # the outbox refuses what looks like a payment code
-        raise invalid("alert_rule_name_invalid", "A rule name is non-empty and holds no long digit run.")
-    if kind not in rules.RULE_KINDS:
-        raise invalid(
-            "alert_rule_kind_invalid", f"Unknown rule kind {kind!r}.", {"kinds": sorted(rules.RULE_KINDS)}
-        )
-    if provider is not None and provider not in ("wechat", "alipay"):
-        raise invalid("alert_rule_provider_invalid", "provider is wechat or alipay (or omitted: every one).")
-    if not 0 <= threshold <= rules.MAX_THRESHOLD:
-        raise invalid("alert_rule_threshold_invalid", f"threshold is 0..{rules.MAX_THRESHOLD}.")
-    if not 1 <= window_minutes <= rules.MAX_WINDOW_MINUTES:
-        raise invalid("alert_rule_window_invalid", f"window_minutes is 1..{rules.MAX_WINDOW_MINUTES}.")
-    if len(channels) > MAX_CHANNELS:
-        raise invalid("alert_channel_invalid", f"At most {MAX_CHANNELS} channels.")
-    checked = [check_channel(c) for c in channels]
-    if len(",".join(checked)) > 200:
-        raise invalid("alert_channel_invalid", "The channels together are at most 200 characters.")
+    checked = _check(
+        name=name,
+        kind=kind,
+        threshold=threshold,
+        window_minutes=window_minutes,
+        min_attempts=min_attempts,
+        provider=provider,
+        channels=channels,
+        locale=locale,
+    )
     count = conn.execute(
         select(func.count()).select_from(alert_rules).where(alert_rules.c.merchant_id == merchant_id)
     ).scalar_one()
@@ -202,10 +210,151 @@ def create_rule(
             active=1,
             created_at=now,
             updated_at=now,
+            locale=locale,
         )
     )
     ensure_scheduled(conn, deps, merchant_id)
     return get_rule(conn, merchant_id, rule_id)
+
+
+def _check(
+    *,
+    name: str,
+    kind: str,
+    threshold: int,
+    window_minutes: int,
+    min_attempts: int,
+    provider: str | None,
+    channels: tuple[str, ...],
+    locale: str,
+) -> list[str]:
+    """Every bound a rule's settings keep (on creation and on every edit); the channels normalised."""
+    if not name.strip() or _LONG_DIGITS.search(name):  # the outbox refuses what looks like a payment code
+        raise invalid("alert_rule_name_invalid", "A rule name is non-empty and holds no long digit run.")
+    if len(name) > 200:
+        raise invalid("alert_rule_name_invalid", "A rule name is at most 200 characters.")
+    if kind not in rules.RULE_KINDS:
+        raise invalid(
+            "alert_rule_kind_invalid", f"Unknown rule kind {kind!r}.", {"kinds": sorted(rules.RULE_KINDS)}
+        )
+    if provider is not None and provider not in ("wechat", "alipay"):
+        raise invalid("alert_rule_provider_invalid", "provider is wechat or alipay (or omitted: every one).")
+    if not 0 <= threshold <= rules.MAX_THRESHOLD:
+        raise invalid("alert_rule_threshold_invalid", f"threshold is 0..{rules.MAX_THRESHOLD}.")
+    if not 1 <= window_minutes <= rules.MAX_WINDOW_MINUTES:
+        raise invalid("alert_rule_window_invalid", f"window_minutes is 1..{rules.MAX_WINDOW_MINUTES}.")
+    if not 0 <= min_attempts <= MAX_MIN_ATTEMPTS:
+        raise invalid("alert_rule_min_attempts_invalid", f"min_attempts is 0..{MAX_MIN_ATTEMPTS}.")
+    if locale not in LOCALES:
+        raise invalid("alert_rule_locale_invalid", "locale is zh-CN or en.", {"locales": list(LOCALES)})
+    if len(channels) > MAX_CHANNELS:
+        raise invalid("alert_channel_invalid", f"At most {MAX_CHANNELS} channels.")
+    checked = [check_channel(c) for c in channels]
+    if len(",".join(checked)) > 200:
+        raise invalid("alert_channel_invalid", "The channels together are at most 200 characters.")
+    return checked
+
+
+@dataclass(frozen=True, slots=True)
+class RuleEdit:
+    """The fields an edit sets; None leaves a field as it is (``provider=""`` means every provider).
+    The kind stays: a different kind is a different rule."""
+
+    name: str | None = None
+    threshold: int | None = None
+    window_minutes: int | None = None
+    min_attempts: int | None = None
+    provider: str | None = None
+    channels: tuple[str, ...] | None = None
+    locale: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleChangeView:
+    field: str
+    old_value: str | None
+    new_value: str | None
+    actor: str
+    at: datetime
+
+
+def _stored(rule: RuleView, field: str) -> str | None:
+    value = getattr(rule, field)
+    if field == "channels":
+        return ",".join(value)
+    return None if value is None else str(value)
+
+
+def update_rule(
+    conn: Connection, deps: Deps, merchant_id: str, rule_id: str, edit: RuleEdit, actor: str
+) -> RuleView:
+    """Change a rule's settings within the same bounds as on creation; one audit row per changed field
+    (who, when, old, new). Open alerts stay open and the rule is evaluated again at once with its new
+    settings (a condition that no longer breaks resolves them there)."""
+    rule = get_rule(conn, merchant_id, rule_id)
+    values: dict[str, Any] = {
+        "name": rule.name if edit.name is None else edit.name,
+        "threshold": rule.threshold if edit.threshold is None else edit.threshold,
+        "window_minutes": rule.window_minutes if edit.window_minutes is None else edit.window_minutes,
+        "min_attempts": rule.min_attempts if edit.min_attempts is None else edit.min_attempts,
+        "provider": rule.provider if edit.provider is None else (edit.provider or None),
+        "channels": rule.channels if edit.channels is None else tuple(edit.channels),
+        "locale": rule.locale if edit.locale is None else edit.locale,
+    }
+    checked = _check(kind=rule.kind, **values)
+    values["channels"] = ",".join(checked)
+    changed = {f: v for f, v in values.items() if _stored(rule, f) != (None if v is None else str(v))}
+    if not changed:
+        return rule
+    if "name" in changed:
+        taken = conn.execute(
+            select(alert_rules.c.id).where(
+                alert_rules.c.merchant_id == merchant_id,
+                alert_rules.c.name == changed["name"],
+                alert_rules.c.id != rule.id,
+            )
+        ).first()
+        if taken is not None:
+            raise conflict("alert_rule_name_taken", "A rule with this name exists.", {"rule_id": taken.id})
+    now = deps.clock.now()
+    done = conn.execute(
+        update(alert_rules)
+        .where(
+            alert_rules.c.merchant_id == merchant_id,
+            alert_rules.c.id == rule.id,
+            alert_rules.c.updated_at == rule.updated_at,
+        )
+        .values(**changed, updated_at=now)
+    )
+    if done.rowcount != 1:
+        raise conflict("alert_rule_changed", "The rule changed meanwhile; read it again.")
+    for field, new in changed.items():
+        conn.execute(
+            insert(alert_rule_changes).values(
+                merchant_id=merchant_id,
+                rule_id=rule.id,
+                field=field,
+                old_value=_stored(rule, field),
+                new_value=None if new is None else str(new)[:200],
+                actor=actor[:100],
+                at=now,
+            )
+        )
+    log.info("alert_rule_changed", merchant_id=merchant_id, rule=rule.id, fields=sorted(changed), actor=actor)
+    if rule.active:
+        ensure_scheduled(conn, deps, merchant_id)
+    return get_rule(conn, merchant_id, rule.id)
+
+
+def rule_changes(conn: Connection, merchant_id: str, rule_id: str) -> list[RuleChangeView]:
+    """The rule's audit, oldest first."""
+    rule = get_rule(conn, merchant_id, rule_id)
+    rows = conn.execute(
+        select(alert_rule_changes)
+        .where(alert_rule_changes.c.merchant_id == merchant_id, alert_rule_changes.c.rule_id == rule.id)
+        .order_by(alert_rule_changes.c.id)
+    )
+    return [RuleChangeView(r.field, r.old_value, r.new_value, r.actor, r.at) for r in rows]
 
 
 def get_rule(conn: Connection, merchant_id: str, rule_id: str) -> RuleView:
@@ -421,17 +570,30 @@ def measure(conn: Connection, now: datetime, rule: RuleView) -> list[rules.Measu
 
 
 def _message(rule: RuleView, m: rules.Measurement) -> str:
+    """The alert's text in the rule's language (monitoring/locales): shown on the pages, mailed, and the
+    webhook's ``alert_detail``."""
+    t = translator(rule.locale)
     unit = rules.RULE_KINDS[rule.kind].unit
-    shown = {"permille": f"{m.value / 10:.1f}%", "percent_of_baseline": f"{m.value}% of the usual rate"}
+    shown = {
+        "permille": f"{m.value / 10:.1f}%",
+        "percent_of_baseline": t("{pct}% of the usual rate", pct=m.value),
+    }
     limit = {"permille": f"{rule.threshold / 10:.1f}%", "percent_of_baseline": f"{rule.threshold}%"}
-    return (
-        f"{rule.name}: {rules.RULE_KINDS[rule.kind].description} — {m.subject} at {shown.get(unit, m.value)}"
-        f" (threshold {limit.get(unit, rule.threshold)}, last {rule.window_minutes} min,"
-        f" {m.attempts} behind it)"
+    return t(
+        "{name}: {description} — {subject} at {value} (threshold {limit}, last {window} min,"
+        " {attempts} behind it)",
+        name=rule.name,
+        description=t(rules.RULE_KINDS[rule.kind].description),
+        subject=t(m.subject),
+        value=shown.get(unit, m.value),
+        limit=limit.get(unit, rule.threshold),
+        window=rule.window_minutes,
+        attempts=m.attempts,
     )[:500]
 
 
 def _notices(rule: RuleView, alert_id: str, m: rules.Measurement, message: str) -> list[AlertNotice]:
+    t = translator(rule.locale)
     out = []
     for channel in rule.channels:
         kind, _, target = channel.partition(":")
@@ -441,9 +603,10 @@ def _notices(rule: RuleView, alert_id: str, m: rules.Measurement, message: str) 
                 alert_id=alert_id,
                 channel=kind,
                 target=target,
-                subject=f"[Tillit alert] {rule.name}: {m.subject}"[:200],
+                subject=t("[Tillit alert] {name}: {subject}", name=rule.name, subject=t(m.subject))[:200],
                 body=message,
                 event_id=f"alert:{alert_id}",
+                locale="en" if rule.locale == "en" else "zh-CN",
             )
         )
     return out
@@ -461,8 +624,12 @@ def deliver(conn: Connection, deps: Deps, notice: AlertNotice) -> bool:
             channel=channel,
             recipient=notice.target,
             template="alert",
-            locale="en",
-            params={"alert_title": notice.subject, "alert_detail": notice.body, "severity": "alert"},
+            locale=notice.locale,
+            params={
+                "alert_title": notice.subject,
+                "alert_detail": notice.body,
+                "severity": translator(notice.locale)("alert"),
+            },
         ),
     )
 

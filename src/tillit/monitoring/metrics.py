@@ -29,6 +29,7 @@ from tillit.adapters.db.schema import (
     recon_discrepancies,
     recon_runs,
     terminals,
+    till_sync_reports,
 )
 from tillit.domain.clock import Clock
 
@@ -93,6 +94,16 @@ class DatabaseCollector(Collector):
             "Seconds since the till last wrote an order (its journal reached the server)",
             labels=("merchant_id", "terminal_id"),
         )
+        backlog = GaugeMetricFamily(
+            "tillit_till_sync_backlog",
+            "Journal entries still waiting in the till, as the till counted them at its last sync",
+            labels=("merchant_id", "terminal_id"),
+        )
+        reported = GaugeMetricFamily(
+            "tillit_till_sync_report_age_seconds",
+            "Seconds since the till last reported its backlog (a till offline reports nothing)",
+            labels=("merchant_id", "terminal_id"),
+        )
         runs = GaugeMetricFamily(
             "tillit_reconciliation_runs", "Reconciliation runs, by provider", labels=("provider",)
         )
@@ -134,6 +145,17 @@ class DatabaseCollector(Collector):
             ):
                 seen = at if at.tzinfo else at.replace(tzinfo=now.tzinfo)
                 sync_age.add_metric((merchant_id, terminal_id), max((now - seen).total_seconds(), 0.0))
+            for merchant_id, terminal_id, queued, at in conn.execute(
+                select(
+                    till_sync_reports.c.merchant_id,
+                    till_sync_reports.c.terminal_id,
+                    till_sync_reports.c.queued,
+                    till_sync_reports.c.reported_at,
+                )
+            ):
+                backlog.add_metric((merchant_id, terminal_id), int(queued))
+                seen = at if at.tzinfo else at.replace(tzinfo=now.tzinfo)
+                reported.add_metric((merchant_id, terminal_id), max((now - seen).total_seconds(), 0.0))
             for provider, n in conn.execute(
                 select(recon_runs.c.provider, func.count()).group_by(recon_runs.c.provider)
             ):
@@ -157,7 +179,7 @@ class DatabaseCollector(Collector):
                 .group_by(alerts.c.status)
             ):
                 open_alerts.add_metric((status,), n)
-        yield from (pays, due, late, sync_age, runs, diffs, open_alerts)
+        yield from (pays, due, late, sync_age, backlog, reported, runs, diffs, open_alerts)
 
 
 class _Process(Collector):

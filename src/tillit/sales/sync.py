@@ -12,10 +12,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, insert, update
+from sqlalchemy.exc import IntegrityError
 
 from tillit.access import idempotency
 from tillit.adapters.db.engine import Database
+from tillit.adapters.db.schema import till_sync_reports
 from tillit.domain.errors import DomainError, invalid
 from tillit.domain.ids import normalise_id
 from tillit.kernel.context import Actor, Deps
@@ -79,6 +81,47 @@ def _operation(
     )
 
 
+def report_queue(conn: Connection, deps: Deps, actor: Actor, queued: int) -> None:
+    """Record what a till says of its journal: ``queued`` entries still waiting there (after the batch
+    it sent with it). Only a terminal key speaks for a till; the latest report wins."""
+    if actor.terminal_id is None or actor.merchant_id is None:
+        return
+    now = deps.clock.now()
+    done = conn.execute(
+        update(till_sync_reports)
+        .where(
+            till_sync_reports.c.merchant_id == actor.merchant_id,
+            till_sync_reports.c.terminal_id == actor.terminal_id,
+        )
+        .values(queued=queued, reported_at=now)
+    )
+    if done.rowcount == 0:
+        try:
+            with conn.begin_nested():
+                conn.execute(
+                    insert(till_sync_reports).values(
+                        merchant_id=actor.merchant_id,
+                        terminal_id=actor.terminal_id,
+                        queued=queued,
+                        reported_at=now,
+                    )
+                )
+        except IntegrityError:  # the same till's other batch wrote its first report meanwhile
+            conn.execute(
+                update(till_sync_reports)
+                .where(
+                    till_sync_reports.c.merchant_id == actor.merchant_id,
+                    till_sync_reports.c.terminal_id == actor.terminal_id,
+                )
+                .values(queued=queued, reported_at=now)
+            )
+
+
+#: Answers after which a till keeps an entry in its journal to send again (till/service.py); after any
+#: other answer the entry leaves the till's queue (done, or rejected for a person to see).
+RETRIED = frozenset({"idempotency_key_in_flight", "order_changed", "payment_changed"})
+
+
 def apply_batch(
     db: Database,
     deps: Deps,
@@ -86,8 +129,11 @@ def apply_batch(
     entries: list[BatchEntry],
     status_of: Callable[[DomainError], int],
     gateway: ProviderGateway | None = None,
+    queued: int | None = None,
 ) -> list[BatchResult]:
-    """Apply ``(op, key, validated body, order_id, validation error)`` entries; one result per entry."""
+    """Apply ``(op, key, validated body, order_id, validation error)`` entries; one result per entry.
+    ``queued``: the till's journal entries waiting, this batch included (the till says it); what stays
+    after the entries applied here is recorded for the sync backlog metric."""
     results: list[BatchResult] = []
     with db.transaction() as conn:
         for op, key, data, order_id, error in entries:
@@ -115,4 +161,7 @@ def apply_batch(
                         "error": {"code": exc.code, "message": exc.message, "details": exc.details},
                     }
                 )
+        if queued is not None:
+            kept = sum(1 for r in results if r["status"] == 409 and r["error"]["code"] in RETRIED)
+            report_queue(conn, deps, actor, max(queued - len(results) + kept, 0))
     return results

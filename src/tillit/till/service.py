@@ -757,7 +757,8 @@ class Till:
             if e.op == "cancel":
                 item["order_id"] = e.order_id
             entries.append(item)
-        response = self.client.request("POST", "/v1/sync", json={"entries": entries})
+        queued = max(self.journal.pending_count(), len(entries))  # the till's own count, this batch included
+        response = self.client.request("POST", "/v1/sync", json={"entries": entries, "queued": queued})
         if response.status_code != 200:
             # The batch itself was refused (shape): record on every entry, they will be retried.
             with self.journal.tx() as conn:

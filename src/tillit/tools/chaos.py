@@ -147,6 +147,9 @@ class ChaosReport:
     double_charged: list[str] = field(default_factory=list)
     unresolved: list[str] = field(default_factory=list)
     ledger_violations: list[str] = field(default_factory=list)
+    # /metrics scraped from every API process after the run, against the database's own counts.
+    metrics_scrapes: int = 0
+    metrics_mismatches: list[str] = field(default_factory=list)
     open_exceptions: Counter[str] = field(default_factory=Counter)
     wallet_debits: int = 0
     wallet_refunds: int = 0
@@ -182,6 +185,8 @@ class ChaosReport:
             "double_charged": len(self.double_charged),
             "unresolved": len(self.unresolved),
             "ledger_violations": len(self.ledger_violations),
+            "metrics_scrapes": self.metrics_scrapes,
+            "metrics_mismatches": len(self.metrics_mismatches),
             "open_exceptions": dict(self.open_exceptions),
             "wallet_debited_fen": self.wallet_debits,
             "wallet_refunded_fen": self.wallet_refunds,
@@ -459,6 +464,7 @@ def run(opts: ChaosOptions) -> ChaosReport:
             sandbox_now = control.get("/sandbox/clock").json()["now"]
 
             url = opts.database_url or f"sqlite:///{work / 'home' / 'tillit.sqlite'}"
+            metrics_token = "chaos-scrape-" + uuid.uuid4().hex  # not from rng: the run stays as seeded
             env = base_env | {
                 "TILLIT_HOME": str(work / "home"),
                 "TILLIT_DATABASE_URL": url,
@@ -469,6 +475,7 @@ def run(opts: ChaosOptions) -> ChaosReport:
                 # Four processes share PostgreSQL's 100 connections with the tests around them.
                 "TILLIT_DB_POOL_SIZE": "5",
                 "TILLIT_WORKER_POLL_S": "0.05",
+                "TILLIT_METRICS_TOKEN": metrics_token,
                 "NO_COLOR": "1",
             }
             settings = Settings.from_env(env)
@@ -724,6 +731,7 @@ def run(opts: ChaosOptions) -> ChaosReport:
             report.checkouts = opts.checkouts
             _settle(c, opts.settle_seconds)
             _verify(c, control, merchant_id, report)
+            _check_metrics(c, bases, metrics_token, report)
             if opts.inspect is not None:
                 opts.inspect(c)
             _add_fault_stats(report, control.get("/sandbox/faults/stats").json())
@@ -732,6 +740,54 @@ def run(opts: ChaosOptions) -> ChaosReport:
             fleet.stop_all()
     report.seconds = time.monotonic() - started
     return report
+
+
+def _metric_samples(text_: str, name: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for line in text_.splitlines():
+        if line.startswith(name + "{"):
+            labels, value = line.rsplit(" ", 1)
+            out[labels[len(name) :]] = int(float(value))
+    return out
+
+
+def _check_metrics(c: Any, bases: list[str], token: str, report: ChaosReport) -> None:
+    """Scrape /metrics from every API process (the scrape token) and compare the payments it shows with
+    the database's own count by method, provider and status. A payment could still move between the
+    two reads: the database is read before and after the scrape, and a scrape counts only when the two
+    reads agree (at most 5 tries each)."""
+
+    def held() -> dict[str, int]:
+        with c.db.read() as conn:
+            rows = conn.execute(
+                select(payments.c.method, payments.c.provider, payments.c.status, func.count()).group_by(
+                    payments.c.method, payments.c.provider, payments.c.status
+                )
+            ).all()
+        return {f'{{method="{m}",provider="{p or ""}",status="{st}"}}': int(n) for m, p, st, n in rows}
+
+    with httpx.Client(timeout=30) as client:
+        for base in bases:
+            for _attempt in range(5):
+                before = held()
+                r = client.get(base + "/metrics", headers={"Authorization": f"Bearer {token}"})
+                after = held()
+                if r.status_code != 200:
+                    report.metrics_mismatches.append(f"{base}: /metrics answered {r.status_code}")
+                    break
+                if before != after:
+                    time.sleep(0.5)
+                    continue
+                report.metrics_scrapes += 1
+                shown = _metric_samples(r.text, "tillit_payments")
+                if shown != after:
+                    diff = {k: (shown.get(k), after.get(k)) for k in set(shown) | set(after)}
+                    report.metrics_mismatches.append(
+                        f"{base}: " + ", ".join(f"{k} {a}!={b}" for k, (a, b) in diff.items() if a != b)
+                    )
+                break
+            else:
+                report.metrics_mismatches.append(f"{base}: the database kept moving during 5 scrapes")
 
 
 def _at_once(*calls: Callable[[], httpx.Response]) -> list[httpx.Response]:

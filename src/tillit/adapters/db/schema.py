@@ -783,6 +783,8 @@ alert_rules = Table(
     Column("active", Integer, nullable=False, server_default="1"),
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
+    # The language of the rule's mails and webhook texts (bo13b).
+    Column("locale", String(8), nullable=False, server_default="zh-CN"),
     PrimaryKeyConstraint("merchant_id", "id", name="pk_alert_rules"),
     UniqueConstraint("merchant_id", "name", name="uq_alert_rules_merchant_name"),
     CheckConstraint(
@@ -792,6 +794,45 @@ alert_rules = Table(
     ),
     CheckConstraint("threshold >= 0 AND window_minutes > 0 AND min_attempts >= 0", name="bounds"),
     CheckConstraint("active IN (0, 1)", name="active"),
+    CheckConstraint("locale IN ('zh-CN','en')", name="locale"),
+)
+
+# What each till last said of its own journal when it synced (bo13b): the entries still waiting there after
+# that batch, so the sync backlog metric is the till's own count, not a guess from the server's side.
+till_sync_reports = Table(
+    "till_sync_reports",
+    metadata,
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("terminal_id", ID, ForeignKey("terminals.id"), nullable=False),
+    Column("queued", Integer, nullable=False),
+    Column("reported_at", TS, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "terminal_id", name="pk_till_sync_reports"),
+    CheckConstraint("queued >= 0", name="queued_nonneg"),
+)
+
+# Every edit of a rule, one row per changed field: who, when, the old and the new value (bo13b).
+alert_rule_changes = Table(
+    "alert_rule_changes",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("merchant_id", ID, nullable=False),
+    Column("rule_id", ID, nullable=False),
+    Column("field", String(32), nullable=False),
+    Column("old_value", String(200)),
+    Column("new_value", String(200)),
+    Column("actor", String(100), nullable=False),
+    Column("at", TS, nullable=False),
+    ForeignKeyConstraint(
+        ["merchant_id", "rule_id"],
+        ["alert_rules.merchant_id", "alert_rules.id"],
+        name="fk_alert_rule_changes_rule",
+    ),
+)
+Index(
+    "ix_alert_rule_changes_rule",
+    alert_rule_changes.c.merchant_id,
+    alert_rule_changes.c.rule_id,
+    alert_rule_changes.c.id,
 )
 
 alerts = Table(

@@ -210,6 +210,29 @@ class RuleCreate(Strict):
         Field(default_factory=list)
     )
     merchant_id: Annotated[str | None, Field(max_length=45, description="Operators only")] = None
+    locale: Annotated[str, Field(pattern="^(zh-CN|en)$", description="The language of the rule's mails")] = (
+        "zh-CN"
+    )
+
+
+class RuleUpdate(Strict):
+    """The settings to change (omitted ones stay); the kind is fixed. For a spike rule the threshold is
+    the spike factor as a percentage of the usual rate (300: three times the usual failure rate)."""
+
+    name: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+    threshold: Annotated[
+        int | None, Field(ge=0, le=MAX_THRESHOLD, description="‰ for rates, % of baseline for spikes")
+    ] = None
+    window_minutes: Annotated[int | None, Field(ge=1, le=MAX_WINDOW_MINUTES)] = None
+    min_attempts: Annotated[int | None, Field(ge=0, le=alerts.MAX_MIN_ATTEMPTS)] = None
+    provider: Annotated[
+        str | None, Field(pattern="^(wechat|alipay|all)$", description="`all`: every provider")
+    ] = None
+    channels: Annotated[
+        list[Annotated[str, Field(min_length=3, max_length=200)]] | None, Field(max_length=5)
+    ] = None
+    locale: Annotated[str | None, Field(pattern="^(zh-CN|en)$")] = None
+    merchant_id: Annotated[str | None, Field(max_length=45, description="Operators only")] = None
 
 
 class AlertAction(Strict):
@@ -235,10 +258,53 @@ def create_rule(
             min_attempts=body.min_attempts,
             provider=body.provider,
             channels=tuple(body.channels),
+            locale=body.locale,
         )
         return 201, _json(asdict(rule))
 
     return idempotent(request, who, key, body.model_dump(), op)
+
+
+@router.patch(
+    "/alert-rules/{rule_id}",
+    summary="Edit a rule: threshold (the spike factor), window, minimum attempts, provider, channels, "
+    "language (every change audited)",
+)
+def update_rule(
+    body: RuleUpdate,
+    request: Request,
+    rule_id: IdPath,
+    who: Actor = OVERSEER,
+    key: str | None = IDEMPOTENCY_HEADER,
+) -> Response:
+    c = container(request)
+    merchant_id = _merchant(who, body.merchant_id)
+    edit = alerts.RuleEdit(
+        name=body.name,
+        threshold=body.threshold,
+        window_minutes=body.window_minutes,
+        min_attempts=body.min_attempts,
+        provider=None if body.provider is None else ("" if body.provider == "all" else body.provider),
+        channels=None if body.channels is None else tuple(body.channels),
+        locale=body.locale,
+    )
+
+    def op(conn):  # type: ignore[no-untyped-def]
+        rule = alerts.update_rule(conn, c.deps, merchant_id, rule_id, edit, who.label)
+        return 200, _json(asdict(rule))
+
+    return idempotent(request, who, key, body.model_dump(), op)
+
+
+@router.get("/alert-rules/{rule_id}/changes", summary="A rule's audit: who changed what, when, old and new")
+def rule_changes(
+    request: Request, rule_id: IdPath, who: Actor = OVERSEER, merchant_id: IdQuery = None
+) -> JSONResponse:
+    scope = _merchant(who, merchant_id)
+    with container(request).db.read() as conn:
+        rule = alerts.get_rule(conn, scope, rule_id)
+        changes = alerts.rule_changes(conn, scope, rule_id)
+    return ok({"rule": _json(asdict(rule)), "changes": [_json(asdict(ch)) for ch in changes]})
 
 
 class RuleActive(Strict):

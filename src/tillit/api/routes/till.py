@@ -40,6 +40,15 @@ class SyncEntry(Strict):
 
 class SyncBatch(Strict):
     entries: Annotated[list[SyncEntry], Field(min_length=1, max_length=MAX_BATCH)]
+    queued: Annotated[
+        int | None,
+        Field(
+            ge=0,
+            le=10_000_000,
+            description="How many entries the till's journal holds waiting, this batch included; what is "
+            "left after the entries applied here is the till's sync backlog (tillit_till_sync_backlog)",
+        ),
+    ] = None
 
 
 MAX_SHIFT_NUMBER = 10**9
@@ -121,7 +130,7 @@ def sync_batch(body: SyncBatch, request: Request, who: Actor = STAFF) -> JSONRes
                 [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"]} for e in exc.errors()[:10]],
             )
             entries.append((entry.op, entry.key, None, entry.order_id, problem))
-    results = sync.apply_batch(c.db, c.deps, who, entries, status_for, c.gateway)
+    results = sync.apply_batch(c.db, c.deps, who, entries, status_for, c.gateway, queued=body.queued)
     return ok({"results": results})
 
 

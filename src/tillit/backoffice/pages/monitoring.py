@@ -14,6 +14,9 @@ from starlette.concurrency import run_in_threadpool
 
 from tillit.backoffice.registry import MANAGER, OPERATOR, Page
 from tillit.backoffice.web import BASE, CTX, SHOP_TZ, Ctx
+from tillit.domain import alerts as rules
+from tillit.domain.errors import DomainError, invalid
+from tillit.domain.ids import normalise_id
 from tillit.monitoring import alerts, analytics, charts, health
 from tillit.monitoring.frames import Range
 
@@ -155,3 +158,74 @@ async def acknowledge(alert_id: AlertId, ctx: Ctx = CTX, reason: Reason = "") ->
 @alerts_router.post("/alerts/{alert_id}/resolve")
 async def resolve(alert_id: AlertId, ctx: Ctx = CTX, reason: Reason = "") -> Response:
     return await _move(ctx, alert_id, "resolved", reason or "resolved on the back office")
+
+
+# --- alert rules: edit thresholds, window, spike factor, channels, language (bo13b) ---------------------
+
+RuleId = Annotated[str, Path(max_length=45)]
+
+
+def _rule_page(ctx: Ctx, rule_id: str, status: int = 200, **values: object) -> HTMLResponse:
+    c, merchant_id = ctx.container, ctx.merchant_id
+    with c.db.read() as conn:
+        rule = alerts.get_rule(conn, merchant_id, rule_id)
+        changes = alerts.rule_changes(conn, merchant_id, rule.id)
+    return ctx.render(
+        "pages/alert_rule.html",
+        status,
+        rule=rule,
+        changes=list(reversed(changes)),
+        unit=rules.RULE_KINDS[rule.kind].unit,
+        **values,
+    )
+
+
+@alerts_router.get("/alerts/rules/{rule_id}", response_class=HTMLResponse)
+async def rule_form(rule_id: RuleId, ctx: Ctx = CTX) -> HTMLResponse:
+    return await run_in_threadpool(_rule_page, ctx, normalise_id(rule_id, "rule_id"))
+
+
+def _whole(text: str, field: str) -> int:
+    value = text.strip()
+    if not (value.isdigit() and len(value) <= 9):
+        raise invalid(f"alert_rule_{field}_invalid", f"{field}: a whole number.")
+    return int(value)
+
+
+@alerts_router.post("/alerts/rules/{rule_id}", response_class=HTMLResponse)
+async def edit_rule(
+    rule_id: RuleId,
+    ctx: Ctx = CTX,
+    name: str = Form("", max_length=200),
+    threshold: str = Form("", max_length=12),
+    window_minutes: str = Form("", max_length=12),
+    min_attempts: str = Form("", max_length=12),
+    provider: str = Form("all", pattern="^(all|wechat|alipay)$"),
+    channels: str = Form("", max_length=1200),
+    locale: str = Form("zh-CN", pattern="^(zh-CN|en)$"),
+) -> HTMLResponse:
+    c, merchant_id = ctx.container, ctx.merchant_id
+    rid = normalise_id(rule_id, "rule_id")
+
+    def run() -> HTMLResponse:
+        try:
+            edit = alerts.RuleEdit(
+                name=name.strip(),
+                threshold=_whole(threshold, "threshold"),
+                window_minutes=_whole(window_minutes, "window"),
+                min_attempts=_whole(min_attempts, "min_attempts"),
+                provider="" if provider == "all" else provider,
+                channels=tuple(line.strip() for line in channels.splitlines() if line.strip()),
+                locale=locale,
+            )
+            with c.db.transaction() as conn:
+                alerts.update_rule(conn, c.deps, merchant_id, rid, edit, ctx.actor.label)
+        except DomainError as exc:
+            if exc.kind.value == "not_found":
+                raise
+            status = 409 if exc.kind.value == "conflict" else 422
+            message = ctx.t("Refused ({code}): {message}", code=exc.code, message=exc.message)
+            return _rule_page(ctx, rid, status, message=message, message_kind="error")
+        return _rule_page(ctx, rid, message=ctx.t("Rule saved."), message_kind="ok")
+
+    return await run_in_threadpool(run)
