@@ -32,3 +32,28 @@ def check_receipt_signature(key: bytes, merchant_id: str, order_id: str, signatu
 def webhook_secret(key: bytes, merchant_id: str) -> bytes:
     """The secret a merchant's webhooks are signed with (shown to the merchant by ``tillit`` tooling)."""
     return hmac.new(key, f"webhook:{merchant_id}".encode(), hashlib.sha256).digest()
+
+
+# --- receipt links a till prints offline (the QR on the paper receipt) ---------------------------------
+#
+# The server gives each terminal a receipt-link key: key = HMAC-SHA256(server key, "till-receipt-key:" +
+# key id), where the key id is 128 random bits stored with the terminal (``receipt_link_keys``). Only the
+# key id is stored: the server derives the key again to verify. The till keeps its key and prints
+#     {public url}/r/{key id}/{order id}/{mac},  mac = HMAC-SHA256(key, "till-receipt:" + order id)[:128 bits]
+# with no server in reach. A revoked key id verifies nothing; a mac under another key is a forgery.
+
+
+def till_receipt_key(server_key: bytes, key_id: str) -> bytes:
+    return hmac.new(server_key, f"till-receipt-key:{key_id}".encode(), hashlib.sha256).digest()
+
+
+def till_receipt_mac(terminal_key: bytes, order_id: str) -> str:
+    return _mac(terminal_key, "till-receipt", order_id)[:SIGNATURE_HEX]
+
+
+def till_receipt_path(key_id: str, terminal_key: bytes, order_id: str) -> str:
+    return f"/r/{key_id}/{order_id}/{till_receipt_mac(terminal_key, order_id)}"
+
+
+def check_till_receipt_mac(terminal_key: bytes, order_id: str, mac: str) -> bool:
+    return hmac.compare_digest(till_receipt_mac(terminal_key, order_id), mac)
