@@ -72,7 +72,9 @@ class SmtpMailer:
             smtp.login(cfg.username, cfg.password or "")
         return smtp
 
-    def send(self, to: str, subject: str, body: str, message_id: str) -> None:
+    def send(
+        self, to: str, subject: str, body: str, message_id: str, headers: dict[str, str] | None = None
+    ) -> None:
         """Send one plain-text mail. ``message_id`` (the outbox dedup key) becomes part of the
         Message-ID header, so a receiver can drop the rare duplicate left by a crash after sending."""
         msg = EmailMessage()
@@ -81,6 +83,8 @@ class SmtpMailer:
         msg["Subject"] = subject
         msg["Date"] = formatdate(localtime=False)
         msg["Message-ID"] = message_id_header(message_id)
+        for name, value in (headers or {}).items():  # List-Unsubscribe and List-Unsubscribe-Post
+            msg[name] = value
         msg.set_content(body)
         try:
             if self._smtp is None:

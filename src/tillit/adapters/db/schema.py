@@ -878,6 +878,18 @@ Index(
     postgresql_where=receipt_link_keys.c.revoked_at.is_(None),
 )
 
+# A merchant's own webhook endpoint (notifications/endpoints.py): the URL its system receives Tillit's
+# events at and the secret they are signed with, sealed at rest like provider secrets (never answered).
+merchant_webhooks = Table(
+    "merchant_webhooks",
+    metadata,
+    Column("merchant_id", ID, ForeignKey("merchants.id"), primary_key=True),
+    Column("url", String(320), nullable=False),
+    Column("secret_sealed", String(600), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
 fulfilment_settings = Table(
     "fulfilment_settings",
     metadata,
