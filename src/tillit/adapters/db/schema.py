@@ -930,6 +930,7 @@ fulfilments = Table(
     Column("confirm_due_at", TS),
     Column("remind_at", TS),
     Column("reminded_at", TS),
+    Column("extended_at", TS),  # the buyer extended the auto-confirm once (domain/fulfilment.py)
     Column("sla_exception_id", ID),
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
