@@ -55,7 +55,7 @@ def test_make_run_walks_a_delivery_order_to_confirmed(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        out, done = _wait_line(proc, r"walk done: order ([0-9a-f]{32}) (\w+)", 150)
+        out, done = _wait_line(proc, r"walk done: order ([0-9a-f]{32}) (\w+)", 420)
         out += _wait_line(proc, r"demo ready", 30)[0]
         order_id, status = done.group(1), done.group(2)
         assert status == "confirmed", out

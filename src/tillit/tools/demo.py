@@ -46,7 +46,7 @@ def _cmd() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "tillit.cli"]
 
 
-def _wait(url: str, seconds: float = 60) -> None:
+def _wait(url: str, seconds: float = 180) -> None:  # generous: a busy machine starts slowly
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
