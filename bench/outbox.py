@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.harness import cli
 from bench.harness.db import target
 from bench.harness.load import httpx_load
-from bench.harness.proc import free_port
+from bench.harness.proc import free_port, postgres_cpu_seconds, process_cpu_seconds
 from bench.harness.report import console, fmt, machine, verdict, write_json
 from bench.harness.server import seed_demo, serve
 
@@ -56,6 +56,7 @@ from tillit.notifications.outbox import enqueue
 
 THROUGHPUT_GOAL = 0.5
 CHECKOUT_GOAL = 0.95
+CPU_GOAL = 1.05  # server CPU per checkout with the outbox write, relative to without
 BASKET = [{"sku": "COF-LATTE", "quantity": 1}, {"sku": "BAK-CROIS", "quantity": 1}]
 
 
@@ -192,22 +193,44 @@ def checkout_step(
 
 
 def checkouts(
-    env: dict[str, str], workdir: Path, m: int, concurrency: int, seconds: float, pairs: int = 3
+    env: dict[str, str],
+    workdir: Path,
+    m: int,
+    concurrency: int,
+    seconds: float,
+    pairs: int = 3,
+    postgres: bool = False,
 ) -> dict[str, Any]:
     key = seed_demo(env, workdir)
     rates: dict[str, list[float]] = {"without": [], "with": []}
+    # Server-side CPU per checkout (the server process, plus PostgreSQL's backends on PostgreSQL), in ms:
+    # what the outbox write costs, less swayed than checkouts/s by the other work on a shared machine.
+    cpu_ms: dict[str, list[float]] = {"without": [], "with": []}
     errors, sample = 0, None
     with serve(env, workdir) as server:
         # Alternated A B, B A, A B ...: a machine that slows down (or warms up) during the run weighs on both.
         order = [("without", "with") if k % 2 == 0 else ("with", "without") for k in range(pairs)]
         for mode in [mode for pair in order for mode in pair]:
             ctx = {"key": key, "nonce": uuid.uuid4().hex[:8], "customer": mode == "with"}
+            cpu0 = process_cpu_seconds(server.pid) + (postgres_cpu_seconds() if postgres else 0.0)
             result = httpx_load(checkout_step, ctx, server.base_url, m, concurrency, seconds)
+            used = process_cpu_seconds(server.pid) + (postgres_cpu_seconds() if postgres else 0.0) - cpu0
+            if result.ok:
+                cpu_ms[mode].append(used / result.ok * 1000)
             errors += result.errors + result.transport_errors
             sample = sample or result.error_sample
             rates[mode].append(result.ok / result.seconds if result.seconds else 0.0)
     median_without, median_with = statistics.median(rates["without"]), statistics.median(rates["with"])
+    cpu_without = statistics.median(cpu_ms["without"]) if cpu_ms["without"] else None
+    cpu_with = statistics.median(cpu_ms["with"]) if cpu_ms["with"] else None
     return {
+        "server_cpu_ms_per_checkout": {
+            "without": round(cpu_without, 3) if cpu_without else None,
+            "with": round(cpu_with, 3) if cpu_with else None,
+            "runs": {k: [round(v, 3) for v in vs] for k, vs in cpu_ms.items()},
+            # with / without: at most 1.05 for "costs at most 5 %"
+            "ratio": round(cpu_with / cpu_without, 3) if cpu_with and cpu_without else None,
+        },
         "checkouts_per_run": m,
         "concurrency": concurrency,
         "without_outbox_per_s": round(median_without, 1),
@@ -236,7 +259,13 @@ def main(argv: list[str] | None = None) -> int:
         with target(kind, args.sqlite_synchronous, args.pg_url) as t:
             row = {"db": t.label, "throughput": throughput(t.env, args.messages)}
             row["checkout"] = checkouts(
-                t.env, t.workdir, args.checkouts, args.concurrency, args.duration, args.pairs
+                t.env,
+                t.workdir,
+                args.checkouts,
+                args.concurrency,
+                args.duration,
+                args.pairs,
+                postgres=kind == "postgres",
             )
             results.append(row)
     table = Table(title="notification outbox")
@@ -249,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
         "checkouts/s w/o",
         "with outbox",
         "ratio",
+        "goal",
+        "server CPU ms/checkout w/o",
+        "with outbox",
+        "CPU ratio",
         "goal",
     ):
         table.add_column(col)
@@ -264,6 +297,13 @@ def main(argv: list[str] | None = None) -> int:
             fmt(co["with_outbox_per_s"]),
             fmt(co["ratio"], digits=3),
             verdict(co["ratio"] is not None and co["ratio"] >= CHECKOUT_GOAL),
+            fmt(co["server_cpu_ms_per_checkout"]["without"], digits=2),
+            fmt(co["server_cpu_ms_per_checkout"]["with"], digits=2),
+            fmt(co["server_cpu_ms_per_checkout"]["ratio"], digits=3),
+            verdict(
+                co["server_cpu_ms_per_checkout"]["ratio"] is not None
+                and co["server_cpu_ms_per_checkout"]["ratio"] <= CPU_GOAL
+            ),
         )
     console.print(table)
     write_json(

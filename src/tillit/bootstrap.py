@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,17 +24,18 @@ from tillit.adapters.webhook import HttpWebhookSender, WebhookConfig
 from tillit.config import Settings
 from tillit.domain.clock import Clock, ScaledClock, SystemClock
 from tillit.domain.ids import IdGenerator
-from tillit.domain.links import receipt_path, webhook_secret
+from tillit.domain.links import receipt_path, unsubscribe_path, webhook_secret
 from tillit.domain.provider import PaymentProvider
 from tillit.exceptions import cases
 from tillit.fulfilment import notify as fulfilment_notify
 from tillit.fulfilment import outbox as fulfilment_outbox
 from tillit.fulfilment import timers as fulfilment_timers
-from tillit.kernel.context import Deps, KeyHolder
+from tillit.kernel.context import Deps, KeyHolder, SecretBox
 from tillit.merchants import lifecycle as merchant_lifecycle
 from tillit.merchants import onboarding, review
 from tillit.merchants.ports import MerchantsConfig, OnboardingClient
 from tillit.monitoring import alerts
+from tillit.notifications import endpoints
 from tillit.notifications.sender import Channels, OutboxSender, SenderConfig
 from tillit.payments import accounts, engine
 from tillit.payments.accounts import ProviderDirectory, ProviderFactory
@@ -86,7 +88,7 @@ class Container:
         return self.settings.public_url + receipt_path(self.signing_key, merchant_id, order_id)
 
 
-def build_outbox(settings: Settings, signing_key: bytes) -> OutboxSender:
+def build_outbox(settings: Settings, signing_key: bytes, box: SecretBox | None = None) -> OutboxSender:
     """The outbox sender with every channel the settings configure (an unconfigured channel's messages
     wait). A new sender per call: each owns its own connections."""
     channels = Channels(
@@ -118,10 +120,24 @@ def build_outbox(settings: Settings, signing_key: bytes) -> OutboxSender:
     return OutboxSender(
         channels,
         config,
-        receipt_url=lambda merchant_id, order_id: settings.public_url
-        + receipt_path(signing_key, merchant_id, order_id),
+        receipt_url=lambda merchant_id, order_id: (
+            settings.public_url + receipt_path(signing_key, merchant_id, order_id)
+        ),
         webhook_secret=lambda merchant_id: webhook_secret(signing_key, merchant_id),
+        open_secret=_endpoint_secret(box) if box is not None else None,
+        unsubscribe_url=lambda merchant_id, address: (
+            settings.public_url + unsubscribe_path(signing_key, merchant_id, address)
+        ),
     )
+
+
+def _endpoint_secret(box: SecretBox) -> Callable[[str, str], bytes]:
+    """A merchant endpoint's secret, sealed at rest, opened only to sign one message (endpoints.py)."""
+
+    def open_secret(merchant_id: str, sealed: str) -> bytes:
+        return endpoints.open_secret(box, merchant_id, sealed)
+
+    return open_secret
 
 
 def provider_factory(settings: Settings) -> ProviderFactory:
@@ -190,7 +206,7 @@ def build(
         deps=deps,
         engine=engine_cfg,
         gateway=EngineGateway(engine_cfg),
-        outbox=build_outbox(settings, signing_key),
+        outbox=build_outbox(settings, signing_key, box),
         signing_key=signing_key,
         merchants=merchants_cfg,
     )

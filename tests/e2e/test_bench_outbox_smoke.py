@@ -17,3 +17,5 @@ def test_outbox_bench_runs(tmp_path: Path) -> None:
     checkout = result["checkout"]
     assert checkout["errors"] == 0, checkout["error_sample"]
     assert {"without_outbox_per_s", "with_outbox_per_s", "ratio"} <= set(checkout)
+    cpu = checkout["server_cpu_ms_per_checkout"]
+    assert {"without", "with", "ratio", "runs"} <= set(cpu) and len(cpu["runs"]["with"]) == 1

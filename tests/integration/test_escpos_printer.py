@@ -18,6 +18,7 @@ from tillit.till.printer import (
     FS_CHINESE_OFF,
     FS_CHINESE_ON,
     SpooledPrinter,
+    decode_escpos,
     escpos_bytes,
     parse_printer,
     render_receipt,
@@ -139,3 +140,25 @@ def test_file_printer_and_bad_configuration(tmp_path: Path) -> None:
     usb = SpooledPrinter(tmp_path / "usb.sqlite", parse_printer("usb:04b8:0202"))
     assert usb.print("r1", "x").startswith("queued:")  # no pyusb / no device: kept, never raised
     usb.stop()
+
+
+def test_qr_command_bytes_and_decoding_back(tmp_path: Path) -> None:
+    """The QR code is the printer's own ``GS ( k`` function set (model 2, size 6, level M, store the
+    data, print it), and ``decode_escpos`` reads a Chinese receipt back to its text and its link."""
+    text = render_receipt(VIEW, "小店 Tillit", translator("zh_CN"))
+    job = escpos_bytes(text, URL, copy_mark="*** 重印 / COPY 2 ***")
+    data = URL.encode()
+    store = b"\x1d(k" + (len(data) + 3).to_bytes(2, "little") + b"1P0" + data
+    qr = (
+        b"\x1d(k\x04\x001A2\x00"  # fn 65: model 2
+        + b"\x1d(k\x03\x001C\x06"  # fn 67: module size 6
+        + b"\x1d(k\x03\x001E0"  # fn 69: error correction level M
+        + store  # fn 80: store the link
+        + b"\x1d(k\x03\x001Q0"  # fn 81: print it
+    )
+    assert qr in job and job.index(FS_CHINESE_OFF) < job.index(qr)
+    decoded = decode_escpos(job)
+    assert decoded.qr == [URL] and decoded.cut
+    assert decoded.text.startswith("*** 重印 / COPY 2 ***\n" + text)
+    with pytest.raises(ValueError):
+        decode_escpos(b"\x1b\x40\x1dZ\x00")  # a command it does not know is never printed as text

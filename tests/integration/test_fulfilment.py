@@ -24,8 +24,9 @@ from tillit.api.app import create_app
 from tillit.bootstrap import Container, build
 from tillit.config import Settings
 from tillit.domain.clock import ManualClock
+from tillit.domain.errors import DomainError
 from tillit.domain.fulfilment import MAX_PHOTO_BYTES
-from tillit.fulfilment import notify
+from tillit.fulfilment import keys, notify, service
 from tillit.kernel.check import run_checks
 from tillit.kernel.context import Deps
 from tillit.worker import drain
@@ -202,6 +203,64 @@ def test_reminder_then_auto_confirm_on_the_merchants_period(world: World) -> Non
             )
         ).all()
     assert pending == []  # no timer left, no job left
+
+
+def test_the_buyer_extends_the_auto_confirm_once_by_three_days(world: World) -> None:
+    """operations.md §8.1: physical goods, once, +3 days, when at most 3 days remain; an event records
+    it, the reminder and the auto-confirm move with it."""
+    order = world.paid_order()
+    f = world.declare(order["id"]).json()
+    world.act(f["id"], "ship", {"carrier": "SF", "tracking_number": "SF1"})  # T0: due T0 + 10 d
+    world.advance(days=6)  # 4 days left: too early, no button
+    assert set(world.page(f["customer_path"])[1]) == {"confirm", "dispute"}
+    world.advance(days=1, seconds=1)  # less than 3 days left
+    text, forms = world.page(f["customer_path"] + "?lang=en")
+    assert set(forms) == {"confirm", "dispute", "extend"} and "Extend by 3 days" in text
+    r = world.client.post(
+        f["customer_path"] + "/extend", data={"csrf": forms["extend"]}, follow_redirects=False
+    )
+    assert r.status_code == 303, r.text
+    after = world.get(f["id"])
+    assert after["confirm_due_at"].startswith("2026-12-14") and after["extended_at"] is not None
+    assert after["remind_at"].startswith("2026-12-13") and after["reminded_at"] is None
+    text, forms = world.page(f["customer_path"] + "?lang=en")
+    assert "extend" not in forms and 'data-status="extended"' in text
+    again = world.client.post(f["customer_path"] + "/extend", data={"csrf": forms["confirm"]})
+    assert again.status_code == 403  # a form token is for its own form
+    events = world.client.get(f"/v1/orders/{order['id']}/events", headers=world.tenant.auth()).json()["data"]
+    extended = [e for e in events if e["entity"] == "fulfilment" and e["reason"] == "buyer_extended"]
+    assert [(e["from_status"], e["to_status"], e["actor"]) for e in extended] == [
+        ("shipped", "shipped", "customer:link")
+    ]
+    with world.c.db.transaction() as conn:  # once only, even straight through the service
+        ref = keys.signer_for(world.c.db, world.c.deps).verify(f["customer_path"].rsplit("/", 1)[1])
+        assert ref is not None
+        with pytest.raises(DomainError) as refused:
+            service.customer_extend(world.c.db, conn, world.c.deps, ref)
+    assert refused.value.code == "already_extended"
+    world.advance(days=3)  # past the original auto-confirm (T0 + 10 d): still waiting for the customer
+    assert world.get(f["id"])["status"] == "shipped" and world.heard(order["id"]) == ["shipped"]
+    world.advance(days=2)  # T0 + 12 d: the reminder, a day before the new date
+    assert world.heard(order["id"]) == ["shipped", "reminder"]
+    world.advance(days=1)  # T0 + 13 d
+    done = world.get(f["id"])
+    assert done["status"] == "confirmed" and done["confirmed_by"] == "auto"
+
+
+def test_extension_refused_outside_its_window(world: World) -> None:
+    order = world.paid_order()
+    f = world.declare(order["id"]).json()
+    with world.c.db.transaction() as conn:
+        ref = keys.signer_for(world.c.db, world.c.deps).verify(f["customer_path"].rsplit("/", 1)[1])
+        assert ref is not None
+        with pytest.raises(DomainError) as not_yet:  # not shipped: no timer to extend
+            service.customer_extend(world.c.db, conn, world.c.deps, ref)
+    assert not_yet.value.code == "fulfilment_not_extendable"
+    world.act(f["id"], "ship", {"carrier": "SF", "tracking_number": "SF2"})
+    with world.c.db.transaction() as conn, pytest.raises(DomainError) as early:
+        service.customer_extend(world.c.db, conn, world.c.deps, ref)
+    assert early.value.code == "extension_too_early"
+    assert world.get(f["id"])["extended_at"] is None
 
 
 def test_a_dispute_stops_the_timer_and_redelivery_restarts_it(world: World) -> None:

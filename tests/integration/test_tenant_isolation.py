@@ -23,6 +23,7 @@ from tillit.api.routes import catalog, engine, merchants, operator, reconciliati
 from tillit.api.routes import fulfilment as fulfilment_routes
 from tillit.api.routes import monitoring as monitoring_routes
 from tillit.api.routes import settlement as settlement_routes
+from tillit.api.routes import webhooks as webhook_routes
 from tillit.bootstrap import Container
 from tillit.domain.shifts import ShiftTotals, chain_hash
 from tillit.exceptions import cases as exc_svc
@@ -189,6 +190,12 @@ PROBES: dict[tuple[str, str], Any] = {
     ("PUT", "/v1/fulfilment/settings"): lambda o: {
         "json": {"auto_confirm_days": 1, "reminder_hours": 1, "ship_sla_hours": 1}
     },
+    # a merchant's own webhook endpoint (issue 14, docs/notifications.md)
+    ("GET", "/v1/webhook-endpoint"): lambda o: {},
+    ("PUT", "/v1/webhook-endpoint"): lambda o: {
+        "json": {"url": "https://evil.example/hook", "secret": "evil-secret-evil-secret-evil"}
+    },
+    ("DELETE", "/v1/webhook-endpoint"): lambda o: {},
     # merchants area (issue 12)
     ("POST", "/v1/merchant-applications"): lambda o: {"json": {"name": "Evil"}},
     ("GET", "/v1/merchant-profiles"): lambda o: {},
@@ -271,9 +278,14 @@ LISTS = {
     "/v1/fulfilments",
     "/v1/fulfilment/settings",
     "/v1/till/settings",  # the calling terminal's own store
+    "/v1/webhook-endpoint",
 }
 # Routes that set the caller's own merchant's settings: 200, and the victim's stay as they were.
-OWN_SETTINGS = {("PUT", "/v1/fulfilment/settings")}
+OWN_SETTINGS = {
+    ("PUT", "/v1/fulfilment/settings"),
+    ("PUT", "/v1/webhook-endpoint"),
+    ("DELETE", "/v1/webhook-endpoint"),
+}
 # Batch routes answer 200 with one result per entry: every entry must fail as not found.
 BATCHES = {("POST", "/v1/sync")}
 # Routes whose victim reference is inside the request and is refused as a mismatch.
@@ -298,6 +310,7 @@ ROUTE_MODULES = (
     fulfilment_routes,
     station,
     monitoring_routes,
+    webhook_routes,
 )
 
 

@@ -9,15 +9,26 @@ error. Not thread-safe: each sender thread owns its own ``SmtpMailer``.
 
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 
 from tillit.adapters.delivery import PermanentDeliveryError, TransientDeliveryError
 
 SECURITY_MODES = ("none", "starttls", "tls")
+
+
+def message_id_header(dedup_key: str) -> str:
+    """The Message-ID of the outbox message ``dedup_key`` (``<merchant>:<event>:<channel>``): the same
+    key always gives the same header, so a receiver can drop a repeat. Characters a msg-id may not hold
+    (``:``, ``@``, spaces) become dots."""
+    return "<" + _NOT_ATEXT.sub(".", dedup_key)[:200] + "@tillit.local>"
+
+
+_NOT_ATEXT = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]")
 
 
 @dataclass(frozen=True)
@@ -61,7 +72,9 @@ class SmtpMailer:
             smtp.login(cfg.username, cfg.password or "")
         return smtp
 
-    def send(self, to: str, subject: str, body: str, message_id: str) -> None:
+    def send(
+        self, to: str, subject: str, body: str, message_id: str, headers: dict[str, str] | None = None
+    ) -> None:
         """Send one plain-text mail. ``message_id`` (the outbox dedup key) becomes part of the
         Message-ID header, so a receiver can drop the rare duplicate left by a crash after sending."""
         msg = EmailMessage()
@@ -69,7 +82,9 @@ class SmtpMailer:
         msg["To"] = to
         msg["Subject"] = subject
         msg["Date"] = formatdate(localtime=False)
-        msg["Message-ID"] = make_msgid(idstring=message_id.replace("@", "."), domain="tillit.local")
+        msg["Message-ID"] = message_id_header(message_id)
+        for name, value in (headers or {}).items():  # List-Unsubscribe and List-Unsubscribe-Post
+            msg[name] = value
         msg.set_content(body)
         try:
             if self._smtp is None:

@@ -19,12 +19,14 @@ from tillit.api.routes import fulfilment as fulfilment_routes
 from tillit.api.routes import monitoring as monitoring_routes
 from tillit.api.routes import settlement as settlement_routes  # settle12
 from tillit.api.routes import station as till_station  # issue 17: tile images, store till rules
+from tillit.api.routes import webhooks as webhook_routes
 from tillit.backoffice.app import create_backoffice_app
 from tillit.backoffice.pages import products as products_page
 from tillit.backoffice.web import BASE as BACKOFFICE_PATH
 from tillit.bootstrap import Container
 from tillit.customer import order_page
 from tillit.customer import receipt as customer_receipt
+from tillit.customer import unsubscribe as customer_unsubscribe
 from tillit.worker import Worker
 
 DESCRIPTION = """Tillit's REST API. Amounts are integers of minor units (fen for CNY). Every POST that creates
@@ -90,7 +92,9 @@ def create_app(
     app.include_router(fulfilment_routes.router)  # fulfilment (docs/fulfilment.md)
     app.include_router(order_page.build_router(container))  # the customer's order page, /c/{token}
     app.include_router(customer_receipt.router)  # notify14: e-receipt page and PDF (signed links)
+    app.include_router(customer_unsubscribe.router)  # the unsubscribe link in customer e-mail (issue 14)
     app.include_router(till_station.router)  # issue 17
+    app.include_router(webhook_routes.router)  # merchants' own webhook endpoints (issue 14)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: the process answers (touches no database)")
     def healthz() -> JSONResponse:

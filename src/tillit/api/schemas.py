@@ -308,3 +308,19 @@ class TillManagerOut(BaseModel):
 
 class TerminalTillSettingsOut(TillSettingsOut):
     manager_pins: list[TillManagerOut]
+
+
+class ReceiptKeyOut(BaseModel):
+    key_id: str = Field(description="The key's id; it is part of every link the till prints.")
+    key: str = Field(description="base64url, 32 bytes: the till signs its receipt links with it (keep it).")
+    terminal_id: str
+    base_url: str = Field(description="Where customers reach the server (TILLIT_PUBLIC_URL).")
+    link: str = Field(
+        description="The link's shape: {base_url}/r/{key_id}/{order_id}/{mac}, mac = first 16 bytes, hex, "
+        'of HMAC-SHA256(key, "till-receipt:" + order_id).'
+    )
+
+
+class ReceiptKeyRevokedOut(BaseModel):
+    terminal_id: str
+    revoked: int = Field(description="How many active keys were revoked (0 or 1).")

@@ -96,6 +96,7 @@ class FulfilmentOut(BaseModel):
     confirm_due_at: str | None
     remind_at: str | None
     reminded_at: str | None
+    extended_at: str | None = None
     sla_exception_id: str | None
     customer_path: str = Field(
         description="The customer's page: prefix the public base URL; QR on the receipt"

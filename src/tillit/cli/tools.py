@@ -11,7 +11,6 @@ from rich.table import Table
 
 from tillit.cli.output import console
 from tillit.tools import chaos as chaos_run
-from tillit.tools.demo import run_demo
 
 app = typer.Typer()  # no name: its commands sit at the top of `tillit`
 
@@ -124,6 +123,31 @@ def demo_cmd(
     api_port: int = 8000,
     sandbox_port: int = 8700,
     till_port: int = 8600,
+    mail_port: Annotated[int, typer.Option(help="Port of the demo's local SMTP mailbox")] = 8025,
 ) -> None:
-    """Server, payment sandbox and one till on embedded SQLite with demo data; prints the URLs."""
-    run_demo(api_port=api_port, sandbox_port=sandbox_port, till_port=till_port, console=console)
+    """Server, payment sandbox and one till on embedded SQLite with demo data; walks a delivery order
+    from paid to confirmed (reminder and receipt mailed to a local mailbox, receipt printed as ESC/POS)
+    and prints the URLs."""
+    from tillit.tools.demo import run_demo  # lazy for start-up time: the walk loads the API app
+
+    run_demo(
+        api_port=api_port,
+        sandbox_port=sandbox_port,
+        till_port=till_port,
+        mail_port=mail_port,
+        console=console,
+    )
+
+
+@app.command("escpos-decode")
+def escpos_decode(
+    path: Annotated[Path, typer.Argument(help="A file of ESC/POS bytes (a file printer's output)")],
+) -> None:
+    """Print what an ESC/POS job prints: its text (GBK decoded), its QR codes' data and whether it cuts."""
+    from tillit.till.printer import decode_escpos  # lazy for start-up time, like `tillit till`
+
+    job = decode_escpos(path.read_bytes())
+    console.print(job.text.rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
+    for data in job.qr:
+        console.print(f"[QR] {data}", markup=False, highlight=False, soft_wrap=True)
+    console.print("[cut]" if job.cut else "[no cut]", markup=False, highlight=False, soft_wrap=True)

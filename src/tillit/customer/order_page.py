@@ -44,6 +44,9 @@ TEXT: dict[str, dict[str, str]] = {
         "total": "Total",
         "confirm": "I received my order",
         "confirm_hint": "Confirm once everything has arrived in good order.",
+        "extend": "Extend by 3 days",
+        "extend_hint": "Not arrived yet? You can extend the automatic confirmation once, by 3 days.",
+        "extended": "Confirmation extended by 3 days",
         "dispute": "Report a problem",
         "reason": "What went wrong?",
         "note": "Tell us more (optional)",
@@ -86,6 +89,9 @@ TEXT: dict[str, dict[str, str]] = {
         "total": "合计",
         "confirm": "确认收货",
         "confirm_hint": "请在商品完好收到后确认。",
+        "extend": "延长收货 3 天",
+        "extend_hint": "还没收到？可延长一次自动确认收货时间，延长 3 天。",
+        "extended": "已延长收货 3 天",
         "dispute": "申请售后",
         "reason": "遇到了什么问题？",
         "note": "补充说明（可选）",
@@ -185,12 +191,12 @@ def build_router(container: Container) -> APIRouter:
         if ref is None:
             return _message(lang, "not_found", 404)
         try:
+            now = container.deps.clock.now()
             with container.db.read() as conn:
-                view = service.customer_order(conn, ref)
+                view = service.customer_order(conn, ref, now)
         except DomainError:
             return _message(lang, "not_found", 404)
         lang = _language(request, view["language"])
-        now = container.deps.clock.now()
         return _page(
             "order.html",
             200,
@@ -204,6 +210,7 @@ def build_router(container: Container) -> APIRouter:
             reasons=sorted(rules.DISPUTE_REASONS),
             csrf_confirm=signer().form_token(token, "confirm", now),
             csrf_dispute=signer().form_token(token, "dispute", now),
+            csrf_extend=signer().form_token(token, "extend", now),
             receipt=receipt_link(container, request, ref, view["paid"]),
             max_photo=rules.MAX_PHOTO_BYTES,
         )
@@ -223,6 +230,22 @@ def build_router(container: Container) -> APIRouter:
         try:
             with container.db.transaction() as conn:
                 service.customer_confirm(container.db, conn, container.deps, signer(), ref)
+        except DomainError as exc:
+            return _message(lang, "not_found" if exc.kind == "not_found" else "conflict", _status(exc), token)
+        return RedirectResponse(f"/c/{token}?lang={lang}", status_code=303)
+
+    @router.post("/c/{token}/extend")
+    def extend(token: str, request: Request, csrf: str = Form("", max_length=64)) -> Response:
+        """The buyer extends the auto-confirm once by 3 days (domain/fulfilment.py BUYER_EXTENSION)."""
+        lang = _language(request, "zh-CN")
+        ref = verified(token)
+        if ref is None:
+            return _message(lang, "not_found", 404)
+        if refused(token, "extend", csrf, request):
+            return _message(lang, "refused", 403, token)
+        try:
+            with container.db.transaction() as conn:
+                service.customer_extend(container.db, conn, container.deps, ref)
         except DomainError as exc:
             return _message(lang, "not_found" if exc.kind == "not_found" else "conflict", _status(exc), token)
         return RedirectResponse(f"/c/{token}?lang={lang}", status_code=303)

@@ -87,6 +87,24 @@ def remind_due(confirm_at: datetime, periods: Periods, now: datetime) -> datetim
     return at if at > now else None
 
 
+# The buyer's extension (operations.md §8.1, Taobao physical goods): once, +3 days, when at most 3 days of
+# the auto-confirm period remain. Only while the timer runs; the event reason below marks it.
+BUYER_EXTENSION = timedelta(days=3)
+EXTEND_WHEN_LEFT = timedelta(days=3)
+EXTENDED_REASON = "buyer_extended"
+
+
+def extension_refusal(status: str, confirm_at: datetime | None, extended: bool, now: datetime) -> str | None:
+    """Why the customer may not extend the auto-confirm now (a stable error code), or None when they may."""
+    if status not in AUTO_CONFIRM_FROM or confirm_at is None:
+        return "fulfilment_not_extendable"
+    if extended:
+        return "already_extended"
+    if confirm_at - now > EXTEND_WHEN_LEFT:
+        return "extension_too_early"
+    return None
+
+
 def ship_due(created_at: datetime, periods: Periods) -> datetime:
     return created_at + timedelta(hours=periods.ship_sla_hours)
 

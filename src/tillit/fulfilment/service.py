@@ -146,6 +146,7 @@ def fulfilment_view(conn: Connection, signer: LinkSigner, row: Any) -> Fulfilmen
         "confirm_due_at": iso(row.confirm_due_at),
         "remind_at": iso(row.remind_at),
         "reminded_at": iso(row.reminded_at),
+        "extended_at": iso(row.extended_at),
         "sla_exception_id": row.sla_exception_id,
         "customer_path": customer_path(signer, row.merchant_id, row.order_id),
         "version": row.version,
@@ -490,6 +491,60 @@ def customer_confirm(db: Database, conn: Connection, deps: Deps, signer: LinkSig
     return confirm(conn, deps, signer, row, "customer", CUSTOMER)
 
 
+def customer_extend(db: Database, conn: Connection, deps: Deps, ref: OrderRef) -> Any:
+    """The buyer extends the auto-confirm once by ``BUYER_EXTENSION`` when at most ``EXTEND_WHEN_LEFT``
+    remains (operations.md §8.1): the due date (and a reminder not yet sent) move by 3 days, an event
+    records it (same status, reason ``buyer_extended``) and the timer job is re-planned."""
+    head = _row_for_order(conn, ref)
+    row, order = lock(db, conn, ref.merchant_id, head.id)
+    _require_paid(order)
+    now = deps.clock.now()
+    refusal = rules.extension_refusal(row.status, row.confirm_due_at, row.extended_at is not None, now)
+    left = (row.confirm_due_at - now).total_seconds() if row.confirm_due_at is not None else None
+    details = {"status": row.status, "seconds_left": left}
+    if refusal == "already_extended":
+        raise conflict("already_extended", "The auto-confirm was already extended once.", details)
+    if refusal == "extension_too_early":
+        raise conflict("extension_too_early", "The auto-confirm can be extended in its last 3 days.", details)
+    if refusal is not None:
+        raise conflict("fulfilment_not_extendable", f"This order is {row.status}.", details)
+    values: dict[str, Any] = {
+        "confirm_due_at": row.confirm_due_at + rules.BUYER_EXTENSION,
+        "extended_at": now,
+        "updated_at": now,
+        "version": fulfilments.c.version + 1,
+    }
+    if row.reminded_at is None and row.remind_at is not None:
+        values["remind_at"] = row.remind_at + rules.BUYER_EXTENSION
+    done = conn.execute(
+        update(fulfilments)
+        .where(
+            fulfilments.c.merchant_id == row.merchant_id,
+            fulfilments.c.id == row.id,
+            fulfilments.c.version == row.version,
+            fulfilments.c.extended_at.is_(None),
+        )
+        .values(**values)
+    )
+    if done.rowcount != 1:
+        raise conflict("already_extended", "The auto-confirm was already extended.")
+    conn.execute(
+        insert(events).values(
+            merchant_id=row.merchant_id,
+            order_id=row.order_id,
+            entity="fulfilment",
+            entity_id=row.id,
+            from_status=row.status,
+            to_status=row.status,
+            actor=CUSTOMER,
+            reason=rules.EXTENDED_REASON,
+            at=now,
+        )
+    )
+    reschedule(conn, deps, row.merchant_id)
+    return row_of(conn, row.merchant_id, row.id)
+
+
 def open_dispute(
     db: Database,
     conn: Connection,
@@ -749,7 +804,13 @@ def dispute_photo(conn: Connection, merchant_id: str, fulfilment_id: str) -> tup
 # --- the customer page -------------------------------------------------------------------------------
 
 
-def customer_order(conn: Connection, ref: OrderRef) -> CustomerOrderView:
+def _timeline_status(e: Any) -> str:
+    if e.entity != "fulfilment":
+        return f"order_{e.to_status}"
+    return "extended" if e.reason == rules.EXTENDED_REASON else str(e.to_status)
+
+
+def customer_order(conn: Connection, ref: OrderRef, now: datetime) -> CustomerOrderView:
     """What the customer page shows for a verified link; 404 when the order is not a fulfilment order."""
     row = _row_for_order(conn, ref)
     order = conn.execute(
@@ -763,9 +824,9 @@ def customer_order(conn: Connection, ref: OrderRef) -> CustomerOrderView:
         .order_by(order_lines.c.line_no)
     )
     timeline: list[TimelineEntry] = [
-        {"status": e.to_status if e.entity == "fulfilment" else f"order_{e.to_status}", "at": iso(e.at)}
+        {"status": _timeline_status(e), "at": iso(e.at)}
         for e in conn.execute(
-            select(events.c.entity, events.c.to_status, events.c.at)
+            select(events.c.entity, events.c.to_status, events.c.reason, events.c.at)
             .where(
                 events.c.merchant_id == ref.merchant_id,
                 events.c.order_id == ref.order_id,
@@ -790,6 +851,8 @@ def customer_order(conn: Connection, ref: OrderRef) -> CustomerOrderView:
         "confirm_due_at": iso(row.confirm_due_at),
         "can_confirm": row.status in rules.CUSTOMER_CONFIRMABLE and order.status == "paid",
         "can_dispute": row.status in rules.DISPUTABLE,
+        "can_extend": order.status == "paid"
+        and rules.extension_refusal(row.status, row.confirm_due_at, row.extended_at is not None, now) is None,
         "dispute_reason": row.dispute_reason,
         "timeline": timeline,
         "language": row.language,

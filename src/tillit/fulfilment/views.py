@@ -35,6 +35,7 @@ class FulfilmentView(TypedDict):
     confirm_due_at: str | None
     remind_at: str | None
     reminded_at: str | None
+    extended_at: str | None  # the buyer extended the auto-confirm (once, +3 days)
     sla_exception_id: str | None
     customer_path: str
     version: int
@@ -72,6 +73,7 @@ class CustomerOrderView(TypedDict):
     confirm_due_at: str | None
     can_confirm: bool
     can_dispute: bool
+    can_extend: bool  # the buyer may extend the auto-confirm by 3 days now
     dispute_reason: str | None
     timeline: list[TimelineEntry]
     language: str

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, and_, bindparam, insert, select
 
 from tillit.adapters.db.schema import merchants, order_contacts, orders, outbox_consents, stores
 from tillit.domain.errors import DomainError, invalid
+from tillit.notifications import endpoints
 from tillit.notifications.messages import LOCALES, Channel, Locale, Message, MessageParams, check_recipient
 from tillit.notifications.outbox import enqueue_at, set_consent
 
@@ -142,6 +143,8 @@ def notify_order(
     store names are added to ``params`` here, so callers pass only what their event knows. A message
     the outbox refuses (a parameter that looks like a payment code) is logged and skipped: it never
     fails the state change it announces."""
+    # The merchant's own system hears every order event when it has an endpoint (no consent needed).
+    endpoints.enqueue_event(conn, now, merchant_id, event_id, template, {"order_id": order_id, **params})
     # One statement on the sale path: an order without a contact costs one primary-key lookup.
     row = conn.execute(_CONTACT_FOR_MESSAGE, {"b_merchant": merchant_id, "b_order": order_id}).first()
     if row is None:
@@ -157,7 +160,9 @@ def notify_order(
         ("sms", row.phone, row.sms_in),
     ]
     for channel, address, opted_in in addresses:
-        if address and opted_in == 1:
+        # Opted in: sent. Opted out since (an unsubscribe link): written and then recorded as suppressed
+        # by the sender, so the record shows what was not sent. Never asked: nothing at all.
+        if address and opted_in is not None:
             message = Message(merchant_id, event_id, channel, address, template, row.locale, full)
             try:
                 sent += enqueue_at(conn, now, message)

@@ -71,6 +71,11 @@ class Message:
         return f"{self.event_id}:{self.channel}"
 
 
+# The webhook recipient meaning "the merchant's own endpoint" (notifications/endpoints.py), resolved when
+# the message is sent, so a waiting message follows a rotation.
+MERCHANT_ENDPOINT = "merchant"
+
+
 def check_recipient(channel: str, recipient: str) -> str:
     """The recipient normalised for ``channel`` (e-mail lower-cased), or a DomainError."""
     value = recipient.strip()
@@ -79,6 +84,8 @@ def check_recipient(channel: str, recipient: str) -> str:
     if channel == "sms" and PHONE.match(value):
         return value
     if channel == "webhook" and len(value) <= 320 and value.startswith(("https://", "http://")):
+        return value
+    if channel == "webhook" and value == MERCHANT_ENDPOINT:
         return value
     raise invalid(
         "invalid_recipient", f"{recipient!r} is not a valid {channel} recipient.", {"channel": channel}

@@ -28,14 +28,24 @@ from tillit.adapters.db.engine import Database
 from tillit.adapters.db.schema import outbox_consents, outbox_messages
 from tillit.adapters.delivery import DeliveryError
 from tillit.kernel.context import Deps, iso
+from tillit.notifications import endpoints
+from tillit.notifications.messages import MERCHANT_ENDPOINT as MERCHANT
 from tillit.notifications.render import render
 
 log = structlog.get_logger("tillit.outbox")
 MAX_ERROR = 500
+# Mail to the merchant's own staff (monitoring's alerts) has no customer consent to withdraw.
+STAFF_TEMPLATES = frozenset({"alert"})
+UNSUBSCRIBE_LINE = {
+    "zh-CN": "不想再收到此商户的邮件？退订：{link}",
+    "en": "Don't want these e-mails from this shop? Unsubscribe: {link}",
+}
 
 
 class MailPort(Protocol):
-    def send(self, to: str, subject: str, body: str, message_id: str) -> None: ...
+    def send(
+        self, to: str, subject: str, body: str, message_id: str, headers: dict[str, str] | None = None
+    ) -> None: ...
     def close(self) -> None: ...
 
 
@@ -91,9 +101,16 @@ class OutboxSender:
         config: SenderConfig,
         receipt_url: Callable[[str, str], str],
         webhook_secret: Callable[[str], bytes],
+        open_secret: Callable[[str, str], bytes] | None = None,
+        unsubscribe_url: Callable[[str, str], str] | None = None,
     ) -> None:
         self.channels, self.config = channels, config
         self.receipt_url, self.webhook_secret = receipt_url, webhook_secret
+        # (merchant, sealed secret) -> the merchant endpoint's secret in clear (notifications/endpoints.py)
+        self.open_secret = open_secret
+        # (merchant, address) -> the signed unsubscribe link every customer e-mail carries
+        self.unsubscribe_url = unsubscribe_url
+        self._endpoints: dict[str, tuple[str, str]] = {}
         self._lock = threading.Lock()
 
     def send_due(self, db: Database, deps: Deps, worker: str) -> int:
@@ -106,6 +123,7 @@ class OutboxSender:
                 _Outcome(row.id, "suppressed", "recipient opted out") if out else self._send(deps, row)
                 for row, out in rows
             ]
+            self._endpoints = {}
             with db.transaction() as conn:
                 self._record_sent(conn, deps, worker, [o.id for o in outcomes if o.status == "sent"])
                 for outcome, (row, _) in zip(outcomes, rows, strict=True):
@@ -154,6 +172,9 @@ class OutboxSender:
                 )
             )
             opted_out = self._opted_out(conn, rows)
+            self._endpoints = endpoints.endpoints_of(
+                conn, {r.merchant_id for r in rows if r.channel == "webhook" and r.recipient == MERCHANT}
+            )
         return [(r, (r.merchant_id, r.channel, r.recipient) in opted_out) for r in rows]
 
     @staticmethod
@@ -181,7 +202,15 @@ class OutboxSender:
             params = self._params(row)
             if row.channel == "email" and self.channels.email is not None:
                 text = render(row.template, row.locale, params)
-                self.channels.email.send(row.recipient, text.subject, text.body, dedup)
+                mail_body, headers = text.body, None
+                if self.unsubscribe_url is not None and row.template not in STAFF_TEMPLATES:
+                    link = self.unsubscribe_url(row.merchant_id, row.recipient)
+                    mail_body += "\n\n--\n" + UNSUBSCRIBE_LINE[row.locale].format(link=link)
+                    headers = {
+                        "List-Unsubscribe": f"<{link}>",
+                        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                    }
+                self.channels.email.send(row.recipient, text.subject, mail_body, dedup, headers)
             elif row.channel == "sms" and self.channels.sms is not None:
                 text = render(row.template, row.locale, params)
                 self.channels.sms.send(row.recipient, text.body, dedup)
@@ -200,8 +229,17 @@ class OutboxSender:
                     sort_keys=True,
                 ).encode()
                 now = int(deps.clock.now().timestamp())
-                secret = self.webhook_secret(row.merchant_id)
-                self.channels.webhook.send(row.recipient, body, secret, now, dedup)
+                url, secret = row.recipient, None
+                if row.recipient == MERCHANT:  # the merchant's own endpoint, as it is now
+                    endpoint = self._endpoints.get(row.merchant_id)
+                    if endpoint is None:
+                        return _Outcome(row.id, "suppressed", "the merchant has no webhook endpoint")
+                    if self.open_secret is None:
+                        return _Outcome(row.id, "retry", "no secret box to open the endpoint's secret")
+                    url, secret = endpoint[0], self.open_secret(row.merchant_id, endpoint[1])
+                self.channels.webhook.send(
+                    url, body, secret or self.webhook_secret(row.merchant_id), now, dedup
+                )
         except DeliveryError as exc:
             log.info("outbox_send_failed", message=row.id, channel=row.channel, error=str(exc))
             return _Outcome(row.id, "dead" if exc.permanent else "retry", str(exc))

@@ -20,6 +20,7 @@ from tillit.domain.errors import conflict, invalid, not_found
 from tillit.domain.provider import PaymentProvider
 from tillit.kernel.context import Deps, SecretBox, iso
 from tillit.merchants.documents import sealed_key_ids
+from tillit.notifications import endpoints
 from tillit.payments.views import ProviderAccountView
 
 AccountConnected = Callable[[Connection, Deps, str], object]
@@ -214,7 +215,8 @@ def key_ids_in_use(conn: Connection, box: SecretBox) -> set[str]:
             kid = box.key_id(value) if isinstance(value, str) else None
             if kid is not None:
                 used.add(kid)
-    return used | sealed_key_ids(conn, box)  # merchants area: sealed document numbers
+    # merchants area: sealed document numbers; notifications: merchants' webhook secrets
+    return used | sealed_key_ids(conn, box) | endpoints.sealed_key_ids(conn, box)
 
 
 def _rewrite(conn: Connection, box: SecretBox, reseal: bool) -> int:
@@ -264,7 +266,7 @@ def check_openable(conn: Connection, box: SecretBox) -> None:
 
 def reseal_all(conn: Connection, box: SecretBox) -> int:
     """Open every stored secret and seal it again under the current key (one transaction: the caller's)."""
-    return _rewrite(conn, box, reseal=True)
+    return _rewrite(conn, box, reseal=True) + endpoints.reseal(conn, box)
 
 
 # --- merchants area (issue 12): a provider-issued sub-merchant id configures the account -----------

@@ -84,6 +84,60 @@ def escpos_bytes(text: str, qr: str | None = None, *, copy_mark: str | None = No
     return bytes(job.output)
 
 
+@dataclass(frozen=True, slots=True)
+class DecodedJob:
+    """What an ESC/POS job prints: the text (GBK decoded), the QR codes' data, whether it cuts."""
+
+    text: str
+    qr: list[str]
+    cut: bool
+
+
+# ESC commands with one parameter byte: mode, underline, bold, font, align, feed n lines, code table.
+_ESC_ONE_ARG = frozenset({0x21, 0x2D, 0x45, 0x4D, 0x61, 0x64, 0x74})
+
+
+def decode_escpos(job: bytes) -> DecodedJob:
+    """Read back a job made by ``escpos_bytes`` (and the common commands of other ESC/POS makers): the
+    commands it knows are dropped, text runs are decoded as GBK, a QR code's stored data
+    (``GS ( k`` cn 49 fn 80) is returned, a cut (``GS V``) noted. An unknown command raises ValueError
+    rather than printing it as text. For `tillit escpos-decode <file>` and the tests."""
+    text, qr, cut, i, n = bytearray(), [], False, 0, len(job)
+    while i < n:
+        b = job[i]
+        if b == 0x1B and i + 1 < n:  # ESC
+            op = job[i + 1]
+            if op == 0x40:  # ESC @ initialise
+                i += 2
+            elif op in _ESC_ONE_ARG:
+                if op == 0x64:
+                    text += b"\n" * job[i + 2]
+                i += 3
+            else:
+                raise ValueError(f"unknown ESC command 0x{op:02x} at byte {i}")
+        elif b == 0x1C and i + 1 < n:  # FS: Chinese mode on (&) / off (.)
+            if job[i + 1] not in (0x26, 0x2E):
+                raise ValueError(f"unknown FS command 0x{job[i + 1]:02x} at byte {i}")
+            i += 2
+        elif b == 0x1D and i + 1 < n:  # GS
+            op = job[i + 1]
+            if op == 0x28 and i + 4 < n and job[i + 2] == 0x6B:  # GS ( k pL pH cn fn data
+                size = job[i + 3] + 256 * job[i + 4]
+                body = job[i + 5 : i + 5 + size]
+                if len(body) >= 3 and body[0] == 0x31 and body[1] == 0x50:  # QR: store the data
+                    qr.append(body[3:].decode("utf-8", "replace"))
+                i += 5 + size
+            elif op == 0x56:  # GS V m [n]: cut
+                cut = True
+                i += 4 if i + 2 < n and job[i + 2] in (0x41, 0x42) else 3  # A/B take a feed count
+            else:
+                raise ValueError(f"unknown GS command 0x{op:02x} at byte {i}")
+        else:
+            text.append(b)
+            i += 1
+    return DecodedJob(bytes(text).decode("gbk", "replace"), qr, cut)
+
+
 @dataclass(frozen=True)
 class PrinterConfig:
     kind: str  # text | file | network | usb
@@ -111,8 +165,12 @@ def parse_printer(spec: str, width_mm: int = 58) -> PrinterConfig:
         return PrinterConfig("network", host, int(port or 9100), width_mm=width_mm)
     if kind == "usb":
         vendor, _, product = rest.partition(":")
-        return PrinterConfig("usb", usb_vendor=int(vendor, 16), usb_product=int(product, 16), width_mm=width_mm)
-    raise ValueError(f"unknown printer {spec!r}: use text:<dir>, file:<path>, network:<host>[:port] or usb:<vid>:<pid>")
+        return PrinterConfig(
+            "usb", usb_vendor=int(vendor, 16), usb_product=int(product, 16), width_mm=width_mm
+        )
+    raise ValueError(
+        f"unknown printer {spec!r}: use text:<dir>, file:<path>, network:<host>[:port] or usb:<vid>:<pid>"
+    )
 
 
 class EscposPrinter:
@@ -186,7 +244,9 @@ class SpooledPrinter:
     def print(self, name: str, text: str, qr: str | None = None) -> str:
         now = datetime.now(UTC).isoformat()
         with self._lock:
-            (earlier,) = self._db.execute("SELECT COUNT(*) FROM print_jobs WHERE name = ?", (name,)).fetchone()
+            (earlier,) = self._db.execute(
+                "SELECT COUNT(*) FROM print_jobs WHERE name = ?", (name,)
+            ).fetchone()
             cur = self._db.execute(
                 "INSERT INTO print_jobs (name, text, qr, copy, state, created_at) VALUES (?, ?, ?, ?, 'pending', ?)",
                 (name, text, qr, int(earlier), now),
@@ -207,7 +267,8 @@ class SpooledPrinter:
                 where = self.escpos.send(escpos_bytes(text, qr, copy_mark=mark))
         except (PrintFailed, OSError) as exc:
             self._db.execute(
-                "UPDATE print_jobs SET attempts = attempts + 1, last_error = ? WHERE id = ?", (str(exc)[:300], job_id)
+                "UPDATE print_jobs SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                (str(exc)[:300], job_id),
             )
             return f"queued: {exc}"
         self._db.execute(
@@ -218,13 +279,18 @@ class SpooledPrinter:
 
     def pending(self) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM print_jobs WHERE state = 'pending'").fetchone()[0])
+            return int(
+                self._db.execute("SELECT COUNT(*) FROM print_jobs WHERE state = 'pending'").fetchone()[0]
+            )
 
     def retry_pending(self) -> int:
         """Print waiting jobs, oldest first, stopping at the first failure; returns how many printed."""
         printed = 0
         with self._lock:
-            ids = [r[0] for r in self._db.execute("SELECT id FROM print_jobs WHERE state = 'pending' ORDER BY id")]
+            ids = [
+                r[0]
+                for r in self._db.execute("SELECT id FROM print_jobs WHERE state = 'pending' ORDER BY id")
+            ]
             for job_id in ids:
                 if self._try(job_id).startswith("queued:"):
                     break
@@ -267,7 +333,9 @@ def render_receipt(view: dict[str, Any], shop: str, t: Any, columns: int | None 
     ]
     for line in view["lines"]:
         out.append(clip(line["name"], columns))
-        out.append(pair(f"  {line['quantity']} x {money(line['unit_price'])}", money(line["amount"]), columns))
+        out.append(
+            pair(f"  {line['quantity']} x {money(line['unit_price'])}", money(line["amount"]), columns)
+        )
         if line["discount"]:
             out.append(pair(f"  {t('Discount')}", "-" + money(line["discount"]), columns))
     out.append(rule)

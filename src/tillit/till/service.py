@@ -10,6 +10,7 @@ Rules kept here:
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -23,6 +24,7 @@ import structlog
 
 from tillit.domain.clock import Clock, SystemClock
 from tillit.domain.ids import IdGenerator
+from tillit.domain.links import till_receipt_path
 from tillit.domain.messages import MESSAGES, for_payment
 from tillit.domain.pricing import MAX_LINES, MAX_QUANTITY
 from tillit.domain.provider import detect_method, mask_code
@@ -125,7 +127,9 @@ class Till:
         """Tile images are kept on the till (named by their digest) so the grid shows them offline too."""
         folder = self.journal.path.parent / "images"
         folder.mkdir(parents=True, exist_ok=True)
-        for row in self.journal.query("SELECT id, image_url, image_file FROM products WHERE image_url IS NOT NULL"):
+        for row in self.journal.query(
+            "SELECT id, image_url, image_file FROM products WHERE image_url IS NOT NULL"
+        ):
             name = row["image_url"].rsplit("=", 1)[-1]
             if row["image_file"] == name and (folder / name).exists():
                 continue
@@ -141,6 +145,22 @@ class Till:
         if response.status_code == 200:
             with self.journal.tx() as conn:
                 self.journal.set_meta(conn, "till_settings", response.text)
+        # The key this till signs the QR on its paper receipts with, so it prints the link offline too
+        # (a revoked key is replaced here at the next refresh).
+        key = self.client.request("GET", "/v1/till/receipt-key")
+        if key.status_code == 200:
+            with self.journal.tx() as conn:
+                self.journal.set_meta(conn, "receipt_link", key.text)
+
+    def receipt_link(self, sale_id: str) -> str | None:
+        """The e-receipt link printed as a QR on the sale's paper receipt, computed here with the till's
+        receipt-link key (no server needed); None until the till has fetched a key once."""
+        raw = self.journal.meta("receipt_link")
+        if not raw:
+            return None
+        found = json.loads(raw)
+        key = base64.urlsafe_b64decode(str(found["key"]) + "=" * (-len(str(found["key"])) % 4))
+        return str(found["base_url"]).rstrip("/") + till_receipt_path(str(found["key_id"]), key, sale_id)
 
     def settings(self) -> dict[str, Any]:
         """The store's till rules as last fetched (defaults until the server has been reached once)."""
@@ -290,7 +310,9 @@ class Till:
     # --- the sale being rung up -------------------------------------------------------------------
 
     def open_sale(self) -> Any:
-        return self.journal.one("SELECT * FROM sales WHERE status = 'open' AND held_at IS NULL ORDER BY number DESC LIMIT 1")
+        return self.journal.one(
+            "SELECT * FROM sales WHERE status = 'open' AND held_at IS NULL ORDER BY number DESC LIMIT 1"
+        )
 
     def _ensure_sale(self, conn: Any) -> Any:
         sale = conn.execute(
@@ -421,17 +443,22 @@ class Till:
         }
         order_discount = adjust.get("order_discount", 0)
         if order_discount > lines_total:
-            conn.execute("DELETE FROM sale_adjustments WHERE sale_id = ? AND kind = 'order_discount'", (sale_id,))
+            conn.execute(
+                "DELETE FROM sale_adjustments WHERE sale_id = ? AND kind = 'order_discount'", (sale_id,)
+            )
             order_discount = 0
         total = lines_total - order_discount
         if "rounding" in adjust:
             off = rounding_off(total, self.settings()["rounding"])
             if off:
                 conn.execute(
-                    "UPDATE sale_adjustments SET amount = ? WHERE sale_id = ? AND kind = 'rounding'", (off, sale_id)
+                    "UPDATE sale_adjustments SET amount = ? WHERE sale_id = ? AND kind = 'rounding'",
+                    (off, sale_id),
                 )
             else:
-                conn.execute("DELETE FROM sale_adjustments WHERE sale_id = ? AND kind = 'rounding'", (sale_id,))
+                conn.execute(
+                    "DELETE FROM sale_adjustments WHERE sale_id = ? AND kind = 'rounding'", (sale_id,)
+                )
             total -= off
         conn.execute("UPDATE sales SET total = ? WHERE id = ?", (total, sale_id))
 
@@ -453,7 +480,11 @@ class Till:
         body: dict[str, Any] = {
             "id": sale["id"],
             "lines": [
-                {"product_id": ln["product_id"], "quantity": ln["quantity"], "discount": ln["discount"] + share}
+                {
+                    "product_id": ln["product_id"],
+                    "quantity": ln["quantity"],
+                    "discount": ln["discount"] + share,
+                }
                 for ln, share in zip(lines, shares, strict=True)
             ],
             "total": sale["total"],
@@ -723,7 +754,11 @@ class Till:
         """A provider payment that certainly never reached the server is withdrawn (the customer was not
         charged: no provider saw the code); the cashier is told at once and offered cash."""
         row = self.journal.one("SELECT * FROM outbox WHERE seq = ?", (seq,))
-        if row is None or row["op"] not in ("provider_payment", "provider_refund") or row["state"] != "pending":
+        if (
+            row is None
+            or row["op"] not in ("provider_payment", "provider_refund")
+            or row["state"] != "pending"
+        ):
             return False
         with self.journal.tx() as conn:
             conn.execute(

@@ -142,7 +142,10 @@ def create_till_app(till: Till, printer: Printer, shop_name: str = "Tillit") -> 
             reason, params = ui.refusal
             ui.message = t(
                 REASONS.get(reason, reason),
-                **{k: (fmt(v) if isinstance(v, int) and k not in ("max", "left") else v) for k, v in params.items()},
+                **{
+                    k: (fmt(v) if isinstance(v, int) and k not in ("max", "left") else v)
+                    for k, v in params.items()
+                },
             )
         shown = current_view()
         lookup = None
@@ -418,6 +421,7 @@ def create_till_app(till: Till, printer: Printer, shop_name: str = "Tillit") -> 
             printer.print(
                 f"receipt-{row['number']}",
                 receipt_text(till.sale_view(row), shop_name, translator(DEFAULT)),
+                qr=till.receipt_link(sale_id),
             )
 
     @app.post("/sale/new", response_class=HTMLResponse)
@@ -485,10 +489,13 @@ def create_till_app(till: Till, printer: Printer, shop_name: str = "Tillit") -> 
             if ui.lookup_sale is None:
                 raise TillError("no_such_sale")
             reason = str(form.get("reason", "")).strip()[:200] or None
-            done = counter.return_items(till, ui.lookup_sale, quantities, str(form.get("refund_to", "original")), reason)
+            done = counter.return_items(
+                till, ui.lookup_sale, quantities, str(form.get("refund_to", "original")), reason
+            )
             t = translator(locale_of(request))
             return "; ".join(
-                str(t("Refund {amount}: {status}", amount=fmt(r["amount"]), status=t(r["status"]))) for r in done
+                str(t("Refund {amount}: {status}", amount=fmt(r["amount"]), status=t(r["status"])))
+                for r in done
             )
 
         return act(request, do)
@@ -518,6 +525,7 @@ def create_till_app(till: Till, printer: Printer, shop_name: str = "Tillit") -> 
             where = printer.print(
                 f"receipt-{row['number']}",
                 receipt_text(till.sale_view(row), shop_name, translator(locale_of(request))),
+                qr=till.receipt_link(sale_id),
             )
             return str(translator(locale_of(request))("Printed to {where}", where=where))
 

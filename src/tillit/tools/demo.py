@@ -23,9 +23,11 @@ from rich.console import Console
 
 from tillit.adapters.db import migrate
 from tillit.bootstrap import build
+from tillit.config import Settings
 from tillit.payments import accounts as provider_accounts
 from tillit.sandbox.config import example_config_text
 from tillit.tools import demo_seed as demo_data
+from tillit.tools.demo_walk import WalkFailed, walk_delivery
 from tillit.tools.mailbox import start_mailbox
 
 # A third wallet that always asks for the password: the walk-through's "customer cancels" step.
@@ -44,7 +46,7 @@ def _cmd() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "tillit.cli"]
 
 
-def _wait(url: str, seconds: float = 60) -> None:
+def _wait(url: str, seconds: float = 180) -> None:  # generous: a busy machine starts slowly
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
@@ -177,6 +179,26 @@ def demo_delivery(api_url: str, merchant_key: str, terminal_key: str, sku: str =
     return api_url + str(f["customer_path"])
 
 
+def _walk(console: Console, plan: DemoPlan, mail_dir: Path) -> None:
+    """The scripted delivery order (tools/demo_walk.py): paid -> shipped -> delivered -> reminder mailed
+    -> confirmed on the customer's page, the receipt mailed and printed as ESC/POS bytes."""
+    console.print("\n[bold]A delivery order, from paid to confirmed by the customer's page[/bold]")
+    try:
+        w = walk_delivery(
+            Settings.from_env(), plan.urls["api"], plan.seeded, mail_dir, plan.logs.parent / "printer"
+        )
+    except WalkFailed as exc:
+        console.print(f"  [red]the walk stopped: {exc}[/red]")
+        return
+    console.print(f"  order #{w.order_number}: paid, shipped, delivered (9 days ago, on the walk's clock)")
+    console.print(f"  reminder mailed       {w.mails['reminder']}")
+    console.print(f"  receipt mailed        {w.mails['receipt']}")
+    console.print(f"  confirmed on the page {w.customer_url}  -> status {w.status}")
+    console.print(f"  e-receipt             {w.receipt_url}")
+    console.print(f"  paper receipt         {w.escpos}  (ESC/POS; read it: tillit escpos-decode {w.escpos})")
+    console.print(f"[bold green]walk done: order {w.order_id} {w.status}[/bold green]")
+
+
 def run_demo(
     host: str = "127.0.0.1",
     api_port: int = 8000,
@@ -214,10 +236,12 @@ def run_demo(
         console.print(f"  Back office           {plan.urls['api']}/backoffice/ (merchant_key)")
         delivery = demo_delivery(plan.urls["api"], seeded["merchant_key"], seeded["terminal_key"])
         console.print(f"  A delivery order      {delivery}  (the customer's page: confirm or dispute)")
+        _walk(console, plan, mail_dir)
         console.print(f"\n  admin_key     {seeded['admin_key']}\n  merchant_key  {seeded['merchant_key']}")
         console.print(f"  terminal_key  {seeded['terminal_key']}\n  merchant_id   {seeded['merchant_id']}")
         console.print(f"\n  logs: {logs}")
         console.print(f"  mail: {mail_dir} (smtp://{host}:{mail_port}; one .eml per message: ls, cat)\n")
+        console.print("[bold green]demo ready[/bold green]\n")
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
         console.print("[red]a demo process stopped; see the logs[/red]")

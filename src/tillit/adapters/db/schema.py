@@ -899,6 +899,38 @@ link_keys = Table(
     CheckConstraint("length(key_hex) >= 64", name="key_length"),
 )
 
+# The keys terminals sign the QR link on their paper receipts with (domain/links.py till_receipt_*): only
+# the key id is stored; the key is derived from the server key. One active key per terminal; a revoked
+# key's links answer 404 (docs/notifications.md, "The QR on the paper receipt").
+receipt_link_keys = Table(
+    "receipt_link_keys",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("terminal_id", ID, ForeignKey("terminals.id"), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("revoked_at", TS),
+)
+Index(
+    "ux_receipt_link_keys_active",
+    receipt_link_keys.c.terminal_id,
+    unique=True,
+    sqlite_where=receipt_link_keys.c.revoked_at.is_(None),
+    postgresql_where=receipt_link_keys.c.revoked_at.is_(None),
+)
+
+# A merchant's own webhook endpoint (notifications/endpoints.py): the URL its system receives Tillit's
+# events at and the secret they are signed with, sealed at rest like provider secrets (never answered).
+merchant_webhooks = Table(
+    "merchant_webhooks",
+    metadata,
+    Column("merchant_id", ID, ForeignKey("merchants.id"), primary_key=True),
+    Column("url", String(320), nullable=False),
+    Column("secret_sealed", String(600), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
 fulfilment_settings = Table(
     "fulfilment_settings",
     metadata,
@@ -939,6 +971,7 @@ fulfilments = Table(
     Column("confirm_due_at", TS),
     Column("remind_at", TS),
     Column("reminded_at", TS),
+    Column("extended_at", TS),  # the buyer extended the auto-confirm once (domain/fulfilment.py)
     Column("sla_exception_id", ID),
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),

@@ -6,8 +6,17 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from tillit.access import receipt_keys
 from tillit.api.deps import CASHIER, MANAGER, STAFF, IdPath, container, ok
-from tillit.api.schemas import ErrorOut, ProductOut, TerminalTillSettingsOut, TillSettingsIn, TillSettingsOut
+from tillit.api.schemas import (
+    ErrorOut,
+    ProductOut,
+    ReceiptKeyOut,
+    ReceiptKeyRevokedOut,
+    TerminalTillSettingsOut,
+    TillSettingsIn,
+    TillSettingsOut,
+)
 from tillit.domain.errors import DomainError, ErrorKind
 from tillit.domain.ids import normalise_id
 from tillit.kernel.context import Actor
@@ -101,3 +110,39 @@ def terminal_settings(request: Request, who: Actor = CASHIER) -> JSONResponse:
         raise DomainError("forbidden", "Only a terminal key has a store.", ErrorKind.FORBIDDEN)
     with container(request).db.read() as conn:
         return ok(tiles.terminal_settings(conn, who.merchant(), who.store_id))
+
+
+@router.get(
+    "/till/receipt-key",
+    summary="The calling terminal's receipt-link key: the till signs the QR on its paper receipts with it "
+    "(made on first call; docs/notifications.md)",
+    responses={200: {"model": ReceiptKeyOut}},
+)
+def receipt_key(request: Request, who: Actor = CASHIER) -> JSONResponse:
+    c = container(request)
+    assert c.signing_key is not None, "build() loads the signing key"
+    with c.db.transaction() as conn:
+        issued = receipt_keys.issue(conn, c.deps, who, c.signing_key)
+    return ok(
+        {
+            "key_id": issued.key_id,
+            "key": issued.key,
+            "terminal_id": issued.terminal_id,
+            "base_url": c.settings.public_url,
+            "link": "{base_url}/r/{key_id}/{order_id}/{mac}",
+        }
+    )
+
+
+@router.post(
+    "/terminals/{terminal_id}/receipt-key/revoke",
+    summary="Revoke a terminal's receipt-link key (manager): every receipt link it printed answers 404; "
+    "the till gets a new key at its next refresh",
+    responses={200: {"model": ReceiptKeyRevokedOut}},
+)
+def revoke_receipt_key(terminal_id: IdPath, request: Request, who: Actor = MANAGER) -> JSONResponse:
+    c = container(request)
+    tid = normalise_id(terminal_id)
+    with c.db.transaction() as conn:
+        revoked = receipt_keys.revoke(conn, c.deps, who.merchant(), tid)
+    return ok({"terminal_id": tid, "revoked": revoked})
