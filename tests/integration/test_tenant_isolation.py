@@ -247,6 +247,9 @@ PROBES: dict[tuple[str, str], Any] = {
     },
     ("GET", "/v1/stores/{store_id}/till-settings"): lambda o: {},
     ("GET", "/v1/till/settings"): lambda o: {},
+    # receipt links signed by the till (issue 14): the calling terminal's own key, another's revoke
+    ("GET", "/v1/till/receipt-key"): lambda o: {},
+    ("POST", "/v1/terminals/{terminal_id}/receipt-key/revoke"): lambda o: {},
     # monitoring (issue 13): a manager naming another merchant, or another merchant's rule or alert
     ("GET", "/v1/monitoring/analytics"): lambda o: {"params": {"merchant_id": o["merchant_id"]}},
     ("GET", "/v1/monitoring/analytics/{table}.csv"): lambda o: {"params": {"merchant_id": o["merchant_id"]}},
@@ -278,6 +281,7 @@ LISTS = {
     "/v1/fulfilments",
     "/v1/fulfilment/settings",
     "/v1/till/settings",  # the calling terminal's own store
+    "/v1/till/receipt-key",  # the calling terminal's own receipt-link key
     "/v1/webhook-endpoint",
 }
 # Routes that set the caller's own merchant's settings: 200, and the victim's stay as they were.
