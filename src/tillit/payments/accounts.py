@@ -20,6 +20,7 @@ from tillit.domain.errors import conflict, invalid, not_found
 from tillit.domain.provider import PaymentProvider
 from tillit.kernel.context import Deps, SecretBox, iso
 from tillit.merchants.documents import sealed_key_ids
+from tillit.merchants.onboarding import finished_sub_merchant
 from tillit.payments.views import ProviderAccountView
 
 AccountConnected = Callable[[Connection, Deps, str], object]
@@ -41,6 +42,8 @@ REQUIRED = {
 }
 SECRET_FIELDS = {"api_key", "app_private_key_pem"}
 ACCOUNT_REF = {"wechat": "mch_id", "alipay": "app_id"}
+#: Where the 进件 sub-merchant id lives in the account config: the adapters send it on their calls.
+SUB_MERCHANT_FIELD = {"wechat": "sub_mch_id", "alipay": "smid"}
 
 
 class ProviderFactory(Protocol):
@@ -110,6 +113,10 @@ def set_account(
         raise invalid("provider_config_incomplete", f"Missing: {', '.join(missing)}.", {"missing": missing})
     if conn.execute(select(merchants.c.id).where(merchants.c.id == merchant_id)).first() is None:
         raise not_found("merchant", merchant_id)
+    if not config.get(SUB_MERCHANT_FIELD[provider]):
+        issued = finished_sub_merchant(conn, merchant_id, provider)
+        if issued:  # onboarded before the account was connected: payments name the sub-merchant
+            config = {**config, SUB_MERCHANT_FIELD[provider]: issued}
     ref = str(config[ACCOUNT_REF[provider]])
     taken = conn.execute(
         select(provider_accounts.c.merchant_id).where(
@@ -268,9 +275,6 @@ def reseal_all(conn: Connection, box: SecretBox) -> int:
 
 
 # --- merchants area (issue 12): a provider-issued sub-merchant id configures the account -----------
-SUB_MERCHANT_FIELD = {"wechat": "sub_mch_id", "alipay": "smid"}
-
-
 def record_sub_merchant(
     conn: Connection, deps: Deps, merchant_id: str, provider: str, sub_merchant_id: str
 ) -> None:

@@ -73,6 +73,8 @@ def trade_json(trade: Trade) -> dict[str, Any]:
         "fail_code": trade.fail_code,
         "reverse_action": trade.reverse_action,
         "subject": trade.extra.get("subject") or trade.extra.get("body") or "",
+        # the sub-merchant the trade was paid to (WeChat sub_mch_id / Alipay 直付通 smid), if any
+        "sub_merchant_id": trade.extra.get("sub_mch_id") or trade.extra.get("smid") or None,
         "created_at": trade.created.isoformat(),
         "paid_at": trade.paid.isoformat() if trade.paid else None,
         "closed_at": trade.closed.isoformat() if trade.closed else None,

@@ -141,6 +141,10 @@ class WeChatAccount:
     spbill_create_ip: str = "127.0.0.1"
     cert_file: str | None = field(default=None, repr=False)
     key_file: str | None = field(default=None, repr=False)
+    #: The sub-merchant (特约商户) this account takes payments for in the service-provider mode: set
+    #: from the 进件 result (``sub_mchid``) and sent as ``sub_mch_id`` on every call (pay, query,
+    #: reverse, refund, refund query, bill). None for an ordinary (direct) merchant.
+    sub_mch_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.sign_type not in WECHAT_SIGN_TYPES:
@@ -196,6 +200,7 @@ class WeChatPayProvider:
             "appid": self.account.appid,
             "mch_id": self.account.mch_id,
             "nonce_str": secrets.token_hex(16),
+            **({"sub_mch_id": self.account.sub_mch_id} if self.account.sub_mch_id else {}),
             **{k: v for k, v in fields.items() if v != ""},
         }
         if self.account.sign_type != "MD5":
@@ -238,7 +243,12 @@ class WeChatPayProvider:
         sign_type = fields.get("sign_type") or self.account.sign_type
         if not wechat_verify(fields, self.account.api_key, sign_type):
             return _Answer({}, "BAD_SIGNATURE")
-        for name, ours in (("appid", self.account.appid), ("mch_id", self.account.mch_id)):
+        theirs = (
+            ("appid", self.account.appid),
+            ("mch_id", self.account.mch_id),
+            ("sub_mch_id", self.account.sub_mch_id or ""),
+        )
+        for name, ours in theirs:
             if fields.get(name, ours) != ours:
                 return _Answer({}, "ACCOUNT_MISMATCH")
         return _Answer(fields, None)
