@@ -24,6 +24,7 @@ from tillit.adapters.providers.http import (
     DEFAULT_READ_TIMEOUT_S,
     MAX_BILL_BYTES,
     BillDownloadError,
+    StatementNotReady,
     log_call,
     make_client,
     send,
@@ -468,9 +469,25 @@ class AlipayProvider:
         log_call(PROVIDER, "bill.download", started, "none" if data is None else "ok", None)
         return data
 
-    def _download_bill(self, bill_date: date) -> bytes | None:
+    def download_statement(self, bill_date: date) -> bytes | None:
+        """The day's account statement (账务明细, ``bill_type=signcustomer``, operations.md §2.1): the
+        same URL query and 30-second download as the trade bill; the ZIP bytes (GBK CSVs). Before the
+        file exists (T+1 after 10:00) Alipay answers ``isp.bill_not_exist``: that is
+        :class:`StatementNotReady` here (retry later), never an empty day."""
+        started = time.monotonic()
+        try:
+            data = self._download_bill(bill_date, "signcustomer")
+            if data is None:
+                raise StatementNotReady("isp.bill_not_exist", "the account statement is not there yet")
+        except BillDownloadError as exc:
+            log_call(PROVIDER, "signcustomer.download", started, "error", exc.code)
+            raise
+        log_call(PROVIDER, "signcustomer.download", started, "ok", None)
+        return data
+
+    def _download_bill(self, bill_date: date, bill_type: str = "trade") -> bytes | None:
         method = "alipay.data.dataservice.bill.downloadurl.query"
-        answer = self._call(method, {"bill_type": "trade", "bill_date": bill_date.isoformat()})
+        answer = self._call(method, {"bill_type": bill_type, "bill_date": bill_date.isoformat()})
         if answer.error is not None:
             raise BillDownloadError(answer.error, answer.message or "bill URL query failed")
         fields = answer.fields
