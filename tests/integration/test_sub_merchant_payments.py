@@ -132,6 +132,15 @@ def test_payments_refunds_and_bills_name_the_active_sub_merchant(
     column = lines[0].split(",").index("特约商户号")
     details = [line.split(",") for line in lines[1:-2]]
     assert details and {row[column] for row in details} == {"`" + subs["wechat"][1]}
+    # The sandbox plants another payee on a trade's bill row (跳码 as the merchant would find it).
+    wechat_trade = sandbox.http.get("/sandbox/trades", params={"provider": "wechat"}).json()["trades"][0]
+    r = sandbox.http.post(
+        f"/sandbox/trades/{wechat_trade['trade_no']}/bill", json={"sub_mch_id": "1900000999"}
+    )
+    assert r.status_code == 200 and r.json()["bill"]["sub_mch_id"] == "1900000999"
+    with WeChatPayProvider(account) as provider:
+        planted = provider.download_bill(date.fromordinal(clock_day.toordinal() - 1))
+    assert planted is not None and "`1900000999," in planted.decode("utf-8")
 
 
 def test_unknown_or_frozen_sub_merchant_is_a_definite_failure(

@@ -295,3 +295,17 @@ def record_sub_merchant(
         .where(provider_accounts.c.merchant_id == merchant_id, provider_accounts.c.provider == provider)
         .values(config=json.dumps(config, sort_keys=True), updated_at=deps.clock.now())
     )
+
+
+def sub_merchant_of(conn: Connection, merchant_id: str, provider: str) -> str | None:
+    """The sub-merchant id the merchant's provider account takes payments for (None: a direct
+    merchant). Reconciliation checks each bill row's 特约商户号 against it (跳码)."""
+    row = conn.execute(
+        select(provider_accounts.c.config).where(
+            provider_accounts.c.merchant_id == merchant_id, provider_accounts.c.provider == provider
+        )
+    ).first()
+    if row is None or provider not in SUB_MERCHANT_FIELD:
+        return None
+    value = json.loads(row.config).get(SUB_MERCHANT_FIELD[provider])
+    return str(value) if value else None

@@ -178,6 +178,41 @@ async def trades(request: Request) -> dict[str, Any]:
     return {"trades": [trade_json(t) for t in runtime(request).engine.trades(provider)]}
 
 
+BILL_PLANTS = {
+    "sub_mch_id": "bill_sub_mch_id",
+    "store_name": "bill_store_name",
+    "bank_type": "bill_bank_type",
+}
+
+
+@router.post("/trades/{trade_no}/bill")
+async def plant_bill_identity(request: Request, trade_no: str) -> dict[str, Any]:
+    """Plant what the trade bill prints for a trade: ``sub_mch_id`` (WeChat 特约商户号), ``store_name``
+    (Alipay 门店名称) — another payee than the contract, i.e. 跳码 — and ``bank_type`` (WeChat 付款银行,
+    e.g. ``CMB_CREDIT``). An empty string removes a plant."""
+    data = await _body(request)
+    unknown = sorted(set(data) - set(BILL_PLANTS))
+    if unknown:
+        raise ControlError(422, "invalid_request", f"unknown field(s): {', '.join(unknown)}")
+    engine = runtime(request).engine
+    with engine.store.tx() as conn:
+        row = conn.execute("SELECT id, extra FROM trades WHERE trade_no = ?", (trade_no,)).fetchone()
+        if row is None:
+            raise ControlError(404, "trade_not_found", f"no trade {trade_no}")
+        extra = json.loads(row["extra"])
+        for name, key in BILL_PLANTS.items():
+            if name in data:
+                value = data[name]
+                if not isinstance(value, str) or len(value) > 64:
+                    raise ControlError(422, "invalid_request", f"{name} must be a string of at most 64")
+                if value:
+                    extra[key] = value
+                else:
+                    extra.pop(key, None)
+        conn.execute("UPDATE trades SET extra = ? WHERE id = ?", (json.dumps(extra), row["id"]))
+    return {"trade_no": trade_no, "bill": {n: extra.get(k) for n, k in BILL_PLANTS.items()}}
+
+
 @router.get("/faults")
 async def get_faults(request: Request) -> dict[str, Any]:
     """The current fault profile and seed."""
