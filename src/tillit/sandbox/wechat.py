@@ -355,7 +355,7 @@ def _sub_merchant_refusal(
                 "特约子商户号不存在" if status == "unknown" else "特约子商户商户号未授权服务商的产品权限"
             )
             if endpoint == "wechat.downloadbill":
-                return _bill_fail(message, "20003")
+                return _bill_fail(message, "NOAUTH")
             return _err("NOAUTH", message, **({"recall": "N"} if endpoint == "wechat.reverse" else {}))
     if endpoint in _TRADE_ENDPOINTS and (f.get("out_trade_no") or f.get("transaction_id")):
         trade = rt.engine.find_trade(

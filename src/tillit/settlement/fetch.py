@@ -125,7 +125,10 @@ def fetch_day(
         ).first()
         if done is not None:
             return Fetched(provider, day, "already", str(done.id), 0)
-        adapter = directory.get(conn, merchant_id, provider)
+        try:
+            adapter = directory.get(conn, merchant_id, provider)
+        except DomainError as exc:  # e.g. the account's secrets cannot be opened: say so, go on
+            return Fetched(provider, day, "failed", code=exc.code)
     if not isinstance(adapter, StatementSource):
         return Fetched(provider, day, "failed", code="not_supported")
     try:
