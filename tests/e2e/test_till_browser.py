@@ -193,6 +193,43 @@ def test_offline_indicator_and_cash_sale_synced_later(page: Any, stack: Stack) -
     shot(page, "05b-back-online")
 
 
+def test_limit_refusal_is_shown_with_the_next_step(page: Any, stack: Stack) -> None:
+    """A WeChat payment over the merchant's single-payment limit (merchants area, issue 12): refused
+    before any provider call, the cashier page says so in English and Chinese with the next step, and
+    the sale is finished in cash. The limit is removed again for the walks that follow."""
+    admin = {"Authorization": f"Bearer {stack.plan.seeded['admin_key']}"}
+    limits = f"{stack.url('server')}/v1/merchants/{stack.plan.seeded['merchant_id']}/limits"
+
+    def set_single(single_max: int | None) -> None:
+        body = {"scope": "merchant", "method": "wechat", "single_max": single_max, "reason": "browser test"}
+        headers = {**admin, "Idempotency-Key": os.urandom(16).hex()}
+        r = httpx.put(limits, json=body, headers=headers, timeout=30)
+        assert r.status_code == 200, r.text
+
+    set_single(1000)  # 10 yuan per WeChat payment
+    try:
+        new_sale(page)
+        scan(page, "COF-LATTE")
+        pay_code(page, code(stack, WECHAT))
+        page.wait_for_selector(".tender[data-status=failed]")
+        text = page.inner_text(".tender-message")
+        assert "over the shop's limit" in text and "another payment method" in text, text
+        assert "split the amount" in text and "ask the" in text
+        shot(page, "05c-limit-refused-en")
+        page.goto(stack.url("till") + "/lang/zh_CN")
+        page.wait_for_selector(".tender[data-status=failed]")
+        zh = page.inner_text(".tender-message")
+        assert "超出本店收款限额" in zh and "更换支付方式" in zh, zh
+        shot(page, "05d-limit-refused-zh")
+        page.goto(stack.url("till") + "/lang/en")
+        page.wait_for_selector("#pay-cash")
+        page.fill("#cash-tendered", "50.00")
+        click(page, "#pay-cash")
+        page.wait_for_selector("#receipt")
+    finally:
+        set_single(None)
+
+
 def test_shift_close_shows_the_z_report(page: Any, stack: Stack) -> None:
     new_sale(page)
     page.fill("#counted", "150.00")

@@ -161,6 +161,9 @@ PROBES: dict[tuple[str, str], Any] = {
     },
     ("GET", "/v1/settlement/statements"): lambda o: {"params": {"merchant_id": o["merchant_id"]}},
     ("GET", "/v1/settlement/statements/{statement_id}"): lambda o: {},
+    ("POST", "/v1/settlement/fetch"): lambda o: {  # merch12b: statements fetched from the providers
+        "json": {"merchant_id": o["merchant_id"], "day": "2026-11-20"}
+    },
     ("POST", "/v1/settlement/runs"): lambda o: {
         "json": {"merchant_id": o["merchant_id"], "since": "2026-11-01", "until": "2026-11-30"}
     },

@@ -136,7 +136,7 @@ def test_duplicate_detection_uses_the_counts_only_when_needed() -> None:
     con.execute(
         "INSERT INTO b VALUES "
         + ", ".join(
-            f"({n}, 'payment', '{k}', '{t}', NULL, NULL, 100, NULL, NULL, {at}, 'SUCCESS')"
+            f"({n}, 'payment', '{k}', '{t}', NULL, NULL, 100, NULL, NULL, {at}, 'SUCCESS', NULL, NULL, NULL)"
             for n, k, t in values
         )
     )

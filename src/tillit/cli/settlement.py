@@ -18,7 +18,7 @@ from tillit.domain.ids import normalise_id
 from tillit.domain.settlement import OPEN_STATUSES
 from tillit.fees import contracts
 from tillit.reconciliation import fee_check
-from tillit.settlement import service
+from tillit.settlement import fetch, service
 
 fees_app = typer.Typer(help="Fee contracts, fee and 跳码 findings, fee leakage.", no_args_is_help=True)
 settlement_app = typer.Typer(
@@ -151,6 +151,35 @@ def import_statement(
     except DomainError as exc:
         _fail(exc)
     typer.echo(json.dumps(view, ensure_ascii=False))
+
+
+@settlement_app.command("fetch")
+def fetch_statements(
+    merchant: Annotated[str, typer.Option("--merchant")],
+    day: Annotated[str, typer.Option("--day", help="YYYY-MM-DD")],
+    provider: Annotated[
+        str | None, typer.Option("--provider", help="wechat or alipay (default both)")
+    ] = None,
+) -> None:
+    """Download the day's WeChat fund-flow bill / Alipay account statement and import them; exit 3
+    when one is not generated yet or failed (run it again later: nothing is stored twice)."""
+    c = build()
+    try:
+        got = fetch.fetch(
+            c.db,
+            c.deps,
+            c.engine.providers if c.engine is not None else fetch.no_providers(),
+            merchant_id=normalise_id(merchant, "merchant"),
+            day=_day(day, "--day"),
+            actor=ACTOR,
+            provider=provider,
+        )
+    except DomainError as exc:
+        _fail(exc)
+    for g in got:
+        typer.echo(json.dumps(g.view(), ensure_ascii=False))
+    if any(g.outcome in ("not_ready", "failed") for g in got):
+        raise typer.Exit(3)
 
 
 @settlement_app.command("run")

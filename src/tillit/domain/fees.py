@@ -86,11 +86,13 @@ class Identity:
     merchant_no: str | None = None
     merchant_name: str | None = None
     mcc: str | None = None
+    #: the provider's sub-merchant (WeChat 特约商户号 / Alipay smid): the one 进件 issued to this merchant
+    sub_merchant: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class IdentityDifference:
-    field: str  # rate_ppm, merchant_no, merchant_name, mcc
+    field: str  # rate_ppm, merchant_no, merchant_name, mcc, sub_merchant
     contracted: str
     billed: str
 
@@ -105,6 +107,7 @@ def code_jump_evidence(contract: Identity, billed: Identity) -> list[IdentityDif
         ("merchant_no", contract.merchant_no, billed.merchant_no),
         ("merchant_name", _name(contract.merchant_name), _name(billed.merchant_name)),
         ("mcc", contract.mcc, billed.mcc),
+        ("sub_merchant", contract.sub_merchant, billed.sub_merchant),
     ]
     for name, ours, theirs in pairs:
         if ours is not None and theirs is not None and ours != theirs:

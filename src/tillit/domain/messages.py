@@ -110,6 +110,14 @@ _MESSAGES += [
         "支付机构提示已达限额，请更换支付方式或减少金额；如需提额请店长联系支付机构。",
     ),
 ]
+_MESSAGES.append(
+    CashierMessage(
+        "merchant_account",
+        "The provider refused the payment: the shop's payment account there is not active — take "
+        "another payment method and ask the manager to check the shop's onboarding with the provider.",
+        "支付机构拒绝了本笔支付：本店在该机构的收款商户号未开通或已冻结，请更换支付方式，并请店长核查进件状态。",
+    )
+)
 MESSAGES: dict[str, CashierMessage] = {m.reason: m for m in _MESSAGES}
 
 # Provider failure codes -> message reasons. Anything unlisted is "declined".
@@ -140,6 +148,12 @@ FAILURE_REASONS: dict[str, str] = {
     "ACQ.BEYOND_PER_RECEIPT_RESTRICTION": "provider_limit",
     "ACQ.BEYOND_PER_RECEIPT_DAY_RESTRICTION": "provider_limit",
     "ACQ.BEYOND_PER_RECEIPT_SINGLE_RESTRICTION": "provider_limit",
+    # the sub-merchant (进件 result) the payment names is unknown, not active or frozen at the provider
+    "NOAUTH": "merchant_account",
+    "ACQ.SECONDARY_MERCHANT_ID_INVALID": "merchant_account",
+    "ACQ.SECONDARY_MERCHANT_ID_BLANK": "merchant_account",
+    "ACQ.SECONDARY_MERCHANT_STATUS_ERROR": "merchant_account",
+    "ACQ.SELLER_BEEN_BLOCKED": "merchant_account",
 }
 
 

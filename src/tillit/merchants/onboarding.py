@@ -90,6 +90,22 @@ def _view(row: Any) -> OnboardingView:
     }
 
 
+def finished_sub_merchant(conn: Connection, merchant_id: str, provider: str) -> str | None:
+    """The sub-merchant id of this merchant's finished 进件 at ``provider``, if any: an account
+    connected after onboarding finished gets it too (payments/accounts.py ``set_account``)."""
+    row = conn.execute(
+        select(onboarding_applications.c.sub_merchant_id)
+        .where(
+            onboarding_applications.c.merchant_id == merchant_id,
+            onboarding_applications.c.provider == provider,
+            onboarding_applications.c.status == "finished",
+        )
+        .order_by(onboarding_applications.c.updated_at.desc())
+        .limit(1)
+    ).first()
+    return str(row.sub_merchant_id) if row is not None and row.sub_merchant_id else None
+
+
 def list_applications(conn: Connection, merchant_id: str) -> list[OnboardingView]:
     lifecycle.load(conn, merchant_id)
     rows = conn.execute(
@@ -237,7 +253,13 @@ def _apply_answer(conn: Connection, deps: Deps, row: Any, answer: dict[str, obje
     conn.execute(
         update(onboarding_applications).where(onboarding_applications.c.id == row.id).values(**values)
     )
-    if sub_id and row.sub_merchant_id != str(sub_id)[:64]:
+    # The id configures the merchant's provider account once the sub-merchant can take payments
+    # (finished): a 待签约 sub-merchant id sent with a payment is refused by the provider.
+    if (
+        status == "finished"
+        and sub_id
+        and (row.status != "finished" or row.sub_merchant_id != str(sub_id)[:64])
+    ):
         for handler in _SUB_MERCHANT_HANDLERS:
             handler(conn, deps, row.merchant_id, row.provider, str(sub_id)[:64])
     if status == "rejected" and row.status != "rejected":

@@ -20,6 +20,7 @@ from tillit.domain.errors import conflict, invalid, not_found
 from tillit.domain.provider import PaymentProvider
 from tillit.kernel.context import Deps, SecretBox, iso
 from tillit.merchants.documents import sealed_key_ids
+from tillit.merchants.onboarding import finished_sub_merchant
 from tillit.notifications import endpoints
 from tillit.payments.views import ProviderAccountView
 
@@ -42,6 +43,8 @@ REQUIRED = {
 }
 SECRET_FIELDS = {"api_key", "app_private_key_pem"}
 ACCOUNT_REF = {"wechat": "mch_id", "alipay": "app_id"}
+#: Where the 进件 sub-merchant id lives in the account config: the adapters send it on their calls.
+SUB_MERCHANT_FIELD = {"wechat": "sub_mch_id", "alipay": "smid"}
 
 
 class ProviderFactory(Protocol):
@@ -111,6 +114,10 @@ def set_account(
         raise invalid("provider_config_incomplete", f"Missing: {', '.join(missing)}.", {"missing": missing})
     if conn.execute(select(merchants.c.id).where(merchants.c.id == merchant_id)).first() is None:
         raise not_found("merchant", merchant_id)
+    if not config.get(SUB_MERCHANT_FIELD[provider]):
+        issued = finished_sub_merchant(conn, merchant_id, provider)
+        if issued:  # onboarded before the account was connected: payments name the sub-merchant
+            config = {**config, SUB_MERCHANT_FIELD[provider]: issued}
     ref = str(config[ACCOUNT_REF[provider]])
     taken = conn.execute(
         select(provider_accounts.c.merchant_id).where(
@@ -270,9 +277,6 @@ def reseal_all(conn: Connection, box: SecretBox) -> int:
 
 
 # --- merchants area (issue 12): a provider-issued sub-merchant id configures the account -----------
-SUB_MERCHANT_FIELD = {"wechat": "sub_mch_id", "alipay": "smid"}
-
-
 def record_sub_merchant(
     conn: Connection, deps: Deps, merchant_id: str, provider: str, sub_merchant_id: str
 ) -> None:
@@ -293,3 +297,17 @@ def record_sub_merchant(
         .where(provider_accounts.c.merchant_id == merchant_id, provider_accounts.c.provider == provider)
         .values(config=json.dumps(config, sort_keys=True), updated_at=deps.clock.now())
     )
+
+
+def sub_merchant_of(conn: Connection, merchant_id: str, provider: str) -> str | None:
+    """The sub-merchant id the merchant's provider account takes payments for (None: a direct
+    merchant). Reconciliation checks each bill row's 特约商户号 against it (跳码)."""
+    row = conn.execute(
+        select(provider_accounts.c.config).where(
+            provider_accounts.c.merchant_id == merchant_id, provider_accounts.c.provider == provider
+        )
+    ).first()
+    if row is None or provider not in SUB_MERCHANT_FIELD:
+        return None
+    value = json.loads(row.config).get(SUB_MERCHANT_FIELD[provider])
+    return str(value) if value else None

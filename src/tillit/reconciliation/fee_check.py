@@ -30,8 +30,8 @@ from sqlalchemy import Connection, func, insert, select
 
 from tillit.adapters.db.schema import fee_findings, ledger_postings, payments, refunds
 from tillit.domain.fees import (
+    CARD_KINDS,
     Identity,
-    IdentityDifference,
     code_jump_evidence,
     e5_to_fen,
     fee_fen,
@@ -40,8 +40,9 @@ from tillit.domain.fees import (
     mcc_from_unionpay_merchant_no,
 )
 from tillit.domain.ledger import Posting, fee_postings, fee_return_postings
-from tillit.fees.contracts import Contract, contract_on
+from tillit.fees.contracts import Contract, contracts_between, in_force
 from tillit.kernel.context import Deps, iso
+from tillit.payments.accounts import sub_merchant_of
 from tillit.reconciliation.formats import ParsedBill
 from tillit.sales import ledger
 
@@ -95,21 +96,31 @@ def _expected_e5(contract: Contract, kind: str, amount: int) -> int:
     return -fen_to_e5(fee) if kind == "refund" else fen_to_e5(fee)
 
 
-def _billed_identity(bill: ParsedBill, rate_ppm: int | None) -> Identity:
-    return Identity(
-        rate_ppm=rate_ppm,
-        merchant_no=bill.account,
-        mcc=mcc_from_unionpay_merchant_no(bill.account),
-    )
-
-
-def _contract_identity(contract: Contract) -> Identity:
+def _contract_identity(contract: Contract, sub_merchant: str | None) -> Identity:
     return Identity(
         rate_ppm=contract.rate_ppm,
         merchant_no=contract.merchant_no,
         merchant_name=contract.merchant_name,
         mcc=contract.mcc,
+        sub_merchant=sub_merchant,
     )
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _per_kind(by_kind: dict[str, Contract | None], pick: str) -> str:
+    """A SQL expression: the ``pick`` attribute (rate_ppm / cap_fen) of the contract that applies to a
+    row's ``card_kind`` (its own kind's contract, else the ``any`` one; NULL when neither exists)."""
+
+    def value(kind: str) -> str:
+        contract = by_kind.get(kind) or by_kind.get("any")
+        got = getattr(contract, pick) if contract is not None else None
+        return "NULL" if got is None else str(int(got))
+
+    cases = " ".join(f"WHEN '{k}' THEN {value(k)}" for k in CARD_KINDS if k != "any")
+    return f"(CASE coalesce(card_kind, 'any') {cases} ELSE {value('any')} END)"
 
 
 def check_bill(
@@ -122,42 +133,74 @@ def check_bill(
     bill_id: str,
     day: date,
 ) -> FeeCheck:
-    """Check ``bill`` (already parsed into DuckDB) against the contract on ``day`` and book its fees.
-    Runs inside the import's transaction, so a failed import leaves neither findings nor postings."""
-    contract = contract_on(conn, merchant_id, bill.provider, day)
+    """Check ``bill`` (already parsed into DuckDB) against the contracts on ``day`` and book its fees.
+    Runs inside the import's transaction, so a failed import leaves neither findings nor postings.
+
+    Each row is checked against the contract of its card kind when the bill names one (WeChat
+    ``付款银行``: debit / credit / balance), else the ``any`` contract; and against the merchant's
+    registered identity: the contract's merchant number / MCC (bill-wide), its merchant name (Alipay
+    ``门店名称`` per row) and the sub-merchant 进件 issued (WeChat ``特约商户号`` per row)."""
+    contracts = contracts_between(conn, merchant_id, bill.provider, day, day)
+    by_kind = {kind: in_force(contracts, day, kind) for kind in CARD_KINDS}
+    by_kind = {k: (c if c is not None and c.card_kind == k else None) for k, c in by_kind.items()}
     booked = _book_fees(conn, deps, con, merchant_id=merchant_id, bill=bill)
-    if contract is None:
+    if not any(by_kind.values()):
         return FeeCheck(None, 0, 0, 0, 0, booked)
-    ours = _contract_identity(contract)
-    bill_wide = code_jump_evidence(ours, _billed_identity(bill, None))
-    rate, unit = contract.rate_ppm, bill.fee_unit
+    registered_sub = sub_merchant_of(conn, merchant_id, bill.provider)
+    billed_account = Identity(merchant_no=bill.account, mcc=mcc_from_unionpay_merchant_no(bill.account))
+    bill_wide = any(
+        code_jump_evidence(_contract_identity(c, None), billed_account) for c in by_kind.values() if c
+    )
+    rate, cap, unit = _per_kind(by_kind, "rate_ppm"), _per_kind(by_kind, "cap_fen"), bill.fee_unit
+    names = sorted({(c.merchant_name or "").strip() for c in by_kind.values() if c} - {""})
     # The candidates, chosen in DuckDB: a stated rate that differs, a fee outside half a unit of the
-    # exact product (a cap or the fen rounding is then checked in Python), or every row when the bill
-    # itself names another merchant.
+    # exact product (a cap or the fen rounding is then checked in Python), a row naming another
+    # sub-merchant or store, or every row when the bill itself names another merchant.
+    identity = []
+    if registered_sub:
+        identity.append(f"(sub_merchant IS NOT NULL AND sub_merchant <> {_sql_text(registered_sub)})")
+    if names:
+        identity.append(
+            f"(store_name IS NOT NULL AND trim(store_name) NOT IN ({', '.join(map(_sql_text, names))}))"
+        )
+    exact = f"(CASE WHEN {cap} IS NULL THEN amount * {rate} ELSE least(amount * {rate}, {cap} * 1000000) END)"
     where = (
         "TRUE"
         if bill_wide
         else f"(rate_ppm IS NOT NULL AND rate_ppm <> {rate}) "
-        f"OR (fee IS NOT NULL AND 2 * abs(abs(fee) * 1000 - amount * {rate}) > {unit * 1000})"
+        f"OR (fee IS NOT NULL AND 2 * abs(abs(fee) * 1000 - {exact}) > {unit * 1000})"
+        + "".join(f" OR {c}" for c in identity)
     )
-    checked = int(
-        con.execute(f"SELECT count(*) FROM {bill.table} WHERE kind IN ('payment','refund')").fetchone()[0]  # type: ignore[index]
-    )
+    counted = con.execute(
+        f"SELECT count(*) FROM {bill.table} WHERE kind IN ('payment','refund') AND {rate} IS NOT NULL"
+    ).fetchone()
+    checked = int(counted[0]) if counted else 0
     rows = con.execute(
-        f"SELECT line, kind, out_trade_no, amount, fee, rate_ppm FROM {bill.table} "
-        f"WHERE kind IN ('payment','refund') AND ({where}) ORDER BY line LIMIT {MAX_FINDINGS_PER_BILL}"
+        f"SELECT line, kind, out_trade_no, amount, fee, rate_ppm, sub_merchant, store_name, card_kind "
+        f"FROM {bill.table} WHERE kind IN ('payment','refund') AND {rate} IS NOT NULL AND ({where}) "
+        f"ORDER BY line LIMIT {MAX_FINDINGS_PER_BILL}"
     ).fetchall()
     now = deps.clock.now()
     found: list[dict[str, Any]] = []
-    for line, kind, out_trade_no, amount, fee, rate_ppm in rows:
-        differences: list[IdentityDifference] = list(bill_wide)
-        if rate_ppm is not None and int(rate_ppm) != rate:
-            differences.append(IdentityDifference("rate_ppm", str(rate), str(rate_ppm)))
+    for line, kind, out_trade_no, amount, fee, rate_ppm, sub, store, card_kind in rows:
+        contract = by_kind.get(card_kind or "any") or by_kind["any"]
+        if contract is None:
+            continue
+        billed = Identity(
+            rate_ppm=None if rate_ppm is None else int(rate_ppm),
+            merchant_no=billed_account.merchant_no,
+            mcc=billed_account.mcc,
+            merchant_name=store,
+            sub_merchant=sub,
+        )
+        differences = code_jump_evidence(_contract_identity(contract, registered_sub), billed)
         # Alipay's fee return on refunds is unconfirmed (operations.md §3.3): a refund row that returns
         # nothing is accepted there; one that returns something must return it pro rata.
         no_return = bill.provider == "alipay" and kind == "refund" and fee is not None and int(fee) == 0
         fee_ok = (
-            fee is None or no_return or fee_matches(abs(int(fee)), int(amount), rate, contract.cap_fen, unit)
+            fee is None
+            or no_return
+            or fee_matches(abs(int(fee)), int(amount), contract.rate_ppm, contract.cap_fen, unit)
         )
         if not differences and fee_ok:
             continue
@@ -188,8 +231,9 @@ def check_bill(
     for start in range(0, len(found), CHUNK):
         conn.execute(insert(fee_findings), found[start : start + CHUNK])
     jumps = sum(1 for f in found if f["finding_class"] == "code_jump")
+    main = by_kind["any"] or next(c for c in by_kind.values() if c is not None)
     return FeeCheck(
-        contract.id, checked, jumps, len(found) - jumps, sum(int(f["leakage_e5"]) for f in found), booked
+        main.id, checked, jumps, len(found) - jumps, sum(int(f["leakage_e5"]) for f in found), booked
     )
 
 

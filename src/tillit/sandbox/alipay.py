@@ -18,7 +18,7 @@ from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request, Response
 
-from tillit.sandbox import statements
+from tillit.sandbox import onboarding, statements
 from tillit.sandbox.bills import alipay_bill, mask_account
 from tillit.sandbox.clock import from_ms, to_ms
 from tillit.sandbox.config import AlipayMerchant
@@ -123,6 +123,19 @@ def trade_pay(rt: Runtime, m: AlipayMerchant, biz: Biz, common: dict[str, str], 
     params = {"total_amount": amount, "subject": subject, "auth_code": auth_code}
     extra = {"subject": subject, "notify_url": common.get("notify_url", "")}
     extra.update({k: str(biz[k]) for k in ("store_id", "operator_id", "terminal_id", "body") if biz.get(k)})
+    # 直付通: the trade is collected for the sub-merchant (二级商户) named in sub_merchant.merchant_id,
+    # which the sandbox's 进件 must have issued and which must be active (finished, not frozen).
+    sub = biz.get("sub_merchant")
+    if sub is not None:
+        smid = str(sub.get("merchant_id") or "") if isinstance(sub, dict) else ""
+        if not smid:
+            return _biz_fail("ACQ.SECONDARY_MERCHANT_ID_BLANK", "二级商户编号错误")
+        status = onboarding.sub_merchant_status(request, "alipay", smid)
+        if status == "unknown":
+            return _biz_fail("ACQ.SECONDARY_MERCHANT_ID_INVALID", "二级商户不存在")
+        if status != "active":
+            return _biz_fail("ACQ.SECONDARY_MERCHANT_STATUS_ERROR", "商户状态异常")
+        extra["smid"] = smid
     result = rt.engine.pay("alipay", m.app_id, out_trade_no, auth_code, amount, params, extra)
     if result.outcome is Outcome.MISMATCH:
         return _biz_fail("ACQ.CONTEXT_INCONSISTENT", "交易信息被篡改")

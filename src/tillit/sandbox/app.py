@@ -116,6 +116,8 @@ def create_app(
     app.state.sandbox = rt
     app.state.notifier = notifier
     app.state.store = store
+    # 进件 applications and the sub-merchants they issued survive a restart (docs/sandbox.md).
+    app.state.onboarding = onboarding.restored(store.get_meta(onboarding.ONBOARDING_META))
 
     @app.exception_handler(ControlError)
     async def control_error(request: Request, exc: ControlError) -> JSONResponse:

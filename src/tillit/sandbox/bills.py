@@ -86,13 +86,15 @@ def _wechat_row(merchant: WechatMerchant, trade: Trade, refund: Refund | None, o
     base = {
         "公众账号ID": merchant.appid,
         "商户号": merchant.mch_id,
-        "特约商户号": "0",
+        # The sub-merchant the trade was paid to (服务商模式), "0" for a normal merchant (§1.6).
+        "特约商户号": _text(trade.extra.get("bill_sub_mch_id") or trade.extra.get("sub_mch_id")) or "0",
         "设备号": _text(trade.extra.get("device_info")),
         "微信订单号": trade.trade_no,
         "商户订单号": trade.out_trade_no,
         "用户标识": openid,
         "交易类型": "MICROPAY",
-        "付款银行": "OTHERS",
+        # the payer's bank type (CMB_DEBIT, ICBC_CREDIT, CFT …) when planted, else the sample's OTHERS
+        "付款银行": _text(trade.extra.get("bill_bank_type")) or "OTHERS",
         "货币种类": "CNY",
         "代金券金额": "0.00",
         "充值券退款金额": "0.00",
@@ -156,8 +158,10 @@ def wechat_bill(
     refunds: list[tuple[Trade, Refund]],
     wallet_of: Callable[[Trade], Wallet | None],
     device_info: str | None = None,
+    sub_mch_id: str | None = None,
 ) -> str | None:
-    """The bill text, or None when it has no rows ("No Bill Exist")."""
+    """The bill text, or None when it has no rows ("No Bill Exist"). ``sub_mch_id`` keeps one
+    sub-merchant's trades (a service provider asking without it gets all of them)."""
     header, summary_header = WECHAT_BILL_TYPES[bill_type]
     if bill_type == "SUCCESS":
         refunds = []
@@ -166,6 +170,8 @@ def wechat_bill(
     rows = []
     for trade, refund in _grouped(payments, refunds):
         if device_info and trade.extra.get("device_info") != device_info:
+            continue
+        if sub_mch_id and trade.extra.get("sub_mch_id") != sub_mch_id:
             continue
         wallet = wallet_of(trade)
         row = _wechat_row(merchant, trade, refund, wallet.buyer_id if wallet else "")
@@ -255,7 +261,8 @@ def alipay_bill(
         ]
         common_mid = [
             f"{store_id}\t",
-            f"{_text(merchant.stores.get(store_id, ''))}\t",
+            # a planted store name (POST /sandbox/trades/{trade_no}/bill) stands for a 跳码 payee
+            f"{_text(trade.extra.get('bill_store_name') or merchant.stores.get(store_id, ''))}\t",
             f"{_text(trade.extra.get('operator_id'))}\t",
             f"{_text(trade.extra.get('terminal_id'))}\t",
             f"{mask_account(wallet_of(trade))}\t",

@@ -73,6 +73,8 @@ def trade_json(trade: Trade) -> dict[str, Any]:
         "fail_code": trade.fail_code,
         "reverse_action": trade.reverse_action,
         "subject": trade.extra.get("subject") or trade.extra.get("body") or "",
+        # the sub-merchant the trade was paid to (WeChat sub_mch_id / Alipay 直付通 smid), if any
+        "sub_merchant_id": trade.extra.get("sub_mch_id") or trade.extra.get("smid") or None,
         "created_at": trade.created.isoformat(),
         "paid_at": trade.paid.isoformat() if trade.paid else None,
         "closed_at": trade.closed.isoformat() if trade.closed else None,
@@ -174,6 +176,41 @@ async def trades(request: Request) -> dict[str, Any]:
     if provider not in (None, "wechat", "alipay"):
         raise ControlError(422, "invalid_provider", "provider must be 'wechat' or 'alipay'")
     return {"trades": [trade_json(t) for t in runtime(request).engine.trades(provider)]}
+
+
+BILL_PLANTS = {
+    "sub_mch_id": "bill_sub_mch_id",
+    "store_name": "bill_store_name",
+    "bank_type": "bill_bank_type",
+}
+
+
+@router.post("/trades/{trade_no}/bill")
+async def plant_bill_identity(request: Request, trade_no: str) -> dict[str, Any]:
+    """Plant what the trade bill prints for a trade: ``sub_mch_id`` (WeChat 特约商户号), ``store_name``
+    (Alipay 门店名称) — another payee than the contract, i.e. 跳码 — and ``bank_type`` (WeChat 付款银行,
+    e.g. ``CMB_CREDIT``). An empty string removes a plant."""
+    data = await _body(request)
+    unknown = sorted(set(data) - set(BILL_PLANTS))
+    if unknown:
+        raise ControlError(422, "invalid_request", f"unknown field(s): {', '.join(unknown)}")
+    engine = runtime(request).engine
+    with engine.store.tx() as conn:
+        row = conn.execute("SELECT id, extra FROM trades WHERE trade_no = ?", (trade_no,)).fetchone()
+        if row is None:
+            raise ControlError(404, "trade_not_found", f"no trade {trade_no}")
+        extra = json.loads(row["extra"])
+        for name, key in BILL_PLANTS.items():
+            if name in data:
+                value = data[name]
+                if not isinstance(value, str) or len(value) > 64:
+                    raise ControlError(422, "invalid_request", f"{name} must be a string of at most 64")
+                if value:
+                    extra[key] = value
+                else:
+                    extra.pop(key, None)
+        conn.execute("UPDATE trades SET extra = ? WHERE id = ?", (json.dumps(extra), row["id"]))
+    return {"trade_no": trade_no, "bill": {n: extra.get(k) for n, k in BILL_PLANTS.items()}}
 
 
 @router.get("/faults")

@@ -9,19 +9,30 @@ the control API as the merchant's super-admin would via ``sign_url``), signing, 
 the same code starts over. Not emulated: v3 request signing and sensitive-field encryption, image
 upload (MediaIDs are taken as given), Alipay's gateway envelope (ZFT has its own JSON paths here).
 
-State is kept per app in memory: a sandbox restart forgets applications.
+Applications and the control knobs are kept in the sandbox's state file (``sandbox.sqlite``, meta key
+``onboarding``), written after every change: a restarted sandbox still knows every application, its
+clock-relative phase and the sub-merchants it issued (docs/sandbox.md).
+
+Payments name a sub-merchant (WeChat ``sub_mch_id``, Alipay ``sub_merchant.merchant_id``): the gateway
+asks :func:`sub_merchant_status` whether it exists and is active (finished, not frozen) and refuses it
+otherwise with the provider's own code (wechat.py, alipay.py).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from tillit.sandbox.runtime import runtime
+from tillit.sandbox.store import Store, set_meta
+
+#: The state file's meta key holding the onboarding state (applications and knobs) across restarts.
+ONBOARDING_META = "onboarding"
 
 router = APIRouter()
 
@@ -37,6 +48,40 @@ class Application:
     rejected: list[dict[str, str]] = field(default_factory=list)
     verified_at: datetime | None = None
     cancelled: bool = False
+    frozen: bool = False  # the provider froze the sub-merchant (control API): payments are refused
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "code": self.code,
+            "number": self.number,
+            "name": self.name,
+            "licence": self.licence,
+            "submitted_at": self.submitted_at.isoformat(),
+            "rejected": self.rejected,
+            "verified_at": self.verified_at.isoformat() if self.verified_at else None,
+            "cancelled": self.cancelled,
+            "frozen": self.frozen,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Application:
+        return cls(
+            provider=str(d["provider"]),
+            code=str(d["code"]),
+            number=int(d["number"]),
+            name=str(d["name"]),
+            licence=str(d["licence"]),
+            submitted_at=datetime.fromisoformat(d["submitted_at"]),
+            rejected=[dict(r) for r in d.get("rejected") or []],
+            verified_at=datetime.fromisoformat(d["verified_at"]) if d.get("verified_at") else None,
+            cancelled=bool(d.get("cancelled")),
+            frozen=bool(d.get("frozen")),
+        )
+
+    def sub_merchant_id(self) -> str:
+        """The id this application's sub-merchant gets (WeChat ``sub_mchid``, Alipay ``smid``)."""
+        return f"19{self.number:08d}" if self.provider == "wechat" else f"2088{self.number:012d}"
 
 
 @dataclass
@@ -47,6 +92,33 @@ class OnboardingState:
     apps: dict[tuple[str, str], Application] = field(default_factory=dict)
     counter: int = 2000000
 
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "review_delay_s": self.review_delay_s,
+                "sign_delay_s": self.sign_delay_s,
+                "reject_licences": sorted(self.reject_licences),
+                "counter": self.counter,
+                "apps": [a.to_json() for a in self.apps.values()],
+            },
+            ensure_ascii=False,
+        )
+
+
+def restored(saved: str | None) -> OnboardingState:
+    """The onboarding state kept in the state file (a fresh one when there is none)."""
+    if not saved:
+        return OnboardingState()
+    data = json.loads(saved)
+    apps = [Application.from_json(a) for a in data.get("apps") or []]
+    return OnboardingState(
+        review_delay_s=float(data.get("review_delay_s", 60.0)),
+        sign_delay_s=float(data.get("sign_delay_s", 30.0)),
+        reject_licences={str(x) for x in data.get("reject_licences") or []},
+        apps={(a.provider, a.code): a for a in apps},
+        counter=int(data.get("counter", 2000000)),
+    )
+
 
 def _state(request: Request) -> OnboardingState:
     st = getattr(request.app.state, "onboarding", None)
@@ -54,6 +126,29 @@ def _state(request: Request) -> OnboardingState:
         st = OnboardingState()
         request.app.state.onboarding = st
     return st
+
+
+def _save(request: Request) -> None:
+    """Write the onboarding state to the state file (after every change)."""
+    store: Store = request.app.state.store
+    with store.tx() as conn:
+        set_meta(conn, ONBOARDING_META, _state(request).to_json())
+
+
+SubMerchantStatus = Literal["active", "inactive", "unknown"]
+
+
+def sub_merchant_status(request: Request, provider: str, sub_merchant_id: str) -> SubMerchantStatus:
+    """Whether ``sub_merchant_id`` was issued by this sandbox's 进件 and may take payments now: active
+    once the application is finished and not frozen; inactive while it is still being signed, or when
+    frozen or cancelled; unknown when no application issued it."""
+    st = _state(request)
+    now = _now(request)
+    for app in st.apps.values():
+        if app.provider == provider and app.sub_merchant_id() == sub_merchant_id:
+            phase = _phase(st, app, now)
+            return "active" if phase == "finished" and not app.frozen else "inactive"
+    return "unknown"
 
 
 def _now(request: Request) -> datetime:
@@ -107,6 +202,7 @@ def _submit(
     st.counter += 1
     app = Application(provider, code, st.counter, name, licence, now, _reasons(st, name, licence))
     st.apps[(provider, code)] = app
+    _save(request)
     return app
 
 
@@ -167,7 +263,7 @@ async def wechat_query(business_code: str, request: Request) -> Any:
         "sign_url": f"https://pay.weixin.qq.com/public/apply4ec_sign/s?applymentId={app.number}",
     }
     if phase in ("to_be_signed", "finished"):
-        out["sub_mchid"] = f"19{app.number:08d}"
+        out["sub_mchid"] = app.sub_merchant_id()
     if phase == "rejected":
         out["audit_detail"] = app.rejected
     return out
@@ -216,7 +312,7 @@ async def alipay_query(external_id: str, request: Request) -> Any:
         "status": ALIPAY_STATUS[phase],
     }
     if phase == "finished":
-        out["ip_role_id"] = f"2088{app.number:012d}"
+        out["ip_role_id"] = app.sub_merchant_id()
         out["ext_info"] = {"smid": out["ip_role_id"], "cardAliasNo": f"c{app.number}"}
     if phase == "rejected":
         out["reason"] = "; ".join(r["reject_reason"] for r in app.rejected)
@@ -238,6 +334,7 @@ async def configure(request: Request) -> Any:
         st.sign_delay_s = float(body["sign_delay_s"])
     if "reject_licences" in body:
         st.reject_licences = {str(x) for x in body["reject_licences"]}
+    _save(request)
     return {
         "review_delay_s": st.review_delay_s,
         "sign_delay_s": st.sign_delay_s,
@@ -255,4 +352,34 @@ async def verify(provider: str, code: str, request: Request) -> Any:
     if _phase(st, app, _now(request)) != "to_be_confirmed":
         return _error(409, "not_waiting", "the application is not waiting for account verification")
     app.verified_at = _now(request)
+    _save(request)
     return {"verified_at": app.verified_at.isoformat()}
+
+
+@router.post("/sandbox/onboarding/{provider}/{code}/freeze")
+async def freeze(provider: str, code: str, request: Request) -> Any:
+    """The provider freezes (``{"frozen": true}``) or releases a sub-merchant: a frozen one's payments
+    are refused (WeChat ``NOAUTH``, Alipay ``ACQ.SECONDARY_MERCHANT_STATUS_ERROR``)."""
+    body = await request.json()
+    st = _state(request)
+    app = st.apps.get((provider, code))
+    if app is None:
+        return _error(404, "not_found", "no such application")
+    app.frozen = bool(body.get("frozen", True)) if isinstance(body, dict) else True
+    _save(request)
+    return {"sub_merchant_id": app.sub_merchant_id(), "frozen": app.frozen}
+
+
+@router.get("/sandbox/onboarding")
+async def applications(request: Request) -> Any:
+    """Every application the sandbox holds, with its phase now and its sub-merchant id once issued."""
+    st = _state(request)
+    now = _now(request)
+    out = []
+    for app in st.apps.values():
+        phase = _phase(st, app, now)
+        item = {**app.to_json(), "phase": phase}
+        if phase in ("to_be_signed", "finished"):
+            item["sub_merchant_id"] = app.sub_merchant_id()
+        out.append(item)
+    return {"applications": out}

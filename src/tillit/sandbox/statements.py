@@ -15,6 +15,8 @@ credited), ``short`` (credited 1 yuan less, at most the amount), ``late`` (booke
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import io
 import json
 import secrets
@@ -221,10 +223,16 @@ def downloadfundflow(rt: Runtime, merchant: WechatMerchant, f: dict[str, str]) -
     _, _end, ready = rt.bill_window(day)
     if rt.engine.now() < ready:
         return fail("BILL_CREATING", "20003")
+    if f.get("tar_type") not in (None, "", "GZIP"):
+        return fail("invalid tar_type", "20001")
     text = wechat_fundflow(rt, merchant, day)
     if text is None:
         return fail("NO_BILL_EXIST", "20002")
-    return Response(text.encode("utf-8"), media_type="text/plain; charset=utf-8")
+    data = text.encode("utf-8")
+    digest = {"Digest": "SHA=" + hashlib.sha1(data).hexdigest()}  # of the uncompressed file (§1.1)
+    if f.get("tar_type") == "GZIP":
+        return Response(gzip.compress(data, mtime=0), media_type="application/x-gzip", headers=digest)
+    return Response(data, media_type="text/plain; charset=utf-8", headers=digest)
 
 
 # --------------------------------------------------------------------------- Alipay 账务明细

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Request, Response
 
-from tillit.sandbox import statements
+from tillit.sandbox import onboarding, statements
 from tillit.sandbox.bills import wechat_bill
 from tillit.sandbox.config import WechatMerchant
 from tillit.sandbox.engine import Outcome, Refund, Trade
@@ -122,7 +122,7 @@ def micropay(rt: Runtime, merchant: WechatMerchant, f: Fields) -> Fields:
         return _err("PARAM_ERROR", "body或auth_code参数长度错误")
     amount = int(f["total_fee"])
     params = {"total_fee": amount, "body": f["body"], "auth_code": f["auth_code"]}
-    extra = {k: f[k] for k in ("body", "attach", "device_info", "spbill_create_ip") if f.get(k)}
+    extra = {k: f[k] for k in ("body", "attach", "device_info", "spbill_create_ip", "sub_mch_id") if f.get(k)}
     result = rt.engine.pay(
         "wechat", merchant.mch_id, f["out_trade_no"], f["auth_code"], amount, params, extra
     )
@@ -318,7 +318,13 @@ def downloadbill(rt: Runtime, merchant: WechatMerchant, f: Fields) -> Fields | R
         return _bill_fail("No Bill Exist", "20002")
     payments, refunds = rt.engine.trades_for_bill("wechat", merchant.mch_id, start, end)
     text = wechat_bill(
-        merchant, bill_type, payments, refunds, rt.engine.wallet_of, f.get("device_info") or None
+        merchant,
+        bill_type,
+        payments,
+        refunds,
+        rt.engine.wallet_of,
+        f.get("device_info") or None,
+        f.get("sub_mch_id") or None,
     )
     if text is None:
         return _bill_fail("No Bill Exist", "20002")
@@ -329,6 +335,39 @@ def downloadbill(rt: Runtime, merchant: WechatMerchant, f: Fields) -> Fields | R
 
 
 # --------------------------------------------------------------------------- plumbing
+
+#: Endpoints that name an existing trade: a trade of another sub-merchant is not found there.
+_TRADE_ENDPOINTS = frozenset({"wechat.orderquery", "wechat.reverse", "wechat.refund", "wechat.closeorder"})
+
+
+def _sub_merchant_refusal(
+    request: Request, rt: Runtime, merchant: WechatMerchant, endpoint: str, f: Fields
+) -> Fields | Response | None:
+    """The service-provider mode (服务商模式): a call naming ``sub_mch_id`` is refused unless the
+    sandbox's 进件 issued that sub-merchant and it is active (finished, not frozen): ``NOAUTH``, a
+    definite business failure. A trade is the sub-merchant's it was paid to: another sub-merchant (or
+    none) naming it gets ``ORDERNOTEXIST``."""
+    sub = f.get("sub_mch_id", "")
+    if sub:
+        status = onboarding.sub_merchant_status(request, "wechat", sub)
+        if status != "active":
+            message = (
+                "特约子商户号不存在" if status == "unknown" else "特约子商户商户号未授权服务商的产品权限"
+            )
+            if endpoint == "wechat.downloadbill":
+                return _bill_fail(message, "NOAUTH")
+            return _err("NOAUTH", message, **({"recall": "N"} if endpoint == "wechat.reverse" else {}))
+    if endpoint in _TRADE_ENDPOINTS and (f.get("out_trade_no") or f.get("transaction_id")):
+        trade = rt.engine.find_trade(
+            "wechat", merchant.mch_id, f.get("out_trade_no"), f.get("transaction_id")
+        )
+        if trade is not None and str(trade.extra.get("sub_mch_id", "")) != sub:
+            return _err(
+                "ORDERNOTEXIST",
+                "此交易订单号不存在",
+                **({"recall": "N"} if endpoint == "wechat.reverse" else {}),
+            )
+    return None
 
 
 async def _serve(request: Request, endpoint: str, handler: Handler) -> Response:
@@ -353,8 +392,11 @@ async def _serve(request: Request, endpoint: str, handler: Handler) -> Response:
         return _fail("缺少参数nonce_str")
     if not wechat_verify(fields, merchant.api_key):
         return _fail("签名错误")
-    if decision.system_error:
-        answer: Fields | Response = _err("SYSTEMERROR", "系统超时")
+    refusal = _sub_merchant_refusal(request, rt, merchant, endpoint, fields)
+    if refusal is not None:
+        answer: Fields | Response = refusal
+    elif decision.system_error:
+        answer = _err("SYSTEMERROR", "系统超时")
         if endpoint == "wechat.reverse":
             answer = _err("SYSTEMERROR", "系统超时", recall="Y")
         elif endpoint == "wechat.downloadbill":
@@ -371,6 +413,7 @@ async def _serve(request: Request, endpoint: str, handler: Handler) -> Response:
         "appid": merchant.appid,
         "mch_id": merchant.mch_id,
         "nonce_str": secrets.token_hex(16),
+        **({"sub_mch_id": fields["sub_mch_id"]} if fields.get("sub_mch_id") else {}),
         **{k: v for k, v in answer.items() if v != ""},
     }
     key = merchant.api_key

@@ -1037,7 +1037,17 @@ class Till:
     def cashier_message(self, tender: dict[str, Any]) -> dict[str, str] | None:
         if tender.get("message"):
             msg = tender["message"]
-            return msg if isinstance(msg, dict) else None
+            if not isinstance(msg, dict):
+                return None
+            # A payment the server refused before any provider call keeps the error body: its cashier
+            # message (limit_exceeded names the next step, in both languages) is in the details.
+            details = msg.get("details")
+            if isinstance(details, dict) and isinstance(details.get("cashier_message"), dict):
+                return dict(details["cashier_message"])
+            if "en" in msg or "zh-CN" in msg:
+                return msg
+            found = for_payment(tender["status"], tender.get("failure_code"))
+            return found.as_dict() if found else None
         found = for_payment(tender["status"], tender.get("failure_code"))
         if tender["status"] == "unknown" and not self.link.up:
             found = MESSAGES["checking"]

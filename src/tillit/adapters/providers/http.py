@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 import ssl
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,25 @@ class BillDownloadError(RuntimeError):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+class StatementNotReady(BillDownloadError):
+    """The provider has not generated the day's statement yet (WeChat ``BILL_CREATING``; Alipay's
+    ``isp.bill_not_exist`` before the file exists): try again later, it is not a failure."""
+
+
+def gunzip_bounded(data: bytes, limit: int = MAX_BILL_BYTES) -> bytes:
+    """``data`` gunzipped, refusing an expansion beyond ``limit`` bytes (a gzip bomb) or a broken file."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except zlib.error as exc:
+        raise BillDownloadError("BAD_GZIP", "the statement is not valid gzip") from exc
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise BillDownloadError("RESPONSE_TOO_LARGE", "the statement expands beyond the size limit")
+    if not inflater.eof:
+        raise BillDownloadError("BAD_GZIP", "the gzip statement is cut short")
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,8 @@ from tillit.adapters.providers.http import (
     MAX_BILL_BYTES,
     BillDownloadError,
     Reply,
+    StatementNotReady,
+    gunzip_bounded,
     log_call,
     make_client,
     send,
@@ -141,6 +143,10 @@ class WeChatAccount:
     spbill_create_ip: str = "127.0.0.1"
     cert_file: str | None = field(default=None, repr=False)
     key_file: str | None = field(default=None, repr=False)
+    #: The sub-merchant (特约商户) this account takes payments for in the service-provider mode: set
+    #: from the 进件 result (``sub_mchid``) and sent as ``sub_mch_id`` on every call (pay, query,
+    #: reverse, refund, refund query, bill). None for an ordinary (direct) merchant.
+    sub_mch_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.sign_type not in WECHAT_SIGN_TYPES:
@@ -196,6 +202,7 @@ class WeChatPayProvider:
             "appid": self.account.appid,
             "mch_id": self.account.mch_id,
             "nonce_str": secrets.token_hex(16),
+            **({"sub_mch_id": self.account.sub_mch_id} if self.account.sub_mch_id else {}),
             **{k: v for k, v in fields.items() if v != ""},
         }
         if self.account.sign_type != "MD5":
@@ -238,7 +245,12 @@ class WeChatPayProvider:
         sign_type = fields.get("sign_type") or self.account.sign_type
         if not wechat_verify(fields, self.account.api_key, sign_type):
             return _Answer({}, "BAD_SIGNATURE")
-        for name, ours in (("appid", self.account.appid), ("mch_id", self.account.mch_id)):
+        theirs = (
+            ("appid", self.account.appid),
+            ("mch_id", self.account.mch_id),
+            ("sub_mch_id", self.account.sub_mch_id or ""),
+        )
+        for name, ours in theirs:
             if fields.get(name, ours) != ours:
                 return _Answer({}, "ACCOUNT_MISMATCH")
         return _Answer(fields, None)
@@ -417,6 +429,66 @@ class WeChatPayProvider:
             return None
         code = fields.get("error_code") or fields.get("err_code") or fields.get("return_code") or "FAIL"
         raise BillDownloadError(code, message or "bill not available")
+
+    # ----------------------------------------------------------------- fund-flow statement
+
+    def download_statement(self, bill_date: date) -> bytes | None:
+        """``/pay/downloadfundflow`` (operations.md §1.1): the BASIC account's 资金账单 of ``bill_date``
+        as UTF-8 CSV bytes, asked gzipped (``tar_type=GZIP``) and inflated here. Always signed
+        HMAC-SHA256 (the only type the API takes); the client certificate is the account's, as for
+        refunds. None for ``NO_BILL_EXIST`` (no movement that day); :class:`StatementNotReady` for
+        ``BILL_CREATING`` (retry after 10:00); any other failure raises :class:`BillDownloadError`."""
+        started = time.monotonic()
+        try:
+            data = self._download_statement(bill_date)
+        except BillDownloadError as exc:
+            log_call(PROVIDER, "downloadfundflow", started, "error", exc.code)
+            raise
+        log_call(PROVIDER, "downloadfundflow", started, "none" if data is None else "ok", None)
+        return data
+
+    def _download_statement(self, bill_date: date) -> bytes | None:
+        data = {
+            "appid": self.account.appid,
+            "mch_id": self.account.mch_id,
+            "nonce_str": secrets.token_hex(16),
+            "sign_type": "HMAC-SHA256",
+            "bill_date": bill_date.strftime("%Y%m%d"),
+            "account_type": "Basic",
+            "tar_type": "GZIP",
+        }
+        data["sign"] = wechat_sign(data, self.account.api_key, "HMAC-SHA256")
+        reply = send(
+            self._client,
+            "POST",
+            self.account.base_url.rstrip("/") + "/pay/downloadfundflow",
+            content=to_wechat_xml(data),
+            headers={"Content-Type": "text/xml; charset=utf-8"},
+            read_s=self.account.bill_timeout_s,
+            connect_s=self.account.connect_timeout_s,
+            max_bytes=MAX_BILL_BYTES,
+        )
+        if reply.error is not None:
+            raise BillDownloadError(reply.error, "fund-flow download failed")
+        body = reply.body
+        if body.startswith(b"\x1f\x8b"):
+            return gunzip_bounded(body)
+        if not body.lstrip().startswith(b"<xml"):
+            if not body.strip():
+                raise BillDownloadError("EMPTY_RESPONSE", "empty statement body")
+            return body
+        try:
+            fields = parse_wechat_xml(body)
+        except XmlError as exc:
+            raise BillDownloadError("MALFORMED_RESPONSE", "answer is neither a statement nor XML") from exc
+        code = fields.get("error_code") or fields.get("err_code") or ""
+        message = fields.get("return_msg", "")
+        if "NO_BILL_EXIST" in (message, code) or code == "20002":
+            return None
+        if "BILL_CREATING" in (message, code) or code == "20003":
+            raise StatementNotReady("BILL_CREATING", message or "the statement is being generated")
+        code = code or fields.get("return_code") or "FAIL"
+        raise BillDownloadError(code, message or "statement not available")
 
 
 def _conforms(provider: WeChatPayProvider) -> PaymentProvider:

@@ -31,7 +31,7 @@ from tillit.domain.settlement import DEFAULT_GRACE_DAYS, STATUSES
 from tillit.fees import contracts
 from tillit.kernel.context import Actor
 from tillit.reconciliation import fee_check
-from tillit.settlement import service, statements
+from tillit.settlement import fetch, service, statements
 
 router = APIRouter(prefix="/v1", tags=["settlement"], responses={"4XX": {"model": ErrorOut}})
 
@@ -61,6 +61,12 @@ class ContractCreate(Strict):
 class ContractEnd(Strict):
     end_day: Day
     reason: Annotated[str, Field(min_length=3, max_length=300)]
+
+
+class StatementFetch(Strict):
+    day: Day
+    provider: Annotated[str | None, Field(pattern="^(wechat|alipay)$")] = None
+    merchant_id: UUIDStr | None = None
 
 
 class SettlementRun(Strict):
@@ -248,6 +254,31 @@ def list_statements(request: Request, who: Actor = OVERSEER, merchant_id: IdQuer
 def get_statement(statement_id: IdPath, request: Request, who: Actor = OVERSEER) -> JSONResponse:
     with container(request).db.read() as conn:
         return ok(service.get_statement(conn, who.merchant_id, normalise_id(statement_id)))
+
+
+@router.post(
+    "/settlement/fetch",
+    summary="Fetch a day's fund-flow / account statements from the providers and import them",
+    description=(
+        "For each connected provider account (or only `provider`): WeChat `downloadfundflow` (BASIC "
+        "account, gzip) or the Alipay `signcustomer` account statement, downloaded over the providers' "
+        "own signed protocol and imported like an upload. Per provider the `outcome` is `imported`, "
+        "`already` (fetched before: nothing stored twice), `no_movement`, `not_ready` (not generated "
+        "yet: the daily job tries again) or `failed` with the provider's `code`. Repeating it is "
+        "harmless, so no Idempotency-Key is needed."
+    ),
+)
+async def fetch_statements(body: StatementFetch, request: Request, who: Actor = OVERSEER) -> JSONResponse:
+    merchant_id = _one_merchant(who, body.merchant_id)
+    c = container(request)
+    directory = c.engine.providers if c.engine is not None else fetch.no_providers()
+    got = await run_in_threadpool(
+        lambda: fetch.fetch(
+            c.db, c.deps, directory, merchant_id=merchant_id, day=body.day,
+            actor=who.label, provider=body.provider,
+        )
+    )  # fmt: skip
+    return ok({"data": [g.view() for g in got]})
 
 
 @router.post(

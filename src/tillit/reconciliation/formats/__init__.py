@@ -11,7 +11,10 @@ Canonical columns (``CANONICAL``): ``line`` (in the file as delivered), ``kind``
 provider's transaction id), ``out_refund_no``, ``refund_no``, ``amount`` (fen, positive), ``fee``
 (the provider's fee in 0.00001 yuan, positive when charged, negative when returned; NULL if the
 layout has none), ``rate_ppm`` (the fee rate the bill states, NULL if none), ``ts`` (UTC timestamp:
-payment time, or refund time on refund rows) and ``status`` (SUCCESS, or the refund status).
+payment time, or refund time on refund rows), ``status`` (SUCCESS, or the refund status), and who the
+row says was paid and how: ``sub_merchant`` (WeChat ``特约商户号``, NULL for ``0``: a direct merchant),
+``store_name`` (Alipay ``门店名称``) and ``card_kind`` (``debit`` / ``credit`` / ``balance`` read from
+WeChat's ``付款银行``, NULL when the bill does not say) — NULL wherever a layout has no such column.
 """
 
 from __future__ import annotations

@@ -291,6 +291,9 @@ def parse_alipay(
             f"{v('支付宝交易号')} AS trade_no",
             f"{v('退款批次号/请求号')} AS request_no",
             f"tl_ts({v('完成时间')}, {fmt}, {hrs}) AS ts",
+            "NULL::VARCHAR AS sub_merchant",
+            f"nullif({v('门店名称')}, '') AS store_name",
+            "NULL::VARCHAR AS card_kind",  # the trade bill names no fund channel (providers.md §2.7)
         ] + [f'{expr} AS "{col}"' for col, expr in money.items()]
         checks = [
             ("out_trade_no = ''", "商户订单号"),

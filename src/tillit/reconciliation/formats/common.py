@@ -25,7 +25,8 @@ PROVIDERS = ("wechat", "alipay")
 
 CANONICAL = (
     "line INTEGER, kind VARCHAR, out_trade_no VARCHAR, trade_no VARCHAR, out_refund_no VARCHAR, "
-    "refund_no VARCHAR, amount BIGINT, fee BIGINT, rate_ppm INTEGER, ts TIMESTAMP, status VARCHAR"
+    "refund_no VARCHAR, amount BIGINT, fee BIGINT, rate_ppm INTEGER, ts TIMESTAMP, status VARCHAR, "
+    "sub_merchant VARCHAR, store_name VARCHAR, card_kind VARCHAR"
 )
 CANONICAL_COLUMNS = tuple(part.split()[0] for part in CANONICAL.split(", "))
 
@@ -308,7 +309,6 @@ def _bill_date(con: duckdb.DuckDBPyConnection, table: str, hours: int = CHINA_OF
     return row[0] if row is not None and row[0] is not None else None
 
 
-
 def _q(column: str, parsed: dict[str, str]) -> str:
     return f'"{column}"' if column in parsed else "NULL::BIGINT"
 
@@ -365,11 +365,8 @@ def _fmt(value: int, unit: str) -> str:
     return f"{sign}{whole}.{frac:0{digits}d}"
 
 
-
 def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
-
-
 
 
 def china_day_bounds(day: date) -> tuple[Any, Any]:

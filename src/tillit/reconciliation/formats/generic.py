@@ -279,6 +279,9 @@ def parse_csv(
             "NULL::INTEGER AS rate_ppm",
             f"tl_ts({v('time')}, {fmt}, {mapping.utc_offset_hours}) AS ts",
             f"coalesce(nullif({v('status')}, ''), 'SUCCESS') AS status",
+            "NULL::VARCHAR AS sub_merchant",
+            "NULL::VARCHAR AS store_name",
+            "NULL::VARCHAR AS card_kind",
         ]
         checks = [
             ("out_trade_no = ''", mapping.columns["out_trade_no"]),

@@ -137,6 +137,18 @@ def _wechat_layout(columns: list[str], name: str) -> str:
     return "SUCCESS"
 
 
+def _card_kind(bank: str) -> str:
+    """The card kind a ``付款银行`` value names: WeChat's bank types end in ``_DEBIT`` / ``_CREDIT``
+    (``CMB_DEBIT``, ``ICBC_CREDIT``), ``CFT`` / ``LQT`` are the 零钱 / 零钱通 balance; anything else
+    (``OTHERS`` in the official sample, providers.md §1.6) is unknown: the ``any`` contract applies.
+    The suffix convention and the balance codes are [unconfirmed] in shared/reference."""
+    b = f"upper(trim({bank}))"
+    return (
+        f"CASE WHEN ends_with({b}, '_DEBIT') THEN 'debit' WHEN ends_with({b}, '_CREDIT') THEN 'credit' "
+        f"WHEN {b} IN ('CFT', 'LQT') THEN 'balance' END"
+    )
+
+
 def parse_wechat(
     con: duckdb.DuckDBPyConnection, path: Path, name: str, progress: Callable[[int], None] | None = None
 ) -> ParsedBill:
@@ -215,6 +227,9 @@ def parse_wechat(
         f"{v('退款状态')} AS refund_state",
         f"tl_ppm({v('费率')}) AS rate_ppm" if "费率" in pos else "NULL::INTEGER AS rate_ppm",
         f"{v('费率')} AS rate_text",
+        f"nullif(nullif(trim({v('特约商户号')}), ''), '0') AS sub_merchant",
+        "NULL::VARCHAR AS store_name",
+        f"{_card_kind(v('付款银行'))} AS card_kind",
     ]
     inner += [f'{expr} AS "{col}"' for col, expr in parsed.items()]
     checks = [
