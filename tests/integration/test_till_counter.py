@@ -12,10 +12,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from tests.support.backoffice import BO, signin
 from tests.support.live import live_server
 from tests.support.world import Tenant
 from tillit.adapters.db.schema import events, order_lines, orders
 from tillit.bootstrap import Container
+from tillit.domain.shifts import chain_hash
+from tillit.sales import reports
 from tillit.till import counter
 from tillit.till.client import ServerClient
 from tillit.till.journal import Journal
@@ -133,7 +136,24 @@ def test_hold_recall_survive_restart_and_z_report(
         drain(till)
         report = till.close_shift(2800)
         assert report["sales_count"] == 1
-        assert [h["number"] for h in counter.held_sales(till)] == [second]  # the Z report lists it
+        assert [h["number"] for h in counter.held_sales(till)] == [second]
+        # The Z report itself lists it, inside what is hashed and sent to the server.
+        parked = held[1]["held_at"]
+        assert report["held_sales"] == {
+            "count": 1,
+            "total": 600,
+            "sales": [{"number": second, "held_at": parked, "total": 600}],
+        }
+        drain(till)
+        stored = httpx.get(base + "/v1/shifts", headers=tenant.auth("merchant")).json()["data"]
+        mine = [s for s in stored if s["terminal_id"] == tenant.terminal_id]
+        assert mine[0]["report"]["held_sales"] == report["held_sales"]
+        assert mine[0]["report_hash"] == chain_hash(mine[0]["prev_hash"], report)
+    with container.db.read() as conn:
+        assert reports.verify_chains(conn, tenant.merchant_id, tenant.terminal_id)[0]["ok"]
+    signin(client, tenant.manager_key)
+    page = client.get(f"{BO}/shifts/{mine[0]['id']}").text
+    assert 'id="held-sales"' in page and f"#{second}" in page and "6.00" in page
 
 
 def test_return_by_receipt_lines_and_tenders(

@@ -8,7 +8,6 @@ sale, an approval or a return survives a restart. Refusals raise ``TillError`` a
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -390,14 +389,3 @@ def approvals(till: Till, sale_id: str) -> list[dict[str, Any]]:
         dict(r)
         for r in till.journal.query("SELECT * FROM approvals WHERE sale_id = ? ORDER BY id", (sale_id,))
     ]
-
-
-def z_held(till: Till) -> str:
-    """The parked sales still open, as the Z report lists them (JSON kept beside the report)."""
-    return json.dumps(
-        [
-            {"number": h["number"], "held_at": h["held_at"], "total": h["total"], "note": h["hold_note"]}
-            for h in held_sales(till)
-        ],
-        ensure_ascii=False,
-    )

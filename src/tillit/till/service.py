@@ -26,7 +26,7 @@ from tillit.domain.ids import IdGenerator
 from tillit.domain.messages import MESSAGES, for_payment
 from tillit.domain.pricing import MAX_LINES, MAX_QUANTITY
 from tillit.domain.provider import detect_method, mask_code
-from tillit.domain.shifts import GENESIS, ShiftTotals, chain_hash
+from tillit.domain.shifts import GENESIS, HeldSale, ShiftTotals, chain_hash
 from tillit.domain.tillrules import rounding_off, spread
 from tillit.till.client import LinkDown, ServerClient
 from tillit.till.journal import BATCHABLE, Journal, OutboxEntry, now_iso
@@ -228,7 +228,22 @@ class Till:
             (shift["opened_at"],),
         ):
             totals.add_refund(refund["method"], refund["amount"])
+        totals.held = self.held_at_close()
         return totals
+
+    def held_at_close(self) -> list[HeldSale]:
+        """The parked sales still open, oldest first, as the Z report carries them (they do not block the
+        close: the server never saw them)."""
+        held: list[HeldSale] = []
+        for row in self.journal.query(
+            "SELECT number, held_at, total, hold_note FROM sales WHERE status = 'open' AND held_at IS NOT NULL"
+            " ORDER BY held_at, number"
+        ):
+            item: HeldSale = {"number": int(row["number"]), "held_at": row["held_at"], "total": int(row["total"])}
+            if row["hold_note"]:
+                item["note"] = str(row["hold_note"])
+            held.append(item)
+        return held
 
     def close_shift(self, counted_cash: int) -> dict[str, Any]:
         shift = self.current_shift()

@@ -503,8 +503,7 @@ def create_till_app(till: Till, printer: Printer, shop_name: str = "Tillit") -> 
             value = parse_minor(counted)
             if value is None:
                 raise TillError("invalid_amount")
-            held = counter.held_sales(till)
-            ui.z_report = till.close_shift(value) | {"held": held}
+            ui.z_report = till.close_shift(value)
             ui.shown_sale = None
 
         return act(request, do)
