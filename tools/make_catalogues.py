@@ -186,7 +186,7 @@ ZH = {
     "Order ¥": "整单 ¥",
     "Order discount": "整单折扣",
     "Rounding (抹零)": "抹零",
-    "Wechat": "微信支付",
+    "WeChat Pay": "微信支付",
     "Alipay": "支付宝",
     "Sale #{n} parked.": "第 {n} 单已挂起。",
 }
@@ -198,7 +198,7 @@ EN = {
     "captured": "paid", "reversed": "reversed", "succeeded": "refunded", "processing": "refund processing",
     "customer_cancelled": "customer cancelled", "cashier_cancelled": "cashier cancelled",
     "payment_failed": "payment failed", "timeout": "timed out",
-    "Wechat": "WeChat Pay", "Hold (挂单)": "Hold", "Recall (取单)": "Recall", "Round down (抹零)": "Round down",
+    "Hold (挂单)": "Hold", "Recall (取单)": "Recall", "Round down (抹零)": "Round down",
 }
 
 

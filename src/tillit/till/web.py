@@ -30,7 +30,7 @@ from tillit.domain.tillrules import quick_cash
 from tillit.till import counter
 from tillit.till.client import LinkDown
 from tillit.till.display import qr_svg
-from tillit.till.i18n import DEFAULT, LOCALES, engine_message, translator
+from tillit.till.i18n import DEFAULT, LOCALES, engine_message, method_label, translator
 from tillit.till.printer import Printer, render_receipt
 from tillit.till.service import Till, TillError, fmt, parse_minor
 
@@ -119,6 +119,7 @@ def create_till_app(till: Till, printer: Printer, shop_name: str = "Tillit") -> 
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
     env.filters["money"] = fmt
+    env.globals["method_label"] = method_label
     images = till.journal.path.parent / "images"
     ui = Ui()
 
@@ -245,7 +246,7 @@ def create_till_app(till: Till, printer: Printer, shop_name: str = "Tillit") -> 
             if till.find_product(text) is None:
                 sale = till.open_sale()
                 if detect_method(text) is not None and sale is not None and till._sale_lines(sale["id"]):
-                    pay_with_code(text, None)
+                    pay_with_code(text, None, locale_of(request))
                     return None
                 if not text.isdigit():
                     ui.search = till.search(text)
@@ -384,22 +385,22 @@ def create_till_app(till: Till, printer: Printer, shop_name: str = "Tillit") -> 
             result = till.pay_cash(parse_minor(tendered), parse_minor(amount))
             ui.last_change = result["change_due"]
             ui.asking_code = False
-            _after_tender(result["sale_id"])
+            _after_tender(result["sale_id"], locale_of(request))
             if result["change_due"]:
                 return str(t("Change: {change}", change=fmt(result["change_due"])))
             return None
 
         return act(request, do)
 
-    def pay_with_code(code_text: str, amount: int | None) -> None:
+    def pay_with_code(code_text: str, amount: int | None, locale: str) -> None:
         ui.asking_code, ui.last_change = True, None
         result = till.pay_code(code_text, amount)
         if result.get("sale_id"):
-            _after_tender(result["sale_id"])
+            _after_tender(result["sale_id"], locale)
 
     @app.post("/pay/code", response_class=HTMLResponse)
     def pay_code(request: Request, code: str = Form(""), amount: str = Form("")) -> HTMLResponse:
-        return act(request, lambda: pay_with_code(code, parse_minor(amount)))
+        return act(request, lambda: pay_with_code(code, parse_minor(amount), locale_of(request)))
 
     @app.post("/pay/ask-code", response_class=HTMLResponse)
     def ask_code(request: Request) -> HTMLResponse:
@@ -410,14 +411,15 @@ def create_till_app(till: Till, printer: Printer, shop_name: str = "Tillit") -> 
 
         return act(request, do)
 
-    def _after_tender(sale_id: str) -> None:
+    def _after_tender(sale_id: str, locale: str) -> None:
+        """A paid sale prints its receipt in the language of the cashier's page."""
         row = till.journal.one("SELECT * FROM sales WHERE id = ?", (sale_id,))
         if row is not None and row["status"] == "completed":
             ui.shown_sale = sale_id
             ui.asking_code = False
             printer.print(
                 f"receipt-{row['number']}",
-                receipt_text(till.sale_view(row), shop_name, translator(DEFAULT)),
+                receipt_text(till.sale_view(row), shop_name, translator(locale)),
             )
 
     @app.post("/sale/new", response_class=HTMLResponse)
