@@ -127,7 +127,14 @@ def test_chinese_receipt_over_tcp_with_qr_cut_and_reprint(tmp_path: Path, port: 
 
 SPLIT = VIEW | {
     "tenders": [
-        {"status": "captured", "method": m, "amount": a, "tendered": td, "change_due": ch, "code_masked": code}
+        {
+            "status": "captured",
+            "method": m,
+            "amount": a,
+            "tendered": td,
+            "change_due": ch,
+            "code_masked": code,
+        }
         for m, a, td, ch, code in (
             ("wechat", 2000, None, None, "1340********1234"),
             ("alipay", 2000, None, None, "2800********5678"),

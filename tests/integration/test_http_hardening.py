@@ -24,8 +24,8 @@ from tests.support.world import Tenant
 from tillit.adapters.db.schema import api_keys, shifts
 from tillit.api.routes.reconciliation import UPLOAD_MAX_BYTES, UPLOAD_PATH
 from tillit.bootstrap import Container
-from tillit.sales import reports
 from tillit.domain.shifts import GENESIS, ShiftTotals, chain_hash
+from tillit.sales import reports
 
 
 @pytest.fixture

@@ -73,6 +73,10 @@ CREATE TABLE IF NOT EXISTS approvals (
     kind TEXT NOT NULL CHECK (kind IN ('line_discount', 'price_change', 'order_discount')), line_no INTEGER,
     amount INTEGER NOT NULL CHECK (amount >= 0), approved_by TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS pin_attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, ok INTEGER NOT NULL CHECK (ok IN (0, 1)),
+    manager TEXT, locked_until TEXT
+);
 CREATE TABLE IF NOT EXISTS returned_lines (
     refund_id TEXT NOT NULL REFERENCES refunds(id), sale_id TEXT NOT NULL REFERENCES sales(id),
     line_no INTEGER NOT NULL, quantity INTEGER NOT NULL CHECK (quantity > 0), PRIMARY KEY (refund_id, line_no)
@@ -126,6 +130,9 @@ class Journal:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(f"PRAGMA synchronous={synchronous}")
         self._conn.execute("PRAGMA foreign_keys=ON")
+        # What is deleted or overwritten (a payment code once answered, old manager PIN hashes) is zeroed
+        # in the file, not left in free space.
+        self._conn.execute("PRAGMA secure_delete=ON")
         with self.tx() as conn:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
@@ -168,6 +175,11 @@ class Journal:
             "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = ?",
             (key, value, value),
         )
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file and empty it (after scrubbing something from the journal)."""
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # --- outbox -----------------------------------------------------------------------------------
 

@@ -78,6 +78,19 @@ class Till:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.wake = threading.Event()
+        # The managers' PIN hashes live in this process's memory only, never in the journal: a copy of
+        # the till's disk holds nothing to guess PINs against (docs/till.md, threat model).
+        self._manager_pins: list[dict[str, Any]] = []
+        self._scrub_pin_hashes()
+
+    def _scrub_pin_hashes(self) -> None:
+        """Journals written before PINs were kept in memory only held the hashes: remove them for good."""
+        raw = self.journal.meta("till_settings")
+        if raw and "manager_pins" in (found := json.loads(raw)):
+            found.pop("manager_pins")
+            with self.journal.tx() as conn:
+                self.journal.set_meta(conn, "till_settings", json.dumps(found))
+            self.journal.checkpoint()
 
     # --- catalogue -------------------------------------------------------------------------------
 
@@ -137,10 +150,14 @@ class Till:
                 conn.execute("UPDATE products SET image_file = ? WHERE id = ?", (name, row["id"]))
 
     def _refresh_settings(self) -> None:
+        """The store's rules go to the journal (they are needed offline after a restart); the managers'
+        PIN hashes stay in memory."""
         response = self.client.request("GET", "/v1/till/settings")
         if response.status_code == 200:
+            found = response.json()
+            self._manager_pins = [p for p in found.pop("manager_pins", []) if isinstance(p, dict)]
             with self.journal.tx() as conn:
-                self.journal.set_meta(conn, "till_settings", response.text)
+                self.journal.set_meta(conn, "till_settings", json.dumps(found))
 
     def settings(self) -> dict[str, Any]:
         """The store's till rules as last fetched (defaults until the server has been reached once)."""
@@ -149,7 +166,7 @@ class Till:
         return {
             "discount_limit_pct": int(found.get("discount_limit_pct", DEFAULT_LIMIT_PCT)),
             "rounding": str(found.get("rounding", "jiao")),
-            "manager_pins": list(found.get("manager_pins", [])),
+            "manager_pins": list(self._manager_pins),
         }
 
     def find_product(self, code: str) -> Any:

@@ -63,7 +63,9 @@ REASONS = {
     # the counter (issue 17)
     "approval_required": "Above the store’s limit: a manager’s PIN is needed.",
     "approval_reason": "Give the reason for the manager’s approval.",
-    "wrong_pin": "Wrong manager PIN.",
+    "wrong_pin": "Wrong manager PIN: {left} more tries before PIN entry locks.",
+    "pin_locked": "Too many wrong manager PINs: PIN entry is locked for {minutes} min.",
+    "approvals_unavailable": "Manager approval needs the server once after the till starts: it has not been reached yet.",
     "invalid_mode": "Choose quantity, discount or price first.",
     "invalid_percent": "A percentage is between 0 and 100.",
     "price_above_catalogue": "A price can only be lowered (catalogue price {price}).",
@@ -143,7 +145,7 @@ def create_till_app(till: Till, printer: Printer, shop_name: str = "Tillit") -> 
             reason, params = ui.refusal
             ui.message = t(
                 REASONS.get(reason, reason),
-                **{k: (fmt(v) if isinstance(v, int) and k not in ("max", "left") else v) for k, v in params.items()},
+                **{k: (fmt(v) if isinstance(v, int) and k not in ("max", "left", "minutes") else v) for k, v in params.items()},
             )
         shown = current_view()
         lookup = None
@@ -334,7 +336,7 @@ def create_till_app(till: Till, printer: Printer, shop_name: str = "Tillit") -> 
                         raise TillError("select_line")
                     counter.set_line(till, target, mode, amount, approval)
             except TillError as exc:
-                if exc.reason in ("approval_required", "wrong_pin", "approval_reason"):
+                if exc.reason in ("approval_required", "wrong_pin", "approval_reason", "pin_locked"):
                     ui.pending = {"mode": mode, "value": value, "line_no": line_no}
                 raise
             ui.pending = None
