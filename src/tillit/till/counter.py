@@ -202,7 +202,7 @@ def _set_quantity(till: Till, line_no: int, quantity: int) -> None:
     """A new quantity keeps a changed price (its cut scales with the quantity); 0 removes the line."""
     if not 0 <= quantity <= MAX_QUANTITY:
         raise TillError("invalid_quantity")
-    with till.journal.tx() as conn:
+    with till.journal.tx(durable=False) as conn:  # a cart line: made durable by the first tender
         sale = _open_sale(conn)
         line = conn.execute(
             "SELECT * FROM sale_lines WHERE sale_id = ? AND line_no = ?", (sale["id"], line_no)

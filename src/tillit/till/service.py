@@ -350,7 +350,7 @@ class Till:
             raise TillError("unknown_barcode", code=code.strip()[:40])
         if not 1 <= quantity <= MAX_QUANTITY:
             raise TillError("invalid_quantity")
-        with self.journal.tx() as conn:
+        with self.journal.tx(durable=False) as conn:  # a cart line: made durable by the first tender
             sale = self._ensure_sale(conn)
             self._editable(sale)
             line = conn.execute(
@@ -390,7 +390,7 @@ class Till:
     def set_quantity(self, line_no: int, quantity: int) -> None:
         if not 0 <= quantity <= MAX_QUANTITY:
             raise TillError("invalid_quantity")
-        with self.journal.tx() as conn:
+        with self.journal.tx(durable=False) as conn:  # a cart line: made durable by the first tender
             sale = self._require_open(conn)
             line = conn.execute(
                 "SELECT * FROM sale_lines WHERE sale_id = ? AND line_no = ?", (sale["id"], line_no)
