@@ -175,7 +175,9 @@ ZH = {
     "WeChat / Alipay": "微信 / 支付宝",
     "Welcome to": "欢迎光临",
     "Your order": "您的订单",
-    "Wrong manager PIN.": "店长密码错误。",
+    "Wrong manager PIN: {left} more tries before PIN entry locks.": "店长密码错误：再错 {left} 次将锁定密码输入。",
+    "Too many wrong manager PINs: PIN entry is locked for {minutes} min.": "店长密码错误次数过多：密码输入已锁定 {minutes} 分钟。",
+    "Manager approval needs the server once after the till starts: it has not been reached yet.": "收银台启动后需先连上服务器一次才能进行店长授权：尚未连上。",
     "hold": "挂单",
     "numpad": "数字键盘",
     "recall": "取单",
@@ -186,7 +188,7 @@ ZH = {
     "Order ¥": "整单 ¥",
     "Order discount": "整单折扣",
     "Rounding (抹零)": "抹零",
-    "Wechat": "微信支付",
+    "WeChat Pay": "微信支付",
     "Alipay": "支付宝",
     "Sale #{n} parked.": "第 {n} 单已挂起。",
 }
@@ -198,7 +200,7 @@ EN = {
     "captured": "paid", "reversed": "reversed", "succeeded": "refunded", "processing": "refund processing",
     "customer_cancelled": "customer cancelled", "cashier_cancelled": "cashier cancelled",
     "payment_failed": "payment failed", "timeout": "timed out",
-    "Wechat": "WeChat Pay", "Hold (挂单)": "Hold", "Recall (取单)": "Recall", "Round down (抹零)": "Round down",
+    "Hold (挂单)": "Hold", "Recall (取单)": "Recall", "Round down (抹零)": "Round down",
 }
 
 

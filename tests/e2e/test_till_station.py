@@ -15,6 +15,7 @@ import pytest
 
 from tests.e2e.stack import Stack
 from tests.e2e.test_till_browser import ARTIFACTS, CHROMIUM_ARGS, chromium, click, htmx
+from tests.support.backoffice import BO
 
 VIEWPORT = {"width": 1024, "height": 768}  # the smallest screen the issue names
 
@@ -291,3 +292,102 @@ def test_page_weight_and_no_outside_assets(page: Any, stack: Stack) -> None:
     assert outside == []
     assert sum(sizes) <= 300_000, sum(sizes)
     assert httpx.get(base + "/display").status_code == 200
+
+
+def no_sideways_scroll(page: Any) -> bool:
+    return bool(
+        page.evaluate("() => document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    )
+
+
+def test_keyboard_and_scanner_everywhere_and_tablet_landscape(page: Any, stack: Stack) -> None:
+    """The F-keys and `/` work on the touch page; a scanner types a barcode and Enter into the scan box;
+    the page fits a 10" tablet in landscape (1280×800) as well as 1024×768."""
+    start(page)
+    page.evaluate("document.activeElement.blur()")
+    page.keyboard.press("/")  # outside a text field `/` goes to the scan box
+    assert page.evaluate("document.activeElement.id") == "scan"
+    htmx(page, lambda: (page.keyboard.type("6901234567922"), page.keyboard.press("Enter")))  # the croissant
+    assert lines(page) == [("Croissant 可颂", "1")]
+    page.keyboard.press("F9")
+    assert page.evaluate("document.activeElement.id") == "numpad-value"
+    page.keyboard.press("Escape")
+    assert page.evaluate("document.activeElement.id") == "scan"
+    htmx(page, lambda: page.keyboard.press("F6"))  # hold
+    assert "parked" in page.inner_text("#message") and page.locator("#cart").count() == 0
+    htmx(page, lambda: page.keyboard.press("F7"))  # the parked sales
+    assert page.locator("#held-list .held").count() == 1
+    htmx(page, lambda: page.locator("#held-list .held").first.locator("button").click())
+    assert lines(page) == [("Croissant 可颂", "1")]
+    page.keyboard.press("F2")
+    assert page.evaluate("document.activeElement.id") == "cash-tendered"
+    htmx(page, lambda: page.keyboard.press("F4"))  # no code field yet: asks the customer for the code
+    assert page.evaluate("document.activeElement.id") == "pay-code"
+    page.fill("#cash-tendered", "20.00")
+    click(page, "#pay-cash")
+    page.wait_for_selector("#receipt")
+    assert "Cash" in page.inner_text("#receipt") and "5.00" in page.inner_text("#change-due")
+    assert no_sideways_scroll(page)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    try:
+        assert no_sideways_scroll(page)
+        both(page, stack, "12-tablet-landscape-receipt")
+        page.goto(stack.url("till") + "/lang/zh_CN")
+        page.wait_for_selector("#receipt")
+        assert "现金" in page.inner_text("#receipt") and "Cash" not in page.inner_text("#receipt")
+        page.goto(stack.url("till") + "/lang/en")
+        page.wait_for_selector("#receipt")
+    finally:
+        page.set_viewport_size(VIEWPORT)
+    htmx(page, lambda: page.keyboard.press("F8"))  # new sale
+    assert page.locator("#receipt").count() == 0
+
+
+def test_z_report_lists_parked_sales_on_the_till_and_in_the_back_office(
+    page: Any, browser: Any, stack: Stack
+) -> None:
+    """Last walk of the module (it closes the shift): a sale parked at close is in the Z report on the
+    till's screen, and in the report the server stored and the back office shows."""
+    start(page)
+    tap(page, "Muffin")
+    page.fill("#hold-note", "z-check")
+    click(page, "#hold")
+    for _ in range(60):  # the close waits until every sale has synced (bounded: 60 × 0.5 s)
+        page.fill("#counted", "0")
+        click(page, "#close-shift")
+        if page.locator("#z-report").count():
+            break
+        page.wait_for_timeout(500)
+    assert page.locator("#z-report").count(), page.inner_text("#message")
+    held = page.locator("#z-held .z-held")
+    assert held.count() == 1 and "z-check" in held.inner_text()
+    both(page, stack, "13-z-report-parked")
+    merchant = stack.plan.seeded["merchant_key"]
+    shift: dict[str, Any] = {}
+    for _ in range(60):  # the report reaches the server with the next sync (bounded)
+        listed = httpx.get(
+            stack.url("server") + "/v1/shifts", headers={"Authorization": f"Bearer {merchant}"}
+        ).json()["data"]
+        shift = next((s for s in listed if (s["report"] or {}).get("held_sales", {}).get("count")), {})
+        if shift:
+            break
+        page.wait_for_timeout(500)
+    assert shift["report"]["held_sales"]["sales"][0]["note"] == "z-check"
+    context = browser.new_context(viewport=VIEWPORT)
+    office = context.new_page()
+    try:
+        office.goto(stack.url("server") + f"{BO}/shifts/{shift['id']}")
+        office.wait_for_selector("#signin-form")
+        office.fill("#api_key", merchant)
+        office.click("#signin")
+        office.wait_for_selector("#signout")
+        office.goto(stack.url("server") + f"{BO}/shifts/{shift['id']}")
+        office.wait_for_selector("#held-sales")
+        for locale, lang in (("zh-CN", "zh_CN"), ("en", "en")):
+            office.goto(stack.url("server") + f"{BO}/lang/{lang}?next=/shifts/{shift['id']}")
+            office.wait_for_selector("#held-sales")
+            assert "z-check" in office.inner_text("#held-sales") and "#" in office.inner_text("#held-sales")
+            shot_path = ARTIFACTS / f"station-14-backoffice-z-parked-{locale}.png"
+            office.screenshot(path=str(shot_path), full_page=True)
+    finally:
+        context.close()

@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.mailbox import free_port
 from tillit.domain.receipt import display_width
-from tillit.till.i18n import translator
+from tillit.till.i18n import method_label, translator
 from tillit.till.printer import (
     FS_CHINESE_OFF,
     FS_CHINESE_ON,
@@ -124,6 +124,46 @@ def test_chinese_receipt_over_tcp_with_qr_cut_and_reprint(tmp_path: Path, port: 
     assert b"\x1d(k" in first and URL.encode() in first  # QR code stored and printed by the printer
     assert first.rstrip(b"\n").endswith(b"\x1dV\x00")  # full cut
     assert text_of(second) == "*** 重印 / COPY 1 ***\n" + text
+
+
+SPLIT = VIEW | {
+    "tenders": [
+        {
+            "status": "captured",
+            "method": m,
+            "amount": a,
+            "tendered": td,
+            "change_due": ch,
+            "code_masked": code,
+        }
+        for m, a, td, ch, code in (
+            ("wechat", 2000, None, None, "1340********1234"),
+            ("alipay", 2000, None, None, "2800********5678"),
+            ("cash", 2100, 5000, 2900, None),
+        )
+    ]
+}
+
+
+@pytest.mark.parametrize(
+    ("locale", "names", "absent"),
+    [
+        ("zh_CN", ("微信支付", "支付宝", "现金"), ("WeChat", "Alipay", "Cash", "Wechat")),
+        ("en", ("WeChat Pay", "Alipay", "Cash"), ("微信", "支付宝", "现金", "Wechat")),
+    ],
+)
+def test_printed_receipt_names_the_providers_in_the_receipt_language(
+    locale: str, names: tuple[str, ...], absent: tuple[str, ...]
+) -> None:
+    """The ESC/POS bytes decoded back: each tender line starts with its method's name from the page's
+    catalogue (the same method_label the cashier page uses), in the receipt's language."""
+    t = translator(locale)
+    printed = text_of(escpos_bytes(render_receipt(SPLIT, "Shop", t, columns=32)))
+    assert [method_label(m, t) for m in ("wechat", "alipay", "cash")] == list(names)
+    for name in names:
+        assert any(line.startswith(name + " ") for line in printed.splitlines()), (name, printed)
+    for word in absent:
+        assert word not in printed, (word, printed)
 
 
 def test_file_printer_and_bad_configuration(tmp_path: Path) -> None:

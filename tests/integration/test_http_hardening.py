@@ -25,6 +25,7 @@ from tillit.adapters.db.schema import api_keys, shifts
 from tillit.api.routes.reconciliation import UPLOAD_MAX_BYTES, UPLOAD_PATH
 from tillit.bootstrap import Container
 from tillit.domain.shifts import GENESIS, ShiftTotals, chain_hash
+from tillit.sales import reports
 
 
 @pytest.fixture
@@ -167,6 +168,30 @@ BAD_REPORTS = [
     ("nested totals", lambda r: _with(r, sales_by_method={"cash": {"a": 1}})),
     ("unknown field", lambda r: _with(r, colour="red")),
     ("report is a list", lambda r: [r]),
+    ("held count disagrees", lambda r: _with(r, held_sales={"count": 1, "total": 0, "sales": []})),
+    (
+        "held total disagrees",
+        lambda r: _with(
+            r,
+            held_sales={
+                "count": 1,
+                "total": 1,
+                "sales": [{"number": 3, "held_at": "2026-01-31T09:00:00+00:00", "total": 2}],
+            },
+        ),
+    ),
+    (
+        "held sale unknown field",
+        lambda r: _with(
+            r,
+            held_sales={
+                "count": 1,
+                "total": 2,
+                "sales": [{"number": 3, "held_at": "2026-01-31T09:00:00+00:00", "total": 2, "x": 1}],
+            },
+        ),
+    ),
+    ("held_sales a list", lambda r: _with(r, held_sales=[])),
 ]
 
 
@@ -201,6 +226,40 @@ def test_well_formed_shift_report_is_stored_as_sent(
     assert r.json()["report"] == report and r.json()["report_hash"] == chain_hash(GENESIS, report)
     with container.db.read() as conn:
         assert conn.execute(select(func.count()).where(shifts.c.id == body["id"])).scalar_one() == 1
+
+
+def test_shift_report_with_parked_sales_and_one_without_are_stored_as_sent(
+    http: httpx.Client, container: Container, tenant: Tenant
+) -> None:
+    """A report lists the parked sales still open (hashed with it); an older till's report without the
+    field is stored and hashed without it, so both verify."""
+    older = _without(_report(tenant), "held_sales")
+    body = _close_body(older)
+    r = http.post("/v1/shifts", json=body, headers={**tenant.auth(), "Idempotency-Key": uuid.uuid4().hex})
+    assert r.status_code == 201, r.text
+    assert r.json()["report"] == older and "held_sales" not in r.json()["report"]
+    held = {
+        "count": 2,
+        "total": 3400,
+        "sales": [
+            {"number": 7, "held_at": "2026-01-31T09:00:00+00:00", "total": 2800, "note": "桌 4"},
+            {"number": 9, "held_at": "2026-01-31T10:00:00+00:00", "total": 600},
+        ],
+    }
+    second = _with(_report(tenant), number=2, held_sales=held)
+    body2 = {
+        "id": uuid.uuid4().hex,
+        "number": 2,
+        "report": second,
+        "prev_hash": body["report_hash"],
+        "report_hash": chain_hash(body["report_hash"], second),
+    }
+    r = http.post("/v1/shifts", json=body2, headers={**tenant.auth(), "Idempotency-Key": uuid.uuid4().hex})
+    assert r.status_code == 201, r.text
+    assert r.json()["report"]["held_sales"] == held
+    with container.db.read() as conn:
+        checks = reports.verify_chains(conn, tenant.merchant_id, tenant.terminal_id)
+    assert checks[0]["ok"] and [link["number"] for link in checks[0]["links"]] == [1, 2]
 
 
 def test_shift_number_beyond_its_bound_is_422(

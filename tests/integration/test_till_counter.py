@@ -4,6 +4,8 @@ accepts, hold and recall across a till restart, the Z report's parked sales, ret
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +14,15 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from tests.support.backoffice import BO, signin
 from tests.support.live import live_server
 from tests.support.world import Tenant
-from tillit.adapters.db.schema import events, order_lines, orders
+from tillit.adapters.db.schema import events, order_lines, orders, store_manager_pins
 from tillit.bootstrap import Container
+from tillit.domain.clock import ManualClock
+from tillit.domain.shifts import chain_hash
+from tillit.domain.tillrules import hash_pin_pbkdf2
+from tillit.sales import reports
 from tillit.till import counter
 from tillit.till.client import ServerClient
 from tillit.till.journal import Journal
@@ -133,7 +140,24 @@ def test_hold_recall_survive_restart_and_z_report(
         drain(till)
         report = till.close_shift(2800)
         assert report["sales_count"] == 1
-        assert [h["number"] for h in counter.held_sales(till)] == [second]  # the Z report lists it
+        assert [h["number"] for h in counter.held_sales(till)] == [second]
+        # The Z report itself lists it, inside what is hashed and sent to the server.
+        parked = held[1]["held_at"]
+        assert report["held_sales"] == {
+            "count": 1,
+            "total": 600,
+            "sales": [{"number": second, "held_at": parked, "total": 600}],
+        }
+        drain(till)
+        stored = httpx.get(base + "/v1/shifts", headers=tenant.auth("merchant")).json()["data"]
+        mine = [s for s in stored if s["terminal_id"] == tenant.terminal_id]
+        assert mine[0]["report"]["held_sales"] == report["held_sales"]
+        assert mine[0]["report_hash"] == chain_hash(mine[0]["prev_hash"], report)
+    with container.db.read() as conn:
+        assert reports.verify_chains(conn, tenant.merchant_id, tenant.terminal_id)[0]["ok"]
+    signin(client, tenant.manager_key)
+    page = client.get(f"{BO}/shifts/{mine[0]['id']}").text
+    assert 'id="held-sales"' in page and f"#{second}" in page and "6.00" in page
 
 
 def test_return_by_receipt_lines_and_tenders(
@@ -165,3 +189,92 @@ def test_return_by_receipt_lines_and_tenders(
         drain(till)
         order = httpx.get(f"{base}/v1/orders/{sale_id}", headers=tenant.auth()).json()
         assert order["refunded_amount"] == 9800
+
+
+def test_manager_pins_never_on_the_till_disk_and_wrong_pins_lock_out(
+    container: Container, client: TestClient, tenant: Tenant, tmp_path: Path
+) -> None:
+    """The stored form: the server keeps scrypt hashes; the till keeps them in memory only (an older
+    journal's copy is scrubbed); five wrong PINs in a row lock PIN entry (recorded in the journal, across a
+    restart) until the lock time has passed; a right PIN then works and resets the count."""
+    rules(client, tenant, rounding="none")
+    journal_path = tmp_path / "j.sqlite"
+    with container.db.read() as conn:
+        stored = (
+            conn.execute(
+                select(store_manager_pins.c.pin_hash).where(
+                    store_manager_pins.c.merchant_id == tenant.merchant_id,
+                    store_manager_pins.c.store_id == tenant.store_id,
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert stored and all(h.startswith("scrypt$32768$8$1$") for h in stored)
+
+    # A journal written by an older till, with the hashes in it: the till scrubs them when it starts.
+    old = Journal(journal_path)
+    with old.tx() as conn:
+        old.set_meta(
+            conn,
+            "till_settings",
+            json.dumps(
+                {
+                    "discount_limit_pct": 20,
+                    "manager_pins": [{"name": "Li", "pin_hash": hash_pin_pbkdf2("8888", "oldsalt")}],
+                }
+            ),
+        )
+    old._conn.close()
+    clock = ManualClock(datetime(2026, 12, 3, 9, 0, tzinfo=UTC))
+
+    def disk() -> bytes:
+        return b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("j.sqlite"))
+
+    with live_server(container) as base:
+        till = Till(
+            Journal(journal_path),
+            ServerClient(base, tenant.cashier_key),
+            terminal_id=tenant.terminal_id,
+            clock=clock,
+        )
+        assert b"pbkdf2_sha256" not in disk() and b"oldsalt" not in disk()
+        till.refresh_catalogue()
+        assert till.settings()["manager_pins"][0]["pin_hash"] == stored[0]  # in memory
+        assert b"scrypt$" not in disk() and b"pin_hash" not in disk() and stored[0].encode() not in disk()
+        assert till.settings()["discount_limit_pct"] == 20  # the rules themselves are kept for offline use
+        till.open_shift(0)
+        till.add_item("CROIS")  # 15.00
+        for left in (4, 3, 2, 1):
+            with pytest.raises(TillError) as caught:
+                counter.set_line(till, 1, "price", 500, counter.Approval("1111", "x"))
+            assert (caught.value.reason, caught.value.params["left"]) == ("wrong_pin", left)
+        refused("pin_locked", lambda: counter.set_line(till, 1, "price", 500, counter.Approval("1112", "x")))
+        # Locked: even the right PIN is not checked, and nothing changed.
+        refused("pin_locked", lambda: counter.set_line(till, 1, "price", 500, counter.Approval("8888", "x")))
+        assert till._sale_lines(till.open_sale()["id"])[0]["discount"] == 0
+        assert counter.pin_lock(till) == {"failures": 5, "locked_minutes": 5}
+        rows = till.journal.query("SELECT ok, manager, locked_until FROM pin_attempts ORDER BY id")
+        assert [r["ok"] for r in rows] == [0] * 5 and rows[-1]["locked_until"] is not None
+        assert b"1111" not in disk() and b"1112" not in disk()  # attempts are recorded, PINs never
+        till.journal._conn.close()  # a restart does not lift the lock
+        till = Till(
+            Journal(journal_path),
+            ServerClient(base, tenant.cashier_key),
+            terminal_id=tenant.terminal_id,
+            clock=clock,
+        )
+        # After a restart the hashes are gone with the process: approvals wait for the server.
+        refused("pin_locked", lambda: counter.set_line(till, 1, "price", 500, counter.Approval("8888", "x")))
+        clock.advance(301)
+        refused(
+            "approvals_unavailable",
+            lambda: counter.set_line(till, 1, "price", 500, counter.Approval("8888", "x")),
+        )
+        till.refresh_catalogue()
+        counter.set_line(till, 1, "price", 500, counter.Approval("8888", "stale"))
+        assert counter.pin_lock(till) == {"failures": 0, "locked_minutes": None}
+        assert (
+            till.journal.query("SELECT ok, manager FROM pin_attempts ORDER BY id DESC LIMIT 1")[0]["manager"]
+            == "Li"
+        )

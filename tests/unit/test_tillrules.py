@@ -7,7 +7,9 @@ from hypothesis import strategies as st
 
 from tillit.domain.tillrules import (
     hash_pin,
+    hash_pin_pbkdf2,
     over_limit,
+    pin_lock_until,
     quick_cash,
     rounding_off,
     spread,
@@ -16,8 +18,27 @@ from tillit.domain.tillrules import (
 )
 
 
+def test_legacy_pbkdf2_pin_hash_still_verifies() -> None:
+    legacy = hash_pin_pbkdf2("4321", "salt", iterations=1000)
+    assert verify_pin("4321", legacy) and not verify_pin("1234", legacy)
+
+
+def test_pin_lock_after_five_wrong_then_doubling() -> None:
+    assert pin_lock_until(4, 1000.0) is None
+    assert pin_lock_until(5, 1000.0) == 1000.0 + 300
+    assert pin_lock_until(9, 1000.0) == 1000.0 + 300
+    assert pin_lock_until(10, 1000.0) == 1000.0 + 600
+    assert pin_lock_until(10**6, 1000.0) == 1000.0 + 24 * 3600
+
+
+def test_scrypt_parameters_out_of_bounds_do_not_verify() -> None:
+    assert not verify_pin("4321", "scrypt$1048576$8$1$salt$" + "0" * 64)  # 1 GiB: refused, not computed
+    assert not verify_pin("4321", "scrypt$1000$8$1$salt$" + "0" * 64)  # not a power of two
+
+
 def test_pin_hash_verifies_only_the_pin() -> None:
-    encoded = hash_pin("4321", "salt", iterations=1000)
+    encoded = hash_pin("4321", "salt")
+    assert encoded.startswith("scrypt$32768$8$1$salt$") and "4321" not in encoded
     assert "4321" not in encoded
     assert verify_pin("4321", encoded)
     assert not verify_pin("1234", encoded)

@@ -8,12 +8,24 @@ sale, an approval or a return survives a restart. Refusals raise ``TillError`` a
 
 from __future__ import annotations
 
-import json
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+import structlog
+
 from tillit.domain.pricing import MAX_QUANTITY
-from tillit.domain.tillrules import over_limit, rounding_off, spread, verify_pin
+from tillit.domain.tillrules import (
+    MAX_PIN_FAILURES,
+    over_limit,
+    pin_lock_until,
+    rounding_off,
+    spread,
+    verify_pin,
+)
 from tillit.till.service import MAX_DISCOUNT, Till, TillError
 
 LINE_MODES = ("qty", "disc_pct", "disc_amt", "price")
@@ -21,6 +33,7 @@ ORDER_MODES = ("order_pct", "order_amt")
 MAX_HOLD_NOTE = 100
 MAX_HELD = 50
 RETURN_TO = ("original", "cash")
+log = structlog.get_logger("tillit.till")
 
 
 @dataclass(frozen=True)
@@ -32,16 +45,91 @@ class Approval:
     reason: str
 
 
-def _approver(till: Till, approval: Approval | None) -> str:
-    """The name of the manager whose PIN this is; ``approval_required`` / ``wrong_pin`` otherwise."""
+def _approver(conn: Any, till: Till, approval: Approval | None) -> str:
+    """The name of the manager whose PIN this is; ``approval_required`` / ``wrong_pin`` otherwise.
+
+    PINs are checked against the hashes the till holds in memory (fetched from the server; none after a
+    restart until the server is reached: ``approvals_unavailable``). While locked out after too many wrong
+    PINs no PIN is even checked (``pin_locked``). A right PIN is recorded in the journal here; a wrong one
+    is recorded by ``_pin_guard`` once the refused change has been rolled back."""
     if approval is None or not approval.pin:
         raise TillError("approval_required")
     if not approval.reason.strip():
         raise TillError("approval_reason")
-    for manager in till.settings()["manager_pins"]:
+    _refuse_if_locked(conn, till)
+    managers = till.settings()["manager_pins"]
+    if not managers:
+        raise TillError("approvals_unavailable")
+    for manager in managers:
         if verify_pin(approval.pin, str(manager.get("pin_hash", ""))):
+            conn.execute(
+                "INSERT INTO pin_attempts(at, ok, manager) VALUES (?, 1, ?)",
+                (till._now(), str(manager["name"])),
+            )
             return str(manager["name"])
     raise TillError("wrong_pin")
+
+
+def _failures(conn: Any) -> tuple[int, str | None]:
+    """Wrong PINs in a row since the last right one, and when the last was typed."""
+    row = conn.execute(
+        "SELECT COUNT(*) AS n, MAX(at) AS last FROM pin_attempts WHERE ok = 0"
+        " AND id > COALESCE((SELECT MAX(id) FROM pin_attempts WHERE ok = 1), 0)"
+    ).fetchone()
+    return int(row["n"]), row["last"]
+
+
+def _lock_until(conn: Any) -> float | None:
+    failures, last = _failures(conn)
+    return pin_lock_until(failures, datetime.fromisoformat(last).timestamp()) if last else None
+
+
+def _refuse_if_locked(conn: Any, till: Till) -> None:
+    until = _lock_until(conn)
+    now = till.clock.now().timestamp()
+    if until is not None and now < until:
+        raise TillError("pin_locked", minutes=max(1, math.ceil((until - now) / 60)))
+
+
+@contextmanager
+def _pin_guard(till: Till) -> Iterator[Any]:
+    """A journal transaction for a change that may need a manager's PIN. A wrong PIN rolls the change
+    back, then is recorded in the journal (never the PIN itself); the one that reaches the limit locks
+    PIN entry and is answered ``pin_locked``."""
+    try:
+        with till.journal.tx() as conn:
+            yield conn
+    except TillError as exc:
+        if exc.reason != "wrong_pin":
+            raise
+        with till.journal.tx() as conn:
+            conn.execute("INSERT INTO pin_attempts(at, ok) VALUES (?, 0)", (till._now(),))
+            failures, _ = _failures(conn)
+            until = _lock_until(conn)
+            if until is not None:
+                stamp = datetime.fromtimestamp(until, UTC).isoformat()
+                conn.execute(
+                    "UPDATE pin_attempts SET locked_until = ? WHERE id = last_insert_rowid()", (stamp,)
+                )
+        log.warning("manager_pin_wrong", failures=failures, locked=until is not None)
+        _refuse_if_locked_now(till)
+        raise TillError("wrong_pin", left=MAX_PIN_FAILURES - failures % MAX_PIN_FAILURES) from exc
+
+
+def _refuse_if_locked_now(till: Till) -> None:
+    with till.journal.tx() as conn:
+        _refuse_if_locked(conn, till)
+
+
+def pin_lock(till: Till) -> dict[str, Any]:
+    """For the page and monitoring: wrong PINs in a row and, while locked, the minutes left."""
+    with till.journal.tx() as conn:
+        failures, _ = _failures(conn)
+        try:
+            _refuse_if_locked(conn, till)
+        except TillError as exc:
+            return {"failures": failures, "locked_minutes": exc.params["minutes"]}
+    return {"failures": failures, "locked_minutes": None}
 
 
 def _record(
@@ -77,7 +165,7 @@ def set_line(till: Till, line_no: int, mode: str, value: int, approval: Approval
         _set_quantity(till, line_no, value)
         return
     limit = till.settings()["discount_limit_pct"]
-    with till.journal.tx() as conn:
+    with _pin_guard(till) as conn:
         sale = _open_sale(conn)
         line = conn.execute(
             "SELECT * FROM sale_lines WHERE sale_id = ? AND line_no = ?", (sale["id"], line_no)
@@ -100,7 +188,7 @@ def set_line(till: Till, line_no: int, mode: str, value: int, approval: Approval
         if not 0 <= discount <= min(gross, MAX_DISCOUNT):
             raise TillError("invalid_discount")
         if discount > line["discount"] and over_limit(gross, discount, limit):
-            who = _approver(till, approval)
+            who = _approver(conn, till, approval)
             kind = "price_change" if mode == "price" else "line_discount"
             _record(conn, till, sale["id"], kind, line_no, discount, who, approval.reason if approval else "")
         conn.execute(
@@ -114,7 +202,7 @@ def _set_quantity(till: Till, line_no: int, quantity: int) -> None:
     """A new quantity keeps a changed price (its cut scales with the quantity); 0 removes the line."""
     if not 0 <= quantity <= MAX_QUANTITY:
         raise TillError("invalid_quantity")
-    with till.journal.tx() as conn:
+    with till.journal.tx(durable=False) as conn:  # a cart line: made durable by the first tender
         sale = _open_sale(conn)
         line = conn.execute(
             "SELECT * FROM sale_lines WHERE sale_id = ? AND line_no = ?", (sale["id"], line_no)
@@ -146,7 +234,7 @@ def order_discount(till: Till, mode: str, value: int, approval: Approval | None 
     if mode not in ORDER_MODES:
         raise TillError("invalid_mode")
     limit = till.settings()["discount_limit_pct"]
-    with till.journal.tx() as conn:
+    with _pin_guard(till) as conn:
         sale = _open_sale(conn)
         lines_total = int(
             conn.execute(
@@ -163,7 +251,7 @@ def order_discount(till: Till, mode: str, value: int, approval: Approval | None 
         if not 0 <= amount <= lines_total:
             raise TillError("invalid_discount")
         if over_limit(lines_total, amount, limit):
-            who = _approver(till, approval)
+            who = _approver(conn, till, approval)
             _record(
                 conn,
                 till,
@@ -390,14 +478,3 @@ def approvals(till: Till, sale_id: str) -> list[dict[str, Any]]:
         dict(r)
         for r in till.journal.query("SELECT * FROM approvals WHERE sale_id = ? ORDER BY id", (sale_id,))
     ]
-
-
-def z_held(till: Till) -> str:
-    """The parked sales still open, as the Z report lists them (JSON kept beside the report)."""
-    return json.dumps(
-        [
-            {"number": h["number"], "held_at": h["held_at"], "total": h["total"], "note": h["hold_note"]}
-            for h in held_sales(till)
-        ],
-        ensure_ascii=False,
-    )

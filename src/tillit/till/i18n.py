@@ -33,6 +33,17 @@ def translator(locale: str) -> Any:
     return t
 
 
+# Tender methods as the cashier, the customer display and the printed receipt name them: one msgid each,
+# so the page and the receipt say 微信支付 / 支付宝 / 现金 (zh-CN) or WeChat Pay / Alipay / Cash (en).
+METHOD_MSGIDS = {"cash": "Cash", "wechat": "WeChat Pay", "alipay": "Alipay"}
+
+
+def method_label(method: str, t: Any) -> str:
+    """The translated name of a tender method (an unknown method is shown as its code)."""
+    msgid = METHOD_MSGIDS.get(method)
+    return str(t(msgid)) if msgid else method
+
+
 def engine_message(message: dict[str, str] | None, locale: str) -> str | None:
     """The integrity engine's cashier messages come in both languages already."""
     if not message:

@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS sales (
     frozen INTEGER NOT NULL DEFAULT 0, total INTEGER NOT NULL DEFAULT 0 CHECK (total >= 0),
     cancel_reason TEXT, server_number INTEGER
 );
+CREATE INDEX IF NOT EXISTS ix_sales_status ON sales(status, number);
 CREATE TABLE IF NOT EXISTS sale_lines (
     sale_id TEXT NOT NULL REFERENCES sales(id), line_no INTEGER NOT NULL, product_id TEXT NOT NULL,
     sku TEXT NOT NULL, name TEXT NOT NULL, unit_price INTEGER NOT NULL CHECK (unit_price >= 0),
@@ -53,6 +54,7 @@ CREATE TABLE IF NOT EXISTS tenders (
     refunded INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL, updated_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ix_tenders_sale ON tenders(sale_id);
+CREATE INDEX IF NOT EXISTS ix_tenders_status ON tenders(status);
 CREATE TABLE IF NOT EXISTS refunds (
     id TEXT PRIMARY KEY, sale_id TEXT NOT NULL REFERENCES sales(id), tender_id TEXT NOT NULL REFERENCES tenders(id),
     amount INTEGER NOT NULL CHECK (amount > 0), reason TEXT, status TEXT NOT NULL, created_at TEXT NOT NULL
@@ -72,6 +74,10 @@ CREATE TABLE IF NOT EXISTS approvals (
     id INTEGER PRIMARY KEY AUTOINCREMENT, sale_id TEXT NOT NULL REFERENCES sales(id),
     kind TEXT NOT NULL CHECK (kind IN ('line_discount', 'price_change', 'order_discount')), line_no INTEGER,
     amount INTEGER NOT NULL CHECK (amount >= 0), approved_by TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pin_attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, ok INTEGER NOT NULL CHECK (ok IN (0, 1)),
+    manager TEXT, locked_until TEXT
 );
 CREATE TABLE IF NOT EXISTS returned_lines (
     refund_id TEXT NOT NULL REFERENCES refunds(id), sale_id TEXT NOT NULL REFERENCES sales(id),
@@ -124,8 +130,12 @@ class Journal:
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
+        self.synchronous = synchronous
         self._conn.execute(f"PRAGMA synchronous={synchronous}")
         self._conn.execute("PRAGMA foreign_keys=ON")
+        # What is deleted or overwritten (a payment code once answered, old manager PIN hashes) is zeroed
+        # in the file, not left in free space.
+        self._conn.execute("PRAGMA secure_delete=ON")
         with self.tx() as conn:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
@@ -140,16 +150,27 @@ class Journal:
             )
 
     @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: committed (and fsynced) when the block ends, rolled back on error."""
+    def tx(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """A write transaction: committed (and fsynced) when the block ends, rolled back on error.
+
+        ``durable=False`` is for the lines of a cart not yet paid, and only them: the commit is not
+        fsynced (``synchronous=NORMAL``), so it survives a crash of the till process but a power cut may
+        take the last few lines back off the screen. The first tender commits with an fsync of the WAL,
+        which makes every earlier commit durable too: nothing that was paid, or sent, is ever at risk."""
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            if not durable:
+                self._conn.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            finally:
+                if not durable:
+                    self._conn.execute(f"PRAGMA synchronous={self.synchronous}")
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -168,6 +189,11 @@ class Journal:
             "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = ?",
             (key, value, value),
         )
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file and empty it (after scrubbing something from the journal)."""
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # --- outbox -----------------------------------------------------------------------------------
 

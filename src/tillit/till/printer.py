@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from escpos.printer import Dummy, File, Network, Usb
 
 from tillit.domain.receipt import WIDTHS, center, clip, money, pair
+from tillit.till.i18n import method_label
 
 WIDTH = 32  # characters on a 58 mm thermal roll (the default)
 _columns = [WIDTH]  # the configured roll's columns (set_roll_width), used by render_receipt
@@ -342,7 +343,7 @@ def render_receipt(view: dict[str, Any], shop: str, t: Any, columns: int | None 
     out.append(pair(t("Total"), money(sale["total"]), columns))
     for tender in view["tenders"]:
         if tender["status"] == "captured":
-            label = t("Cash") if tender["method"] == "cash" else tender["method"].capitalize()
+            label = method_label(tender["method"], t)
             out.append(pair(label, money(tender["amount"]), columns))
             if tender["method"] == "cash" and tender["tendered"]:
                 out.append(pair(f"  {t('Tendered')}", money(tender["tendered"]), columns))

@@ -28,7 +28,7 @@ from tillit.domain.links import till_receipt_path
 from tillit.domain.messages import MESSAGES, for_payment
 from tillit.domain.pricing import MAX_LINES, MAX_QUANTITY
 from tillit.domain.provider import detect_method, mask_code
-from tillit.domain.shifts import GENESIS, ShiftTotals, chain_hash
+from tillit.domain.shifts import GENESIS, HeldSale, ShiftTotals, chain_hash
 from tillit.domain.tillrules import rounding_off, spread
 from tillit.till.client import LinkDown, ServerClient
 from tillit.till.journal import BATCHABLE, Journal, OutboxEntry, now_iso
@@ -80,6 +80,19 @@ class Till:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.wake = threading.Event()
+        # The managers' PIN hashes live in this process's memory only, never in the journal: a copy of
+        # the till's disk holds nothing to guess PINs against (docs/till.md, threat model).
+        self._manager_pins: list[dict[str, Any]] = []
+        self._scrub_pin_hashes()
+
+    def _scrub_pin_hashes(self) -> None:
+        """Journals written before PINs were kept in memory only held the hashes: remove them for good."""
+        raw = self.journal.meta("till_settings")
+        if raw and "manager_pins" in (found := json.loads(raw)):
+            found.pop("manager_pins")
+            with self.journal.tx() as conn:
+                self.journal.set_meta(conn, "till_settings", json.dumps(found))
+            self.journal.checkpoint()
 
     # --- catalogue -------------------------------------------------------------------------------
 
@@ -141,10 +154,14 @@ class Till:
                 conn.execute("UPDATE products SET image_file = ? WHERE id = ?", (name, row["id"]))
 
     def _refresh_settings(self) -> None:
+        """The store's rules go to the journal (they are needed offline after a restart); the managers'
+        PIN hashes stay in memory."""
         response = self.client.request("GET", "/v1/till/settings")
         if response.status_code == 200:
+            found = response.json()
+            self._manager_pins = [p for p in found.pop("manager_pins", []) if isinstance(p, dict)]
             with self.journal.tx() as conn:
-                self.journal.set_meta(conn, "till_settings", response.text)
+                self.journal.set_meta(conn, "till_settings", json.dumps(found))
         # The key this till signs the QR on its paper receipts with, so it prints the link offline too
         # (a revoked key is replaced here at the next refresh).
         key = self.client.request("GET", "/v1/till/receipt-key")
@@ -169,7 +186,7 @@ class Till:
         return {
             "discount_limit_pct": int(found.get("discount_limit_pct", DEFAULT_LIMIT_PCT)),
             "rounding": str(found.get("rounding", "jiao")),
-            "manager_pins": list(found.get("manager_pins", [])),
+            "manager_pins": list(self._manager_pins),
         }
 
     def find_product(self, code: str) -> Any:
@@ -248,7 +265,22 @@ class Till:
             (shift["opened_at"],),
         ):
             totals.add_refund(refund["method"], refund["amount"])
+        totals.held = self.held_at_close()
         return totals
+
+    def held_at_close(self) -> list[HeldSale]:
+        """The parked sales still open, oldest first, as the Z report carries them (they do not block the
+        close: the server never saw them)."""
+        held: list[HeldSale] = []
+        for row in self.journal.query(
+            "SELECT number, held_at, total, hold_note FROM sales WHERE status = 'open' AND held_at IS NOT NULL"
+            " ORDER BY held_at, number"
+        ):
+            item: HeldSale = {"number": int(row["number"]), "held_at": row["held_at"], "total": int(row["total"])}
+            if row["hold_note"]:
+                item["note"] = str(row["hold_note"])
+            held.append(item)
+        return held
 
     def close_shift(self, counted_cash: int) -> dict[str, Any]:
         shift = self.current_shift()
@@ -340,7 +372,7 @@ class Till:
             raise TillError("unknown_barcode", code=code.strip()[:40])
         if not 1 <= quantity <= MAX_QUANTITY:
             raise TillError("invalid_quantity")
-        with self.journal.tx() as conn:
+        with self.journal.tx(durable=False) as conn:  # a cart line: made durable by the first tender
             sale = self._ensure_sale(conn)
             self._editable(sale)
             line = conn.execute(
@@ -380,7 +412,7 @@ class Till:
     def set_quantity(self, line_no: int, quantity: int) -> None:
         if not 0 <= quantity <= MAX_QUANTITY:
             raise TillError("invalid_quantity")
-        with self.journal.tx() as conn:
+        with self.journal.tx(durable=False) as conn:  # a cart line: made durable by the first tender
             sale = self._require_open(conn)
             line = conn.execute(
                 "SELECT * FROM sale_lines WHERE sale_id = ? AND line_no = ?", (sale["id"], line_no)

@@ -30,7 +30,7 @@ from tillit.domain.tillrules import quick_cash
 from tillit.till import counter
 from tillit.till.client import LinkDown
 from tillit.till.display import qr_svg
-from tillit.till.i18n import DEFAULT, LOCALES, engine_message, translator
+from tillit.till.i18n import DEFAULT, LOCALES, engine_message, method_label, translator
 from tillit.till.printer import Printer, render_receipt
 from tillit.till.service import Till, TillError, fmt, parse_minor
 
@@ -63,7 +63,9 @@ REASONS = {
     # the counter (issue 17)
     "approval_required": "Above the store’s limit: a manager’s PIN is needed.",
     "approval_reason": "Give the reason for the manager’s approval.",
-    "wrong_pin": "Wrong manager PIN.",
+    "wrong_pin": "Wrong manager PIN: {left} more tries before PIN entry locks.",
+    "pin_locked": "Too many wrong manager PINs: PIN entry is locked for {minutes} min.",
+    "approvals_unavailable": "Manager approval needs the server once after the till starts: it has not been reached yet.",
     "invalid_mode": "Choose quantity, discount or price first.",
     "invalid_percent": "A percentage is between 0 and 100.",
     "price_above_catalogue": "A price can only be lowered (catalogue price {price}).",
@@ -119,6 +121,7 @@ def create_till_app(till: Till, printer: Printer, shop_name: str = "Tillit") -> 
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
     env.filters["money"] = fmt
+    env.globals["method_label"] = method_label
     images = till.journal.path.parent / "images"
     ui = Ui()
 
@@ -143,7 +146,7 @@ def create_till_app(till: Till, printer: Printer, shop_name: str = "Tillit") -> 
             ui.message = t(
                 REASONS.get(reason, reason),
                 **{
-                    k: (fmt(v) if isinstance(v, int) and k not in ("max", "left") else v)
+                    k: (fmt(v) if isinstance(v, int) and k not in ("max", "left", "minutes") else v)
                     for k, v in params.items()
                 },
             )
@@ -222,7 +225,10 @@ def create_till_app(till: Till, printer: Printer, shop_name: str = "Tillit") -> 
 
     @app.get("/status", response_class=HTMLResponse)
     def status_bar(request: Request) -> HTMLResponse:
-        return panel(request, "status.html")
+        """Polled every 2 s: renders the sync state only (not the whole panel's queries), so the poll
+        takes as little as possible from a tap or a scan that arrives beside it."""
+        html = env.get_template("status.html").render(t=translator(locale_of(request)), status=till.status())
+        return HTMLResponse(html)
 
     def add(code: str) -> None:
         product = till.add_item(code)
@@ -248,7 +254,7 @@ def create_till_app(till: Till, printer: Printer, shop_name: str = "Tillit") -> 
             if till.find_product(text) is None:
                 sale = till.open_sale()
                 if detect_method(text) is not None and sale is not None and till._sale_lines(sale["id"]):
-                    pay_with_code(text, None)
+                    pay_with_code(text, None, locale_of(request))
                     return None
                 if not text.isdigit():
                     ui.search = till.search(text)
@@ -336,7 +342,7 @@ def create_till_app(till: Till, printer: Printer, shop_name: str = "Tillit") -> 
                         raise TillError("select_line")
                     counter.set_line(till, target, mode, amount, approval)
             except TillError as exc:
-                if exc.reason in ("approval_required", "wrong_pin", "approval_reason"):
+                if exc.reason in ("approval_required", "wrong_pin", "approval_reason", "pin_locked"):
                     ui.pending = {"mode": mode, "value": value, "line_no": line_no}
                 raise
             ui.pending = None
@@ -387,22 +393,22 @@ def create_till_app(till: Till, printer: Printer, shop_name: str = "Tillit") -> 
             result = till.pay_cash(parse_minor(tendered), parse_minor(amount))
             ui.last_change = result["change_due"]
             ui.asking_code = False
-            _after_tender(result["sale_id"])
+            _after_tender(result["sale_id"], locale_of(request))
             if result["change_due"]:
                 return str(t("Change: {change}", change=fmt(result["change_due"])))
             return None
 
         return act(request, do)
 
-    def pay_with_code(code_text: str, amount: int | None) -> None:
+    def pay_with_code(code_text: str, amount: int | None, locale: str) -> None:
         ui.asking_code, ui.last_change = True, None
         result = till.pay_code(code_text, amount)
         if result.get("sale_id"):
-            _after_tender(result["sale_id"])
+            _after_tender(result["sale_id"], locale)
 
     @app.post("/pay/code", response_class=HTMLResponse)
     def pay_code(request: Request, code: str = Form(""), amount: str = Form("")) -> HTMLResponse:
-        return act(request, lambda: pay_with_code(code, parse_minor(amount)))
+        return act(request, lambda: pay_with_code(code, parse_minor(amount), locale_of(request)))
 
     @app.post("/pay/ask-code", response_class=HTMLResponse)
     def ask_code(request: Request) -> HTMLResponse:
@@ -413,14 +419,15 @@ def create_till_app(till: Till, printer: Printer, shop_name: str = "Tillit") -> 
 
         return act(request, do)
 
-    def _after_tender(sale_id: str) -> None:
+    def _after_tender(sale_id: str, locale: str) -> None:
+        """A paid sale prints its receipt in the language of the cashier's page."""
         row = till.journal.one("SELECT * FROM sales WHERE id = ?", (sale_id,))
         if row is not None and row["status"] == "completed":
             ui.shown_sale = sale_id
             ui.asking_code = False
             printer.print(
                 f"receipt-{row['number']}",
-                receipt_text(till.sale_view(row), shop_name, translator(DEFAULT)),
+                receipt_text(till.sale_view(row), shop_name, translator(locale)),
                 qr=till.receipt_link(sale_id),
             )
 
@@ -510,8 +517,7 @@ def create_till_app(till: Till, printer: Printer, shop_name: str = "Tillit") -> 
             value = parse_minor(counted)
             if value is None:
                 raise TillError("invalid_amount")
-            held = counter.held_sales(till)
-            ui.z_report = till.close_shift(value) | {"held": held}
+            ui.z_report = till.close_shift(value)
             ui.shown_sale = None
 
         return act(request, do)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import AfterValidator, BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_validator
 
 from tillit.api.deps import CASHIER, IDEMPOTENCY_HEADER, STAFF, container, idempotent, ok
 from tillit.api.errors import status_for
@@ -84,6 +84,32 @@ Count = Annotated[int, Field(ge=0, le=MAX_SHIFT_NUMBER)]
 Counts = Annotated[dict[Label, Count], Field(max_length=MAX_REPORT_ENTRIES)]
 
 
+MAX_HELD_IN_REPORT = 50  # the till parks at most 50 sales (till/counter.MAX_HELD)
+
+
+class HeldSaleOut(Strict):
+    """A parked sale still open at close: its receipt number on the till, when it was parked, its total."""
+
+    number: Annotated[int, Field(ge=1, le=MAX_SHIFT_NUMBER)]
+    held_at: Timestamp
+    total: Cash
+    note: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+
+
+class HeldSales(Strict):
+    """The Z report's parked sales (domain/shifts.held_summary): count and total agree with ``sales``."""
+
+    count: Annotated[int, Field(ge=0, le=MAX_HELD_IN_REPORT)]
+    total: Cash
+    sales: Annotated[list[HeldSaleOut], Field(max_length=MAX_HELD_IN_REPORT)]
+
+    @model_validator(mode="after")
+    def _agrees(self) -> HeldSales:
+        if self.count != len(self.sales) or self.total != sum(s.total for s in self.sales):
+            raise ValueError("count and total must be those of sales")
+        return self
+
+
 class ShiftReport(Strict):
     """A till's Z report (domain/shifts.py ``ShiftTotals.report``), every field required and typed.
 
@@ -102,6 +128,11 @@ class ShiftReport(Strict):
     expected_cash: SignedCash
     counted_cash: Cash
     difference: SignedCash
+    held_sales: HeldSales | None = Field(
+        default=None,
+        description="The parked sales still open at close (hashed with the report). Reports made before"
+        " tills sent it have none; a report without it is stored and hashed without it.",
+    )
 
 
 class ShiftClose(Strict):
@@ -138,7 +169,9 @@ def sync_batch(body: SyncBatch, request: Request, who: Actor = STAFF) -> JSONRes
 def close_shift(
     body: ShiftClose, request: Request, who: Actor = CASHIER, key: str | None = IDEMPOTENCY_HEADER
 ) -> Response:
-    data = body.model_dump()
+    # exclude_unset: the report is hashed exactly as the till sent it, so an optional field the till
+    # left out (an older till's report has no held_sales, a parked sale may have no note) stays out.
+    data = body.model_dump(exclude_unset=True)
     return idempotent(request, who, key, data, lambda conn: shifts.record_close(conn, who, data))
 
 

@@ -46,7 +46,9 @@
   document.addEventListener("keydown", function (e) {
     var tag = document.activeElement ? document.activeElement.tagName : "";
     if (e.key === "F2") { e.preventDefault(); focus("cash-tendered"); }
-    else if (e.key === "F4") { e.preventDefault(); focus("pay-code") || click("ask-code"); }
+    // F4: ask the customer for the code (the display says "scan to pay"; the swap then puts the focus in
+    // the code field); offline or while a payment is in flight the button is off, so just focus the field.
+    else if (e.key === "F4") { e.preventDefault(); click("ask-code") || focus("pay-code"); }
     else if (e.key === "F6") { e.preventDefault(); click("hold"); }
     else if (e.key === "F7") { e.preventDefault(); click("held-toggle"); }
     else if (e.key === "F8") { e.preventDefault(); if (!click("new-sale")) focus("scan"); }
