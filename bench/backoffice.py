@@ -9,7 +9,8 @@ it in the same run (``sales.reports.today``; the heat map's grouping as one SQL 
 
 Seeding is set-based (one INSERT ... SELECT per table over a generated series): ``--orders`` paid orders
 for one merchant, one captured payment each (cash, WeChat, Alipay in turn), a refund on every 50th, spread
-evenly over ``--days`` days ending now, so today holds about orders / days of them; 4 tills; and
+evenly over ``--days`` days ending a minute before the shop's last midnight (the server's clock starts
+there), so "today" is a full day holding about orders / days of them; 4 tills; and
 orders / 10 cancelled orders with one failed (every fifth: reversed) WeChat or Alipay attempt each, with
 provider codes, spread the same way. Then ``--renders`` times, alternating: the raw Today query in this
 process, ``GET /backoffice/today`` through the server, the raw heat-map query, the heat-map SVG. Prints
@@ -24,7 +25,7 @@ import os
 import re
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ def _series(kind: str, n: int) -> str:
     return f"(SELECT generate_series(0, {n - 1}) AS i)"
 
 
-def seed(container: Any, kind: str, orders: int, days: int) -> dict[str, Any]:
+def seed(container: Any, kind: str, orders: int, days: int, now: datetime) -> dict[str, Any]:
     """One merchant with TILLS tills and ``orders`` paid orders (set-based inserts); returns its ids."""
     from tillit.access import keys, merchants
     from tillit.sales import catalog
@@ -87,7 +88,6 @@ def seed(container: Any, kind: str, orders: int, days: int) -> dict[str, Any]:
             price=2800,
         )
     span_s = days * 86400
-    now = datetime.now(UTC)
     mid, sid = m["id"], store["id"]
     till_case = "CASE " + " ".join(f"WHEN i % {TILLS} = {k} THEN '{t}'" for k, t in enumerate(tills)) + " END"
     if kind == "sqlite":
@@ -219,12 +219,24 @@ def run(kind: str, args: Any) -> dict[str, Any]:
     from tillit.sales import reports
 
     with db.target("postgres" if kind == "postgres" else "sqlite", args.sqlite_synchronous, args.pg_url) as t:
+        # "Today" is a full shop day whatever the hour the bench runs at: the data ends a minute before the
+        # shop's last midnight and the server's clock reads that minute (it runs at real speed from it).
+        anchor = datetime.now(SHOP_TZ).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
+            minutes=1
+        )
+        t.env.update({"TILLIT_CLOCK_START": anchor.isoformat(), "TILLIT_CLOCK_ORIGIN": repr(time.time())})
         os.environ.update({k: v for k, v in t.env.items() if k.startswith("TILLIT_")})
         container = build(Settings.from_env())
         migrate.upgrade(container.db)
-        seeded = seed(container, "sqlite" if kind == "sqlite" else "postgres", args.orders, args.days)
+        seeded = seed(
+            container,
+            "sqlite" if kind == "sqlite" else "postgres",
+            args.orders,
+            args.days,
+            anchor.astimezone(UTC),
+        )
         console.print(f"{t.label}: seeded {args.orders:,} orders in {seeded['seed_s']} s")
-        start, end = day_window(datetime.now(SHOP_TZ).date())
+        start, end = day_window(anchor.date())
         raw_ms: list[float] = []
         render_ms: list[float] = []
         heat_raw_ms: list[float] = []
