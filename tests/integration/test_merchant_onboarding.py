@@ -45,11 +45,10 @@ def poll(c: Container, merchant_id: str) -> None:
     )
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # does not depend on the database
 def test_onboarding_to_sub_merchant_with_rejection_and_verification(
     backend: str, client: TestClient, container: Container, admin_key: str, sandbox: SandboxControl
 ) -> None:
-    if backend != "sqlite":
-        pytest.skip("the provider conversation does not depend on the database")
     assert container.merchants is not None
     container.merchants.onboarding = {
         "wechat": WeChatOnboarding(sandbox.url),

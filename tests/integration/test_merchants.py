@@ -206,10 +206,10 @@ def test_application_to_active_with_four_eyes_and_reasons(
     assert call(client, "GET", f"/v1/merchants/{mid}", owner).json()["status"] == "active"
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # does not depend on the database
 def test_four_eyes_refuses_the_submitter(
     backend: str, client: TestClient, container: Container, admin_key: str
 ) -> None:
-    sqlite_only(backend)
     admin = _admin(admin_key)
     mid, _owner = apply_with_documents(client, container, admin)
     assert (
@@ -244,15 +244,10 @@ BAD_DOCUMENTS: list[tuple[dict[str, Any], str]] = [
 ]
 
 
-def sqlite_only(backend: str) -> None:
-    if backend != "sqlite":
-        pytest.skip("input validation does not depend on the database")
-
-
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # does not depend on the database
 def test_bad_documents_answer_the_error_shape_and_write_nothing(
     backend: str, client: TestClient, container: Container, tenant: Tenant
 ) -> None:
-    sqlite_only(backend)
     for doc, code in BAD_DOCUMENTS:
         before = _counts(container)
         r = call(
@@ -285,10 +280,10 @@ BAD_UPLOADS = [
 ]
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # does not depend on the database
 def test_bad_uploads_write_nothing(
     backend: str, client: TestClient, container: Container, tenant: Tenant
 ) -> None:
-    sqlite_only(backend)
     for content, code in BAD_UPLOADS:
         before, files = _counts(container), _files(container)
         r = call(
@@ -568,11 +563,10 @@ def test_fifty_concurrent_payments_at_a_daily_limit_never_pass_it(
     assert used == 13_000 - 1300
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # does not depend on the database
 def test_rereview_and_expiry_on_an_injected_clock(
     backend: str, request: pytest.FixtureRequest, sqlite_home: Path
 ) -> None:
-    if backend != "sqlite":
-        pytest.skip("the schedule does not depend on the database")
     clock = ManualClock(datetime(2026, 12, 3, 2, 0, tzinfo=UTC))
     c = build(
         Settings(home=sqlite_home, database_url=f"sqlite:///{sqlite_home / 'tillit.sqlite'}"), clock=clock

@@ -169,9 +169,8 @@ def test_key_cache_is_bounded_and_expires() -> None:
     assert cache.get("h0") is None and cache.get("h3") is None
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # SQLite's own write lock
 def test_sqlite_writers_of_one_process_queue_on_the_write_lock(container: Container, backend: str) -> None:
-    if backend != "sqlite":
-        pytest.skip("SQLite only")
     with container.db.transaction() as conn:
         conn.execute(text("CREATE TABLE IF NOT EXISTS lock_probe (n INTEGER NOT NULL)"))
         conn.execute(text("DELETE FROM lock_probe"))
