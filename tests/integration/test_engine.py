@@ -274,6 +274,38 @@ def test_a_pay_that_never_reached_the_provider_is_reversed_after_two_looks(
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_reverse_that_kept_failing_closes_its_warning_when_it_finishes(world: World, provider: str) -> None:
+    """A reverse that failed often enough raises reverse_failing (单边账 risk); once it goes through, the
+    engine resolves that warning itself instead of leaving an operator a stale one."""
+    pay_ep, reverse_ep = (
+        ("wechat.micropay", "wechat.reverse")
+        if provider == "wechat"
+        else ("alipay.trade.pay", "alipay.trade.cancel")
+    )
+    wallet = world.sbx.wallet(provider)
+    order = world.order()
+    world.sbx.faults({pay_ep: {"system_error": 1.0}, reverse_ep: {"system_error": 1.0}})
+    r = world.scan(order["id"], world.sbx.code(wallet))
+    assert r.status_code == 202
+    for _ in range(40):  # not found twice, then the reverse fails 8 times and more
+        world.advance(10)
+    merchant = world.tenant.auth("merchant")
+    listed = world.http.get("/v1/exceptions", params={"status": "open"}, headers=merchant).json()["data"]
+    assert [e["kind"] for e in listed if e.get("payment_id") == r.json()["id"]] == ["reverse_failing"]
+    world.sbx.faults({})
+    world.advance(300)
+    final = world.payment(r.json()["id"])
+    assert final["status"] in ("reversed", "failed"), final
+    listed = world.http.get("/v1/exceptions", params={"status": "open"}, headers=merchant).json()["data"]
+    assert [e for e in listed if e.get("payment_id") == r.json()["id"]] == []
+    done = world.http.get("/v1/exceptions", params={"status": "resolved"}, headers=merchant).json()["data"]
+    mine = [e for e in done if e.get("payment_id") == r.json()["id"]]
+    assert [e["kind"] for e in mine] == ["reverse_failing"]
+    assert mine[0]["resolved_by"] == "system" and "reverse finished" in mine[0]["resolution"]
+    assert world.sbx.net_debited(wallet) == 0
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
 def test_provider_refunds_partial_then_rest(world: World, provider: str) -> None:
     wallet = world.sbx.wallet(provider)
     order = world.order(qty=2)  # 5600

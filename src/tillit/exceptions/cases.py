@@ -175,6 +175,24 @@ def get_exception(conn: Connection, merchant_id: str | None, exception_id: str) 
     return row
 
 
+def resolve_settled(
+    conn: Connection, deps: Deps, *, merchant_id: str, payment_id: str, kind: str, resolution: str
+) -> int:
+    """Close, as the engine, the open exceptions of ``kind`` about one payment whose cause has gone (a
+    reverse that kept failing and then finished); returns how many were closed."""
+    rows = conn.execute(
+        select(exceptions.c.id).where(
+            exceptions.c.merchant_id == merchant_id,
+            exceptions.c.payment_id == payment_id,
+            exceptions.c.kind == kind,
+            exceptions.c.status == "open",
+        )
+    ).all()
+    for row in rows:
+        resolve(conn, deps, None, str(row.id), resolution, merchant_id)
+    return len(rows)
+
+
 def resolve(
     conn: Connection,
     deps: Deps,

@@ -662,6 +662,19 @@ def reverse_payment(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) 
             jobs.finish(conn, deps, job.id)
             return
         now = deps.clock.now()
+        if result.state is ReverseState.DONE or (
+            answer is not None and answer.state in (TradeState.PAID, TradeState.CLOSED, TradeState.NOT_FOUND)
+        ):
+            # The reverse is over one way or the other: its 单边账 warning has nothing left to warn of.
+            exc_svc.resolve_settled(
+                conn,
+                deps,
+                merchant_id=pay.merchant_id,
+                payment_id=pay.id,
+                kind="reverse_failing",
+                resolution=f"the reverse finished ({result.state.value}"
+                + (f", trade {answer.state.value})" if answer is not None else ")"),
+            )
         if result.state is ReverseState.DONE:
             _fail(
                 conn,
