@@ -649,6 +649,7 @@ def bench_one(kind: str, args: argparse.Namespace, wrk: str | None) -> dict[str,
                 health_cpu = window.read(health.client_cpu_s)
             rss_peak = peak_rss_mb(server.pid)
             answer_path, order_body = real_order_answer(server.base_url, key, t.workdir)
+            answer_bytes = answer_path.stat().st_size  # the work directory is gone by the report
         finally:
             server.stop()
         post_ceiling: LoadResult | None = None
@@ -768,7 +769,7 @@ def bench_one(kind: str, args: argparse.Namespace, wrk: str | None) -> dict[str,
             "seconds": round(post_ceiling.seconds, 3) if post_ceiling else None,
             "requests_per_s": round(post_rps, 1) if post_ceiling else None,
             "request_bytes": len(order_body),
-            "answer_bytes": answer_path.stat().st_size if answer_path.exists() else None,
+            "answer_bytes": answer_bytes,
             "cpu": post_cpu,
         },
         "database_ceilings": variants,

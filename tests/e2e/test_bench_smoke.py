@@ -68,7 +68,7 @@ def test_checkout_runs_on_both_databases(tmp_path: Path) -> None:
     for r in data["results"]:
         assert set(r) == {
             "db", "label", "durability", "server_stack", "checkout", "server", "framework_ceiling",
-            "database_ceiling", "ratios", "targets",
+            "post_framework_ceiling", "database_ceiling", "database_ceilings", "ratios", "targets",
         }  # fmt: skip
         assert r["checkout"]["requested"] == 6
         assert r["checkout"]["ok"] + r["checkout"]["errors_non_2xx"] >= 1
@@ -81,7 +81,18 @@ def test_checkout_runs_on_both_databases(tmp_path: Path) -> None:
         assert {"checkouts", "errors", "checkouts_per_s", "transactions_per_s"} <= set(r["database_ceiling"])
         # the ceiling writes the checkout's own rows: a schema it no longer matches must not pass as 0/s
         assert r["database_ceiling"]["errors"] == 0 and r["database_ceiling"]["checkouts"] > 0
-        assert set(r["ratios"]) == {"requests_vs_framework_ceiling", "checkouts_vs_database_ceiling"}
+        assert set(r["ratios"]) == {
+            "requests_vs_framework_ceiling",
+            "checkouts_vs_database_ceiling",
+            "requests_vs_post_ceiling",
+            "checkouts_vs_group_commit_ceiling",
+        }
+        # the POST ceiling validated real order bodies and answered a real order's bytes (issue 11.1)
+        post = r["post_framework_ceiling"]
+        assert post["requests"] > 0 and post["errors_non_2xx"] == 0 and post["answer_bytes"] > 100
+        # one writer at full and weak durability, and 32 checkouts per commit, each writing every row
+        assert [v["checkouts_per_commit"] for v in r["database_ceilings"]] == [1, 1, 32]
+        assert all(v["errors"] == 0 and v["checkouts"] == 6 for v in r["database_ceilings"])
 
 
 def test_till_sync_runs(tmp_path: Path) -> None:
@@ -104,8 +115,11 @@ def test_recovery_runs(tmp_path: Path) -> None:
     assert {"cash_checkouts_per_s", "provider_over_cash"} <= set(data)
     assert data["checkouts"] == 4
     assert data["chaos_ok"] is True
-    for figures in data["providers"].values():
-        assert set(figures) == {"unknown_attempts", "p50_s", "p99_s", "window_s", "p99_over_window"}
+    kinds = {"lost answer", "not at the provider", "password pending"}
+    for by_kind in data["providers"].values():
+        assert set(by_kind) <= kinds  # issue 11.6: lost answers apart from the customer's own time
+        for figures in by_kind.values():
+            assert set(figures) == {"unknown_attempts", "p50_s", "p99_s", "max_s", "aim_s", "p99_over_window"}
 
 
 def test_reconcile_runs(tmp_path: Path) -> None:
