@@ -24,7 +24,7 @@ from tillit.api.deps import (
     idempotent,
     ok,
 )
-from tillit.api.schemas import ErrorOut, Strict
+from tillit.api.schemas import ErrorOut, Strict, UUIDStr
 from tillit.domain.alerts import MAX_THRESHOLD, MAX_WINDOW_MINUTES, RULE_KINDS
 from tillit.domain.errors import DomainError, ErrorKind, invalid, not_found
 from tillit.domain.ids import normalise_id
@@ -209,7 +209,7 @@ class RuleCreate(Strict):
     channels: Annotated[list[Annotated[str, Field(min_length=3, max_length=200)]], Field(max_length=5)] = (
         Field(default_factory=list)
     )
-    merchant_id: Annotated[str | None, Field(max_length=45, description="Operators only")] = None
+    merchant_id: Annotated[UUIDStr | None, Field(description="Operators only")] = None
     locale: Annotated[str, Field(pattern="^(zh-CN|en)$", description="The language of the rule's mails")] = (
         "zh-CN"
     )
@@ -232,7 +232,7 @@ class RuleUpdate(Strict):
         list[Annotated[str, Field(min_length=3, max_length=200)]] | None, Field(max_length=5)
     ] = None
     locale: Annotated[str | None, Field(pattern="^(zh-CN|en)$")] = None
-    merchant_id: Annotated[str | None, Field(max_length=45, description="Operators only")] = None
+    merchant_id: Annotated[UUIDStr | None, Field(description="Operators only")] = None
 
 
 class AlertAction(Strict):
@@ -309,7 +309,7 @@ def rule_changes(
 
 class RuleActive(Strict):
     active: bool
-    merchant_id: Annotated[str | None, Field(max_length=45, description="Operators only")] = None
+    merchant_id: Annotated[UUIDStr | None, Field(description="Operators only")] = None
 
 
 @router.post(
