@@ -264,8 +264,9 @@ def test_customer_display_follows_the_sale(page: Any, browser: Any, stack: Stack
         click(page, "#pay-cash")
         display.wait_for_selector("#display-state[data-state=paid]")
         assert "2.00" in display.inner_text("#display-change")
-        # No receipt URL in the server's answer (e-receipts are not built here): no QR is shown.
-        assert display.locator("#receipt-qr").count() == 0
+        # The e-receipt QR: the link the till signs with its receipt-link key, shown once paid.
+        display.wait_for_selector("#receipt-qr svg")
+        assert display.get_attribute("#receipt-qr", "aria-label")
         display.screenshot(path=str(ARTIFACTS / "station-11-display-paid-zh-CN.png"))
         display.goto(stack.url("till") + "/lang/en?to=/display")
         display.wait_for_selector("#display-state[data-state=paid]")

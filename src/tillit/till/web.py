@@ -550,7 +550,10 @@ def create_till_app(till: Till, printer: Printer, shop_name: str = "Tillit") -> 
         locale = locale_of(request)
         view = current_view()
         state = counter.display_state(view, ui.asking_code)
-        receipt_url = view["sale"].get("receipt_url") if view and state == "paid" else None
+        receipt_url = None
+        if view and state == "paid":
+            # The server's e-receipt URL once synced, else the link the till signs itself (offline too).
+            receipt_url = view["sale"].get("receipt_url") or till.receipt_link(str(view["sale"]["id"]))
         html = env.get_template(template).render(
             t=translator(locale),
             locale=locale,
