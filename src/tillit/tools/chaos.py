@@ -540,12 +540,15 @@ def run(opts: ChaosOptions) -> ChaosReport:
 
             stop = threading.Event()
             lock = threading.Lock()
-            victims = [name for name in fleet.procs if name != "sandbox" or opts.kill_provider]
+            victims = [name for name in fleet.procs if name != "sandbox"]
 
             def monkey() -> None:
                 mrng = random.Random(opts.seed + 1)
                 while not stop.wait(mrng.uniform(*opts.kill_every)):
-                    victim = mrng.choice(victims)
+                    # With kill_provider, the second kill and every fourth after it is a provider outage:
+                    # a short run still has one, however few kills it has time for.
+                    provider_turn = opts.kill_provider and report.kills % 4 == 1
+                    victim = "sandbox" if provider_turn else mrng.choice(victims)
                     if victim == "sandbox":
                         # A provider outage: its counters first (they live in the process), then down a
                         # while, then up on the same state. The calls made between the read and the kill
