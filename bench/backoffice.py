@@ -9,8 +9,8 @@ it in the same run (``sales.reports.today``; the heat map's grouping as one SQL 
 
 Seeding is set-based (one INSERT ... SELECT per table over a generated series): ``--orders`` paid orders
 for one merchant, one captured payment each (cash, WeChat, Alipay in turn), a refund on every 50th, spread
-evenly over ``--days`` days ending a minute before the shop's last midnight (the server's clock starts
-there), so "today" is a full day holding about orders / days of them; 4 tills; and
+evenly over ``--days`` days ending a minute before the shop's last midnight, and the page is asked for
+that day (``?day=``), so the measured day is a full one holding about orders / days of them; 4 tills; and
 orders / 10 cancelled orders with one failed (every fifth: reversed) WeChat or Alipay attempt each, with
 provider codes, spread the same way. Then ``--renders`` times, alternating: the raw Today query in this
 process, ``GET /backoffice/today`` through the server, the raw heat-map query, the heat-map SVG. Prints
@@ -219,12 +219,11 @@ def run(kind: str, args: Any) -> dict[str, Any]:
     from tillit.sales import reports
 
     with db.target("postgres" if kind == "postgres" else "sqlite", args.sqlite_synchronous, args.pg_url) as t:
-        # "Today" is a full shop day whatever the hour the bench runs at: the data ends a minute before the
-        # shop's last midnight and the server's clock reads that minute (it runs at real speed from it).
+        # The measured day is a full shop day whatever the hour the bench runs at: the data ends a minute
+        # before the shop's last midnight and the page is asked for that day (?day=).
         anchor = datetime.now(SHOP_TZ).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
             minutes=1
         )
-        t.env.update({"TILLIT_CLOCK_START": anchor.isoformat(), "TILLIT_CLOCK_ORIGIN": repr(time.time())})
         os.environ.update({k: v for k, v in t.env.items() if k.startswith("TILLIT_")})
         container = build(Settings.from_env())
         migrate.upgrade(container.db)
@@ -267,7 +266,7 @@ def run(kind: str, args: Any) -> dict[str, Any]:
                 with container.db.read() as conn:
                     view = reports.today(conn, seeded["merchant_id"], start, end)
                 t1 = time.perf_counter()
-                page = client.get("/backoffice/today")
+                page = client.get("/backoffice/today", params={"day": anchor.date().isoformat()})
                 t2 = time.perf_counter()
                 assert page.status_code == 200, page.text[:300]
                 with container.db.read() as conn:
