@@ -24,7 +24,10 @@ types: $(STAMP)
 	$(BIN)/mypy
 
 test: lint types
-	$(BIN)/pytest
+	# Unit, integration and sandbox tests on both cores (each test file on one worker: the files share
+	# module-scoped servers); the end-to-end tests after, alone, as they start real server processes.
+	$(BIN)/pytest -n 2 --dist loadfile tests/unit tests/integration tests/sandbox
+	$(BIN)/pytest tests/e2e
 
 bench: $(STAMP)
 	$(BIN)/python bench/checkout.py --db both

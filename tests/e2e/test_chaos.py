@@ -1,4 +1,4 @@
-"""Chaos runs: 1,000 checkouts (the short version every landing runs; bench/chaos.py and `tillit chaos`
+"""Chaos runs: 400 checkouts (the short version every landing runs; bench/chaos.py and `tillit chaos`
 run the goal's 10,000) against a faulty sandbox while Tillit's processes and the sandbox are SIGKILLed,
 then a proof against the sandbox's ground truth, and /metrics scraped from every API process against the
 database's counts. SQLite: one process; PostgreSQL: two API processes and two
@@ -11,7 +11,7 @@ import pytest
 from tests.support import pg
 from tillit.tools import chaos
 
-CHECKOUTS = 1000
+CHECKOUTS = 400
 
 
 def assert_clean(report: chaos.ChaosReport) -> None:
@@ -50,6 +50,7 @@ def test_chaos_sqlite_one_process() -> None:
             checkouts=CHECKOUTS,
             seed=11,
             password_share=0.16,
+            refund_share=0.15,  # enough refunds in a short run for the double-refund play
             cancel_share=0.45,
             kill_provider=True,
             provider_outage=(0.5, 2.0),
@@ -71,6 +72,7 @@ def test_chaos_postgresql_two_apis_two_workers() -> None:
                 api_processes=2,
                 workers=2,
                 password_share=0.16,
+                refund_share=0.15,  # enough refunds in a short run for the double-refund play
                 cancel_share=0.45,
                 kill_provider=True,
                 provider_outage=(0.5, 2.0),
