@@ -8,6 +8,7 @@ normalised here.
 from __future__ import annotations
 
 import random
+import re
 import threading
 import uuid
 
@@ -47,8 +48,14 @@ class IdGenerator:
             return f"{value:032x}"
 
 
+_STORED_FORM = re.compile(r"[0-9a-f]{32}")
+
+
 def normalise_id(raw: str, field: str = "id") -> str:
     """Accept a UUID in any standard textual form and return 32 lowercase hex characters."""
+    # The stored form itself (what Tillit and its tills send) is returned as it is, without parsing.
+    if isinstance(raw, str) and _STORED_FORM.fullmatch(raw):
+        return raw
     try:
         return uuid.UUID(raw).hex
     except (ValueError, AttributeError, TypeError):

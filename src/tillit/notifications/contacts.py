@@ -184,6 +184,27 @@ def notify_paid(conn: Connection, now: datetime, *, merchant_id: str, order_id: 
     )
 
 
+def notify_paid_contactless(
+    conn: Connection, now: datetime, merchant_id: str, paid: list[tuple[str, int]]
+) -> int:
+    """``notify_paid`` for orders known to have no customer contact (a till's bulk-synced cash sales,
+    created in this transaction without one): only the merchant's endpoint can hear of them, so one
+    lookup answers for all ``(order id, amount)`` pairs. Returns how many messages are new."""
+    if not paid or not endpoints.has_endpoint(conn, merchant_id):
+        return 0
+    return sum(
+        endpoints.enqueue_event(
+            conn,
+            now,
+            merchant_id,
+            f"paid:{order_id}",
+            "payment_captured",
+            {"order_id": order_id, "amount": amount},
+        )
+        for order_id, amount in paid
+    )
+
+
 def notify_refunded(
     conn: Connection, now: datetime, *, merchant_id: str, order_id: str, refund_id: str, amount: int
 ) -> int:

@@ -119,6 +119,14 @@ def remove_endpoint(conn: Connection, merchant_id: str) -> bool:
     return bool(done.rowcount)
 
 
+def has_endpoint(conn: Connection, merchant_id: str) -> bool:
+    """Does the merchant have a webhook endpoint (one primary-key lookup)?"""
+    found = conn.execute(
+        select(merchant_webhooks.c.merchant_id).where(merchant_webhooks.c.merchant_id == merchant_id)
+    ).first()
+    return found is not None
+
+
 def enqueue_event(
     conn: Connection, now: datetime, merchant_id: str, event_id: str, template: str, params: MessageParams
 ) -> bool:

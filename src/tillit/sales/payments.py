@@ -45,6 +45,11 @@ def on_cash_payment(gate: CashGate) -> None:
         _CASH_GATES.append(gate)
 
 
+def cash_gates() -> list[CashGate]:
+    """The registered cash gates, in registration order (the bulk sync asks them once per batch)."""
+    return list(_CASH_GATES)
+
+
 # Built once (see sales/orders.py): the cash payment path runs these on every sale.
 _PAYMENT = select(payments).where(
     payments.c.merchant_id == bindparam("b_merchant"), payments.c.id == bindparam("b_id")

@@ -21,7 +21,7 @@ from tillit.adapters.db.schema import till_sync_reports
 from tillit.domain.errors import DomainError, invalid
 from tillit.domain.ids import normalise_id
 from tillit.kernel.context import Actor, Deps
-from tillit.sales import cancel, orders, payments, refunds
+from tillit.sales import bulk, cancel, orders, payments, refunds
 from tillit.sales.gateway import ProviderGateway
 from tillit.sales.views import BatchResult
 
@@ -130,38 +130,86 @@ def apply_batch(
     status_of: Callable[[DomainError], int],
     gateway: ProviderGateway | None = None,
     queued: int | None = None,
+    *,
+    bulk_writes: bool = True,
 ) -> list[BatchResult]:
     """Apply ``(op, key, validated body, order_id, validation error)`` entries; one result per entry.
     ``queued``: the till's journal entries waiting, this batch included (the till says it); what stays
-    after the entries applied here is recorded for the sync backlog metric."""
-    results: list[BatchResult] = []
+    after the entries applied here is recorded for the sync backlog metric.
+
+    The plain cash sales go through ``bulk.BulkSales`` (set-based writes); every other entry, and any
+    entry it declines, runs exactly as its single route would, after what was taken before it is written.
+    ``bulk_writes=False`` runs every entry the single way (the tests compare the two)."""
+    results: list[BatchResult | None] = [None] * len(entries)
     with db.transaction() as conn:
-        for op, key, data, order_id, error in entries:
+        sales = (
+            bulk.BulkSales(db, deps, actor, payments.cash_gates())
+            if actor.merchant_id and bulk_writes
+            else None
+        )
+        if sales is not None:
+            sales.prepare(
+                conn, [(op, key, data if error is None else None) for op, key, data, _, error in entries]
+            )
+
+        def write_taken() -> None:
+            assert sales is not None
             try:
-                if error is not None:
-                    raise error
-                assert data is not None
-                path = PATHS[op].format(order_id=order_id)
-                operation = _operation(db, deps, actor, op, data, order_id, gateway)
                 with conn.begin_nested():
-                    stored = idempotency.run_in(conn, db, deps, actor, key, "POST", path, data, operation)
-                results.append(
-                    {
-                        "key": key,
-                        "status": stored.status,
-                        "replayed": stored.replayed,
-                        "body": json.loads(stored.body),
-                    }
-                )
-            except DomainError as exc:
-                results.append(
-                    {
-                        "key": key,
-                        "status": status_of(exc),
-                        "error": {"code": exc.code, "message": exc.message, "details": exc.details},
-                    }
-                )
+                    done = sales.flush(conn)
+            except IntegrityError:  # another transaction wrote one of these ids meanwhile: one by one
+                for index in sales.discard():
+                    results[index] = _apply_one(db, deps, actor, conn, entries[index], status_of, gateway)
+                return
+            for index, result in done:
+                results[index] = result
+
+        for index, entry in enumerate(entries):
+            op, key, data, _, error = entry
+            if sales is not None and error is None and sales.take(conn, index, op, key, data):
+                continue
+            if sales is not None:
+                write_taken()
+                sales.ran_single(key, data)
+            results[index] = _apply_one(db, deps, actor, conn, entry, status_of, gateway)
+        if sales is not None:
+            write_taken()
+        answered = [r for r in results if r is not None]
+        assert len(answered) == len(entries), "every entry has its answer"
         if queued is not None:
-            kept = sum(1 for r in results if r["status"] == 409 and r["error"]["code"] in RETRIED)
-            report_queue(conn, deps, actor, max(queued - len(results) + kept, 0))
-    return results
+            kept = sum(1 for r in answered if r["status"] == 409 and r["error"]["code"] in RETRIED)
+            report_queue(conn, deps, actor, max(queued - len(answered) + kept, 0))
+    return answered
+
+
+def _apply_one(
+    db: Database,
+    deps: Deps,
+    actor: Actor,
+    conn: Connection,
+    entry: BatchEntry,
+    status_of: Callable[[DomainError], int],
+    gateway: ProviderGateway | None,
+) -> BatchResult:
+    """One entry exactly as its single route applies it, in its own savepoint."""
+    op, key, data, order_id, error = entry
+    try:
+        if error is not None:
+            raise error
+        assert data is not None
+        path = PATHS[op].format(order_id=order_id)
+        operation = _operation(db, deps, actor, op, data, order_id, gateway)
+        with conn.begin_nested():
+            stored = idempotency.run_in(conn, db, deps, actor, key, "POST", path, data, operation)
+        return {
+            "key": key,
+            "status": stored.status,
+            "replayed": stored.replayed,
+            "body": json.loads(stored.body),
+        }
+    except DomainError as exc:
+        return {
+            "key": key,
+            "status": status_of(exc),
+            "error": {"code": exc.code, "message": exc.message, "details": exc.details},
+        }

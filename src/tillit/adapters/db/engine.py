@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +31,10 @@ SQLITE_SYNCHRONOUS = {"OFF", "NORMAL", "FULL", "EXTRA"}
 _SQLITE_WRITE_LOCKS: dict[str, threading.RLock] = {}
 _SQLITE_WRITE_LOCKS_GUARD = threading.Lock()
 _ADVISORY_LOCK = text("SELECT pg_try_advisory_xact_lock(:k)")
+# Many keys in one round trip (a till's sync batch): the keys whose lock another transaction holds.
+_ADVISORY_LOCKS = text(
+    "SELECT k FROM unnest(CAST(:ks AS bigint[])) AS t(k) WHERE NOT pg_try_advisory_xact_lock(k)"
+)
 # Set while Database.read() opens its transaction: SQLite then begins with a plain BEGIN.
 _read_only = threading.local()
 
@@ -160,8 +164,24 @@ class Database:
         """
         if not self.is_postgres:
             return True
-        digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
-        return bool(conn.execute(_ADVISORY_LOCK, {"k": digest}).scalar())
+        return bool(conn.execute(_ADVISORY_LOCK, {"k": _lock_number(key)}).scalar())
+
+    def try_advisory_locks(self, conn: Connection, keys: Iterable[str]) -> set[str]:
+        """``try_advisory_lock`` for many keys in one statement; returns the keys another transaction
+        holds (empty when every lock was granted). The locks are the same as ``try_advisory_lock``'s, so
+        taking one again later in this transaction is granted at once."""
+        if not self.is_postgres:
+            return set()
+        numbers = {_lock_number(k): k for k in keys}
+        if not numbers:
+            return set()
+        refused = conn.execute(_ADVISORY_LOCKS, {"ks": sorted(numbers)}).scalars()
+        return {numbers[n] for n in refused}
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _lock_number(key: str) -> int:
+    """The advisory lock number of a named lock: the first 8 bytes of its SHA-256, signed."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
