@@ -233,7 +233,7 @@ class OutboxSender:
                 if row.recipient == MERCHANT:  # the merchant's own endpoint, as it is now
                     endpoint = self._endpoints.get(row.merchant_id)
                     if endpoint is None:
-                        return _Outcome(row.id, "suppressed", "the merchant has no webhook endpoint")
+                        return _Outcome(row.id, "suppressed", "the merchant has no enabled webhook endpoint")
                     if self.open_secret is None:
                         return _Outcome(row.id, "retry", "no secret box to open the endpoint's secret")
                     url, secret = endpoint[0], self.open_secret(row.merchant_id, endpoint[1])
