@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from tests.support.api import new_order, pay_cash
 from tests.support.backoffice import BO, csrf_of, signin
@@ -24,6 +24,8 @@ from tests.support.world import Tenant
 from tillit.adapters.db.schema import merchant_webhooks, outbox_messages
 from tillit.adapters.webhook import SIGNATURE_HEADER
 from tillit.bootstrap import Container
+from tillit.domain.errors import DomainError
+from tillit.notifications import endpoints
 
 SECRET = re.compile(r'id="webhook-secret">([^<]+)<')
 
@@ -242,3 +244,31 @@ def test_csrf_bad_input_and_isolation(
     signin(client, tenant.cashier_key)
     assert client.get(f"{BO}/webhooks").status_code == 403
     assert len(_rows(container, tenant.merchant_id)) == len(_rows(container, other_tenant.merchant_id)) == 1
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_two_adds_at_once_one_endpoint(container: Container, tenant: Tenant) -> None:
+    """The second of two concurrent adds waits for the first and is refused (never a primary-key 500)."""
+    outcome: list[str] = []
+
+    def second() -> None:
+        try:
+            with container.db.transaction() as conn:
+                endpoints.create_endpoint(conn, container.deps, tenant.merchant_id, "https://a.example/2")
+            outcome.append("made")
+        except DomainError as exc:
+            outcome.append(exc.code)
+
+    with container.db.transaction() as first:
+        endpoints.create_endpoint(first, container.deps, tenant.merchant_id, "https://a.example/1")
+        thread = threading.Thread(target=second)
+        thread.start()
+        with container.db.read() as probe:  # wait until the second is blocked on the merchant's row
+            for _ in range(500):
+                if probe.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar_one():
+                    break
+                probe.commit()
+                thread.join(0.02)
+    thread.join()
+    assert outcome == ["webhook_endpoint_exists"]
+    assert [r.url for r in _rows(container, tenant.merchant_id)] == ["https://a.example/1"]

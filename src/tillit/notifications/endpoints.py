@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import structlog
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
-from tillit.adapters.db.schema import merchant_webhooks, outbox_messages, provider_accounts
+from tillit.adapters.db.schema import merchant_webhooks, merchants, outbox_messages, provider_accounts
 from tillit.domain.errors import DomainError, conflict, invalid, not_found
 from tillit.kernel.context import Deps, SecretBox, iso
 from tillit.notifications.messages import MERCHANT_ENDPOINT, Message, MessageParams
@@ -265,6 +265,10 @@ def create_endpoint(conn: Connection, deps: Deps, merchant_id: str, url: Any) ->
     """Add the merchant's endpoint with a secret made here; answers it with the secret in clear, the
     only time it is ever shown. A merchant that already has one is refused (rotate or delete it)."""
     checked = check_url(url)
+    # Two adds at once: the merchant's row serialises them (PostgreSQL; SQLite has a single writer), so
+    # the second sees the first's endpoint and is refused rather than failing on the primary key. FOR NO
+    # KEY UPDATE: the merchant's sales (foreign keys take KEY SHARE) are not held up.
+    conn.execute(select(merchants.c.id).where(merchants.c.id == merchant_id).with_for_update(key_share=True))
     if not get_endpoint(conn, merchant_id)["default"]:
         raise conflict(
             "webhook_endpoint_exists",
