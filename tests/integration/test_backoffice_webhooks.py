@@ -246,6 +246,11 @@ def test_csrf_bad_input_and_isolation(
     assert len(_rows(container, tenant.merchant_id)) == len(_rows(container, other_tenant.merchant_id)) == 1
 
 
+WAITING = text(
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)
+
+
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_two_adds_at_once_one_endpoint(container: Container, tenant: Tenant) -> None:
     """The second of two concurrent adds waits for the first and is refused (never a primary-key 500)."""
@@ -263,12 +268,12 @@ def test_two_adds_at_once_one_endpoint(container: Container, tenant: Tenant) -> 
         endpoints.create_endpoint(first, container.deps, tenant.merchant_id, "https://a.example/1")
         thread = threading.Thread(target=second)
         thread.start()
-        with container.db.read() as probe:  # wait until the second is blocked on the merchant's row
-            for _ in range(500):
-                if probe.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar_one():
-                    break
-                probe.commit()
-                thread.join(0.02)
+        for _ in range(500):  # wait until the second is blocked on the merchant's row (this database only)
+            with container.db.read() as probe:
+                waiting = probe.execute(WAITING).scalar_one()
+            if waiting:
+                break
+            thread.join(0.02)
     thread.join()
     assert outcome == ["webhook_endpoint_exists"]
     assert [r.url for r in _rows(container, tenant.merchant_id)] == ["https://a.example/1"]
