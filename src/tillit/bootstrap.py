@@ -27,9 +27,11 @@ from tillit.domain.ids import IdGenerator
 from tillit.domain.links import receipt_path, unsubscribe_path, webhook_secret
 from tillit.domain.provider import PaymentProvider
 from tillit.exceptions import cases
+from tillit.fulfilment import keys as fulfilment_keys
 from tillit.fulfilment import notify as fulfilment_notify
 from tillit.fulfilment import outbox as fulfilment_outbox
 from tillit.fulfilment import timers as fulfilment_timers
+from tillit.fulfilment.links import customer_path
 from tillit.kernel.context import Deps, KeyHolder, SecretBox
 from tillit.merchants import lifecycle as merchant_lifecycle
 from tillit.merchants import onboarding, review
@@ -88,9 +90,15 @@ class Container:
         return self.settings.public_url + receipt_path(self.signing_key, merchant_id, order_id)
 
 
-def build_outbox(settings: Settings, signing_key: bytes, box: SecretBox | None = None) -> OutboxSender:
+def build_outbox(
+    settings: Settings,
+    signing_key: bytes,
+    box: SecretBox | None = None,
+    order_url: Callable[[str, str], str] | None = None,
+) -> OutboxSender:
     """The outbox sender with every channel the settings configure (an unconfigured channel's messages
-    wait). A new sender per call: each owns its own connections."""
+    wait). A new sender per call: each owns its own connections. ``order_url`` (``order_link``) puts the
+    customer's order page link in fulfilment messages."""
     channels = Channels(
         email=SmtpMailer(
             SmtpConfig(
@@ -128,7 +136,19 @@ def build_outbox(settings: Settings, signing_key: bytes, box: SecretBox | None =
         unsubscribe_url=lambda merchant_id, address: (
             settings.public_url + unsubscribe_path(signing_key, merchant_id, address)
         ),
+        order_url=order_url,
     )
+
+
+def order_link(settings: Settings, db: Database, deps: Deps) -> Callable[[str, str], str]:
+    """The customer's order page (``/c/{token}``, fulfilment/links.py), signed with the database's link
+    key — the link the fulfilment API answers as ``customer_path`` and the page verifies."""
+
+    def order_url(merchant_id: str, order_id: str) -> str:
+        signer = fulfilment_keys.signer_for(db, deps)
+        return settings.public_url + customer_path(signer, merchant_id, order_id)
+
+    return order_url
 
 
 def _endpoint_secret(box: SecretBox) -> Callable[[str, str], bytes]:
@@ -200,13 +220,14 @@ def build(
     signing_key = load_signing_key(settings.home, settings.signing_key)
     merchants_cfg = merchants_config(settings)
     onboarding.configure(merchants_cfg)
+    db = Database(sql_engine)
     return Container(
         settings=settings,
-        db=Database(sql_engine),
+        db=db,
         deps=deps,
         engine=engine_cfg,
         gateway=EngineGateway(engine_cfg),
-        outbox=build_outbox(settings, signing_key, box),
+        outbox=build_outbox(settings, signing_key, box, order_link(settings, db, deps)),
         signing_key=signing_key,
         merchants=merchants_cfg,
     )

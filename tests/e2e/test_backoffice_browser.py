@@ -6,12 +6,14 @@ row. Screenshots in zh-CN and en go to test-artifacts/backoffice/."""
 from __future__ import annotations
 
 import re
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -19,15 +21,18 @@ from fastapi.routing import APIRoute
 from sqlalchemy import select
 
 from tests.e2e.test_till_browser import CHROMIUM_ARGS, chromium
+from tests.support.api import new_order, pay_cash
 from tests.support.backoffice import BO, Day, csrf_of, seed_day, signin
 from tests.support.live import live_server
 from tests.support.world import Tenant, make_tenant
 from tillit.adapters.db import migrate
-from tillit.adapters.db.schema import api_keys, products
+from tillit.adapters.db.schema import api_keys, merchant_webhooks, products
+from tillit.adapters.webhook import SIGNATURE_HEADER, verify
 from tillit.backoffice.app import PAGES
 from tillit.bootstrap import Container, build
 from tillit.config import Settings
 from tillit.monitoring import alerts
+from tillit.notifications import endpoints
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "backoffice"
 
@@ -85,8 +90,15 @@ def _rival_ids(world: World) -> dict[str, str]:
                 threshold=300,
             )
         )
+    with world.container.db.transaction() as conn:  # ful21: the rival's webhook endpoint
+        hook = endpoints.get_endpoint(conn, world.rival.merchant_id)
+        if hook["default"]:
+            hook, _secret = endpoints.create_endpoint(
+                conn, world.container.deps, world.rival.merchant_id, "https://rival.example/hook"
+            )
     order = world.rival_day.orders[0]
     return {
+        "endpoint_id": str(hook["id"]),
         "rule_id": rule.id,
         "order_id": order["id"],
         "payment_id": order["payment"]["id"],
@@ -124,6 +136,10 @@ ISOLATION: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
         "/settlement/{merchant_id}/wechat/2026-11-20",
         {},
     ),
+    # ful21: the merchant's webhook endpoint
+    ("POST", "/webhooks/{endpoint_id}/rotate"): ("/webhooks/{endpoint_id}/rotate", {}),
+    ("POST", "/webhooks/{endpoint_id}/enabled"): ("/webhooks/{endpoint_id}/enabled", {"enabled": "0"}),
+    ("POST", "/webhooks/{endpoint_id}/delete"): ("/webhooks/{endpoint_id}/delete", {}),
 }
 # Routes whose id arrives in the form or query rather than the path.
 ISOLATION_BODY = [
@@ -184,6 +200,7 @@ def test_another_merchants_ids_answer_404_like_unused_ids(world: World) -> None:
         assert ids["shift_id"] not in client.get(f"{BO}/shifts").text
         assert ids["product_id"] not in client.get(f"{BO}/products").text
         assert ids["product_id"] not in client.get(f"{BO}/products/export.csv").text
+        assert ids["endpoint_id"] not in client.get(f"{BO}/webhooks").text
     with world.container.db.read() as conn:  # and nothing of theirs changed
         revoked = conn.execute(
             select(api_keys.c.revoked_at).where(api_keys.c.id == ids["key_id"])
@@ -192,6 +209,9 @@ def test_another_merchants_ids_answer_404_like_unused_ids(world: World) -> None:
             select(products.c.active).where(products.c.id == ids["product_id"])
         ).scalar_one()
     assert revoked is None and active == 1
+    with world.container.db.read() as conn:
+        hook = endpoints.get_endpoint(conn, world.rival.merchant_id)
+    assert hook["id"] == ids["endpoint_id"] and hook["enabled"] is True
     with world.container.db.read() as conn:
         rule = alerts.get_rule(conn, world.rival.merchant_id, ids["rule_id"])
         assert alerts.rule_changes(conn, world.rival.merchant_id, rule.id) == []
@@ -328,3 +348,84 @@ def test_product_csv_import_with_a_bad_row(browser: Any, world: World, tmp_path:
     page.wait_for_selector("#row-errors")
     shot(page, "csv-import-bad-row-zh-CN")
     page.context.close()
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    """The merchant's own system: records what Tillit posts to it."""
+
+    got: ClassVar[list[tuple[str, dict[str, str], bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).got.append((self.path, dict(self.headers), body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "en"])
+def test_webhook_endpoint_added_and_a_delivery_seen(browser: Any, world: World, locale: str) -> None:
+    """ful21: add the endpoint on the page, copy the secret shown once, make a sale, see the delivery on
+    the page (htmx refresh), verify its signature with the copied secret; rotate, disable, delete."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    hook_url = f"http://127.0.0.1:{server.server_address[1]}/tillit-{locale}"
+    page = new_page(browser, world, locale)
+    try:
+        sign_in(page, world.shop.manager_key)
+        page.click("#nav-webhooks")
+        page.wait_for_selector("#no-endpoint")
+        page.fill("#w-url", "ftp://not-http.example/hook")
+        page.eval_on_selector("#w-url", "el => el.type = 'text'")  # past the browser's own check
+        page.click("#w-add")
+        page.wait_for_selector("#message.error")
+        assert "invalid_webhook_url" in page.inner_text("#message")
+        page.fill("#w-url", hook_url)
+        page.click("#w-add")
+        page.wait_for_selector("#webhook-secret")
+        secret = page.inner_text("#webhook-secret").strip()
+        assert secret.startswith("whsec_")
+        assert page.locator(f'tr.endpoint .endpoint-url:text-is("{hook_url}")').count() == 1
+        shot(page, f"webhooks-added-{locale}")
+
+        with httpx.Client(base_url=world.url) as api:
+            order = new_order(api, world.shop)
+            pay_cash(api, world.shop, order["id"])
+        assert world.container.outbox is not None
+        while world.container.outbox.send_due(world.container.db, world.container.deps, "browser-test"):
+            pass
+        page.click("#refresh-deliveries")
+        row = f'tr.delivery[data-event="paid:{order["id"]}"][data-status="sent"]'
+        page.wait_for_selector(row)
+        assert page.get_attribute("#last-status", "data-status") == "sent"
+        assert page.inner_text("#failing") == "0"
+        shot(page, f"webhooks-delivery-{locale}")
+        got = [(h, b) for p, h, b in _Receiver.got if p == f"/tillit-{locale}"]
+        assert len(got) == 1
+        headers, body = got[0]
+        now = int(world.container.deps.clock.now().timestamp())
+        assert verify(secret.encode(), headers[SIGNATURE_HEADER], body, now)  # the secret the page showed
+
+        page.reload()
+        assert page.locator("#webhook-secret").count() == 0  # shown once, never again
+        page.click("tr.endpoint .rotate")
+        page.wait_for_selector("#webhook-secret")
+        assert page.inner_text("#webhook-secret").strip() != secret
+        page.click("tr.endpoint .toggle")
+        page.wait_for_selector("tr.endpoint .endpoint-status.bad")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click("tr.endpoint .delete")
+        page.wait_for_selector("#no-endpoint")
+        with world.container.db.read() as conn:
+            left = conn.execute(
+                select(merchant_webhooks.c.id).where(
+                    merchant_webhooks.c.merchant_id == world.shop.merchant_id
+                )
+            ).first()
+        assert left is None
+    finally:
+        page.context.close()
+        server.shutdown()
+        server.server_close()

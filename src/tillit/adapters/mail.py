@@ -73,10 +73,17 @@ class SmtpMailer:
         return smtp
 
     def send(
-        self, to: str, subject: str, body: str, message_id: str, headers: dict[str, str] | None = None
+        self,
+        to: str,
+        subject: str,
+        body: str,
+        message_id: str,
+        headers: dict[str, str] | None = None,
+        html: str | None = None,
     ) -> None:
-        """Send one plain-text mail. ``message_id`` (the outbox dedup key) becomes part of the
-        Message-ID header, so a receiver can drop the rare duplicate left by a crash after sending."""
+        """Send one mail: plain text, or text and ``html`` as multipart/alternative. ``message_id`` (the
+        outbox dedup key) becomes part of the Message-ID header, so a receiver can drop the rare
+        duplicate left by a crash after sending."""
         msg = EmailMessage()
         msg["From"] = self.config.sender
         msg["To"] = to
@@ -86,6 +93,8 @@ class SmtpMailer:
         for name, value in (headers or {}).items():  # List-Unsubscribe and List-Unsubscribe-Post
             msg[name] = value
         msg.set_content(body)
+        if html is not None:
+            msg.add_alternative(html, subtype="html")
         try:
             if self._smtp is None:
                 self._smtp = self._connect()

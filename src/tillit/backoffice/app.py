@@ -20,6 +20,7 @@ from tillit.backoffice import sessions
 from tillit.backoffice.i18n import LOCALES
 from tillit.backoffice.pages import merchants, monitoring, orders, products, shifts, terminals, today
 from tillit.backoffice.pages import settlement as settlement_pages  # settle12
+from tillit.backoffice.pages import webhooks as webhook_pages  # ful21
 from tillit.backoffice.registry import Page, check
 from tillit.backoffice.throttle import SignInThrottle
 from tillit.backoffice.web import (
@@ -49,6 +50,7 @@ PAGES: tuple[Page, ...] = check(
         shifts.PAGE,
         products.PAGE,
         terminals.PAGE,
+        webhook_pages.PAGE,  # ful21: the merchant's webhook endpoint
         settlement_pages.PAGE,  # settle12
         settlement_pages.FEES_PAGE,  # settle12
         monitoring.ANALYTICS,  # mon13: analytics, channel health, alerts

@@ -14,6 +14,7 @@ Messages for a channel that is not configured stay pending, untouched, until it 
 
 from __future__ import annotations
 
+import html as html_text
 import json
 import threading
 from collections.abc import Callable
@@ -36,6 +37,11 @@ log = structlog.get_logger("tillit.outbox")
 MAX_ERROR = 500
 # Mail to the merchant's own staff (monitoring's alerts) has no customer consent to withdraw.
 STAFF_TEMPLATES = frozenset({"alert"})
+# ful21: customer messages about a fulfilment carry the link to the customer's order page (confirm
+# receipt, open a dispute): ``order_url``, signed at send time like ``receipt_url``, never in a webhook.
+ORDER_PAGE_TEMPLATES = frozenset(
+    {"order_ready", "order_shipped", "order_delivered", "confirm_reminder", "dispute_update"}
+)
 UNSUBSCRIBE_LINE = {
     "zh-CN": "不想再收到此商户的邮件？退订：{link}",
     "en": "Don't want these e-mails from this shop? Unsubscribe: {link}",
@@ -44,7 +50,13 @@ UNSUBSCRIBE_LINE = {
 
 class MailPort(Protocol):
     def send(
-        self, to: str, subject: str, body: str, message_id: str, headers: dict[str, str] | None = None
+        self,
+        to: str,
+        subject: str,
+        body: str,
+        message_id: str,
+        headers: dict[str, str] | None = None,
+        html: str | None = None,
     ) -> None: ...
     def close(self) -> None: ...
 
@@ -103,6 +115,7 @@ class OutboxSender:
         webhook_secret: Callable[[str], bytes],
         open_secret: Callable[[str, str], bytes] | None = None,
         unsubscribe_url: Callable[[str, str], str] | None = None,
+        order_url: Callable[[str, str], str] | None = None,
     ) -> None:
         self.channels, self.config = channels, config
         self.receipt_url, self.webhook_secret = receipt_url, webhook_secret
@@ -110,6 +123,8 @@ class OutboxSender:
         self.open_secret = open_secret
         # (merchant, address) -> the signed unsubscribe link every customer e-mail carries
         self.unsubscribe_url = unsubscribe_url
+        # (merchant, order) -> the signed link to the customer's order page (ORDER_PAGE_TEMPLATES)
+        self.order_url = order_url
         self._endpoints: dict[str, tuple[str, str]] = {}
         self._lock = threading.Lock()
 
@@ -194,6 +209,12 @@ class OutboxSender:
         params: dict[str, Any] = json.loads(row.params)
         if params.get("order_id"):
             params["receipt_url"] = self.receipt_url(row.merchant_id, str(params["order_id"]))
+            if (
+                self.order_url is not None
+                and row.channel != "webhook"  # the customer's link, not the merchant's system's
+                and row.template in ORDER_PAGE_TEMPLATES
+            ):
+                params["order_url"] = self.order_url(row.merchant_id, str(params["order_id"]))
         return params
 
     def _send(self, deps: Deps, row: Any) -> _Outcome:
@@ -202,15 +223,17 @@ class OutboxSender:
             params = self._params(row)
             if row.channel == "email" and self.channels.email is not None:
                 text = render(row.template, row.locale, params)
-                mail_body, headers = text.body, None
+                mail_body, headers, footer = text.body, None, ""
                 if self.unsubscribe_url is not None and row.template not in STAFF_TEMPLATES:
                     link = self.unsubscribe_url(row.merchant_id, row.recipient)
                     mail_body += "\n\n--\n" + UNSUBSCRIBE_LINE[row.locale].format(link=link)
+                    footer = _html_footer(UNSUBSCRIBE_LINE[row.locale], link)
                     headers = {
                         "List-Unsubscribe": f"<{link}>",
                         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
                     }
-                self.channels.email.send(row.recipient, text.subject, mail_body, dedup, headers)
+                html = None if text.html is None else _html_document(row.locale, text.html, footer)
+                self.channels.email.send(row.recipient, text.subject, mail_body, dedup, headers, html)
             elif row.channel == "sms" and self.channels.sms is not None:
                 text = render(row.template, row.locale, params)
                 self.channels.sms.send(row.recipient, text.body, dedup)
@@ -233,7 +256,7 @@ class OutboxSender:
                 if row.recipient == MERCHANT:  # the merchant's own endpoint, as it is now
                     endpoint = self._endpoints.get(row.merchant_id)
                     if endpoint is None:
-                        return _Outcome(row.id, "suppressed", "the merchant has no webhook endpoint")
+                        return _Outcome(row.id, "suppressed", "the merchant has no enabled webhook endpoint")
                     if self.open_secret is None:
                         return _Outcome(row.id, "retry", "no secret box to open the endpoint's secret")
                     url, secret = endpoint[0], self.open_secret(row.merchant_id, endpoint[1])
@@ -282,6 +305,23 @@ class OutboxSender:
             .where(m.c.id == outcome.id, m.c.leased_by == worker[:64], m.c.status == "pending")
             .values(**values)
         )
+
+
+def _html_footer(line: str, link: str) -> str:
+    before, _, after = line.partition("{link}")
+    href = html_text.escape(link, quote=True)
+    return (
+        f'<hr><p style="color:#666;font-size:12px">{html_text.escape(before)}'
+        f'<a href="{href}">{html_text.escape(link)}</a>{html_text.escape(after)}</p>'
+    )
+
+
+def _html_document(locale: str, fragment: str, footer: str) -> str:
+    """The HTML part of a mail: the template's (autoescaped) fragment and the unsubscribe footer."""
+    return (
+        f'<!doctype html>\n<html lang="{html_text.escape(locale)}"><head><meta charset="utf-8"></head>'
+        f"<body>\n{fragment}\n{footer}\n</body></html>\n"
+    )
 
 
 def due_count(conn: Connection, now: datetime) -> int:

@@ -929,6 +929,10 @@ merchant_webhooks = Table(
     Column("secret_sealed", String(600), nullable=False),
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
+    # ful21: the endpoint's public id (the back office's pages address it by id) and whether it is on.
+    Column("id", ID, nullable=False, unique=True),
+    Column("enabled", Integer, nullable=False, server_default="1"),
+    CheckConstraint("enabled IN (0, 1)", name="enabled"),
 )
 
 fulfilment_settings = Table(

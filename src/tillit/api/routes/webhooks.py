@@ -32,6 +32,8 @@ class EndpointBody(Strict):
 
 
 class EndpointOut(BaseModel):
+    id: str | None = Field(description="The endpoint's id (the back office's pages address it by id).")
+    enabled: bool = Field(description="False when disabled in the back office: nothing is sent to it.")
     url: str | None
     secret_set: bool
     default: bool = Field(description="True when the merchant has no endpoint.")
