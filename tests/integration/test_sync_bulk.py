@@ -35,6 +35,7 @@ from tillit.config import Settings
 from tillit.domain.clock import ManualClock
 from tillit.domain.errors import DomainError, ErrorKind
 from tillit.kernel.context import Actor
+from tillit.notifications import endpoints
 from tillit.sales import sync
 from tillit.sales.views import BatchResult
 
@@ -297,3 +298,31 @@ def test_bulk_sales_take_the_plain_cases(tmp_path: Path, monkeypatch: pytest.Mon
     assert numbers == list(range(numbers[0], numbers[0] + 50))
     assert all(r["body"]["change_due"] == 500 for r in results[1::2])
     w.c.db.dispose()
+
+
+def test_bulk_sales_tell_the_merchants_endpoint(worlds: tuple[World, World]) -> None:
+    """A merchant with a webhook endpoint hears of every bulk-synced paid order, as of single ones."""
+    for w in worlds:
+        with w.c.db.transaction() as conn:
+            endpoints.set_endpoint(
+                conn,
+                w.c.deps,
+                w.tenant.merchant_id,
+                {"url": "https://hooks.example.com/tillit", "secret": "s" * 32},
+            )
+    raw: list[dict[str, Any]] = []
+    for i in range(20):
+        oid, pid = uuid.UUID(int=10**6 + 2 * i).hex, uuid.UUID(int=10**6 + 2 * i + 1).hex
+        raw += [
+            {"op": "order", "key": f"o{i}", "body": {"id": oid, "lines": [{"sku": "LATTE", "quantity": 1}]}},
+            {"op": "payment", "key": f"p{i}", "body": {"id": pid, "order_id": oid}},
+        ]
+    answers = [
+        sync.apply_batch(w.c.db, w.c.deps, w.actor, _validated(raw), status_for, bulk_writes=bulk)
+        for w, bulk in ((worlds[0], True), (worlds[1], False))
+    ]
+    assert answers[0] == answers[1]
+    bulk_rows, single_rows = _dump(worlds[0]), _dump(worlds[1])
+    assert bulk_rows == single_rows
+    webhooks = [r for r in bulk_rows["outbox_messages"] if "webhook" in r]
+    assert len(webhooks) == 20

@@ -143,9 +143,11 @@ def remove_endpoint(conn: Connection, merchant_id: str) -> bool:
 
 
 def has_endpoint(conn: Connection, merchant_id: str) -> bool:
-    """Does the merchant have a webhook endpoint (one primary-key lookup)?"""
+    """Does the merchant have an enabled webhook endpoint (one primary-key lookup)?"""
     found = conn.execute(
-        select(merchant_webhooks.c.merchant_id).where(merchant_webhooks.c.merchant_id == merchant_id)
+        select(merchant_webhooks.c.merchant_id).where(
+            merchant_webhooks.c.merchant_id == merchant_id, merchant_webhooks.c.enabled == 1
+        )
     ).first()
     return found is not None
 
