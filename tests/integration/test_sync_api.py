@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from tests.support.api import post
 from tests.support.world import Tenant
 from tillit.domain.shifts import GENESIS, chain_hash
+from tillit.domain.tillrules import SYNC_MAX_ENTRIES
 
 
 def sale_entries(order_id: str, pay_id: str, qty: int = 1) -> list[dict[str, Any]]:
@@ -111,9 +112,17 @@ def test_the_till_reports_its_queue_and_the_backlog_metric_is_exact(
 
 
 def test_batch_limits(client: TestClient, tenant: Tenant) -> None:
-    too_many = [{"op": "order", "key": str(i), "body": {}} for i in range(201)]
+    too_many = [{"op": "order", "key": str(i), "body": {}} for i in range(SYNC_MAX_ENTRIES + 1)]
     assert client.post("/v1/sync", json={"entries": too_many}, headers=tenant.auth()).status_code == 422
     assert client.post("/v1/sync", json={"entries": []}, headers=tenant.auth()).status_code == 422
+    # The body bound is the sync route's own (larger than other routes'), and still a bound.
+    big = [{"op": "order", "key": str(i), "body": {"note": "x" * 2500}} for i in range(SYNC_MAX_ENTRIES)]
+    refused = client.post("/v1/sync", json={"entries": big}, headers=tenant.auth())
+    assert refused.status_code == 413 and refused.json()["error"]["code"] == "body_too_large"
+    fits = [{"op": "order", "key": str(i), "body": {"note": "x" * 1000}} for i in range(SYNC_MAX_ENTRIES)]
+    answered = client.post("/v1/sync", json={"entries": fits}, headers=tenant.auth())
+    assert answered.status_code == 200  # each entry answered on its own (here: no lines)
+    assert {r["error"]["code"] for r in answered.json()["results"]} == {"validation_error"}
 
 
 def shift(tenant: Tenant, number: int, prev: str, counted: int = 10000) -> dict[str, Any]:

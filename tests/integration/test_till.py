@@ -87,14 +87,14 @@ def test_thousand_offline_cash_sales_sync_exactly_once(
         till.close_shift(0)
     assert refused.value.reason == "close_refused"
     with live_server(container, port=port):
-        till.sync_once()  # one pass: 200 of the 2,000 journal entries
+        till.sync_once()  # one pass: 500 of the 2,000 journal entries (SYNC_MAX_ENTRIES)
         with container.db.read() as conn:  # the till said how many it still holds: the backlog is exact
             reported = conn.execute(
                 select(till_sync_reports.c.queued).where(
                     till_sync_reports.c.terminal_id == tenant.terminal_id
                 )
             ).scalar_one()
-        assert reported == till.journal.pending_count() == 1800
+        assert reported == till.journal.pending_count() == 1500
         drain(till, rounds=50)
         drain(till, rounds=1)  # a second pass sends nothing new
     with container.db.read() as conn:

@@ -27,6 +27,7 @@ from tillit.bootstrap import Container
 from tillit.customer import order_page
 from tillit.customer import receipt as customer_receipt
 from tillit.customer import unsubscribe as customer_unsubscribe
+from tillit.domain.tillrules import SYNC_MAX_BYTES
 from tillit.worker import Worker
 
 DESCRIPTION = """Tillit's REST API. Amounts are integers of minor units (fen for CNY). Every POST that creates
@@ -116,6 +117,7 @@ def create_app(
             settlement_routes.STATEMENT_PATH: settlement_routes.STATEMENT_MAX_BYTES,  # settle12
             products_page.IMPORT_PATH: products_page.IMPORT_MAX_BYTES,  # the back office's CSV import
             merchants.UPLOAD_PATH: merchants.UPLOAD_MAX_BYTES,  # merchants: qualification documents
+            till.SYNC_PATH: SYNC_MAX_BYTES,  # a till's journal batch (domain/tillrules.py)
         },
         prefix_overrides={order_page.PREFIX: order_page.BODY_LIMIT},  # the customer's dispute photo
     )

@@ -104,3 +104,9 @@ def quick_cash(due: int) -> list[int]:
     if len(amounts) == 1 and due % 10000:
         amounts.append((due // 10000 + 1) * 10000)  # above ¥100: the next hundred
     return amounts[:4]
+
+
+#: The sync protocol's bounds (POST /v1/sync): at most this many journal entries per batch, and a request
+#: body of at most this many bytes. The server enforces both (413 / 422); the till cuts its batches to fit.
+SYNC_MAX_ENTRIES = 500
+SYNC_MAX_BYTES = 1024 * 1024

@@ -29,7 +29,7 @@ from tillit.domain.messages import MESSAGES, for_payment
 from tillit.domain.pricing import MAX_LINES, MAX_QUANTITY
 from tillit.domain.provider import detect_method, mask_code
 from tillit.domain.shifts import GENESIS, HeldSale, ShiftTotals, chain_hash
-from tillit.domain.tillrules import rounding_off, spread
+from tillit.domain.tillrules import SYNC_MAX_BYTES, SYNC_MAX_ENTRIES, rounding_off, spread
 from tillit.till.client import LinkDown, ServerClient
 from tillit.till.journal import BATCHABLE, Journal, OutboxEntry, now_iso
 
@@ -41,6 +41,35 @@ MAX_DISCOUNT = 10**9
 MAX_TENDER = 10**9
 CATALOGUE_PAGE = 200
 DEFAULT_LIMIT_PCT = 20
+
+
+# The batch body's own bytes besides its entries ({"entries": [...], "queued": N}), with room to spare.
+_BATCH_ENVELOPE = 256
+
+
+def next_batch(
+    entries: list[OutboxEntry],
+    start: int,
+    max_entries: int = SYNC_MAX_ENTRIES,
+    max_bytes: int = SYNC_MAX_BYTES,
+) -> list[OutboxEntry]:
+    """The batch that starts at ``entries[start]`` (a batchable entry): the consecutive batchable entries
+    after it, in journal order, as many as the server takes in one body (``max_entries``, ``max_bytes``).
+    An entry too big for a batch of its own still goes, alone: the server's answer tells the cashier."""
+    batch = [entries[start]]
+    size = _BATCH_ENVELOPE + _entry_size(entries[start])
+    for following in entries[start + 1 :]:
+        size += _entry_size(following)
+        if following.op not in BATCHABLE or len(batch) >= max_entries or size > max_bytes:
+            break
+        batch.append(following)
+    return batch
+
+
+def _entry_size(entry: OutboxEntry) -> int:
+    """An upper bound of the bytes ``entry`` adds to a sync batch body (ASCII-escaped JSON is never
+    shorter than the UTF-8 the client sends)."""
+    return len(json.dumps(entry.body)) + len(entry.key) + len(entry.order_id or "") + 64
 
 
 class TillError(Exception):
@@ -276,7 +305,11 @@ class Till:
             "SELECT number, held_at, total, hold_note FROM sales WHERE status = 'open' AND held_at IS NOT NULL"
             " ORDER BY held_at, number"
         ):
-            item: HeldSale = {"number": int(row["number"]), "held_at": row["held_at"], "total": int(row["total"])}
+            item: HeldSale = {
+                "number": int(row["number"]),
+                "held_at": row["held_at"],
+                "total": int(row["total"]),
+            }
             if row["hold_note"]:
                 item["note"] = str(row["hold_note"])
             held.append(item)
@@ -753,14 +786,12 @@ class Till:
         """Push pending outbox entries in order; returns how many were acknowledged. Raises LinkDown."""
         with self._sync_lock:
             done = 0
-            entries = self.journal.pending(200)
+            entries = self.journal.pending(SYNC_MAX_ENTRIES)
             i = 0
             while i < len(entries):
                 entry = entries[i]
                 if entry.op in BATCHABLE:
-                    batch = [entry]
-                    while i + len(batch) < len(entries) and entries[i + len(batch)].op in BATCHABLE:
-                        batch.append(entries[i + len(batch)])
+                    batch = next_batch(entries, i)
                     done += self._send_batch(batch)
                     i += len(batch)
                 else:

@@ -15,12 +15,14 @@ from tillit.api.schemas import ErrorOut, OrderCancel, OrderCreate, PaymentCreate
 from tillit.domain.errors import DomainError, ErrorKind
 from tillit.domain.ids import normalise_id
 from tillit.domain.money import MAX_AMOUNT
+from tillit.domain.tillrules import SYNC_MAX_BYTES, SYNC_MAX_ENTRIES
 from tillit.kernel.context import Actor
 from tillit.sales import shifts, sync
 
 router = APIRouter(prefix="/v1", tags=["till"], responses={"4XX": {"model": ErrorOut}})
 
-MAX_BATCH = 200
+MAX_BATCH = SYNC_MAX_ENTRIES
+SYNC_PATH = "/v1/sync"
 MODELS: dict[str, type[BaseModel]] = {
     "order": OrderCreate,
     "payment": PaymentCreate,
@@ -143,7 +145,15 @@ class ShiftClose(Strict):
     prev_hash: Annotated[str, Field(min_length=64, max_length=64)]
 
 
-@router.post("/sync", summary="Apply a till's journal entries in one transaction (cash only)")
+@router.post(
+    "/sync",
+    summary="Apply a till's journal entries in one transaction (cash only)",
+    description=(
+        "Each entry is the same request as its single route (same path, body and Idempotency-Key), so an "
+        "entry sent once through the batch and once through the single route is applied once. At most "
+        f"{SYNC_MAX_ENTRIES} entries and a body of at most {SYNC_MAX_BYTES} bytes (413 beyond)."
+    ),
+)
 def sync_batch(body: SyncBatch, request: Request, who: Actor = STAFF) -> JSONResponse:
     """Each entry is the same request as its single route (same path, body and Idempotency-Key), so an
     entry sent once through the batch and once through the single route is applied once."""
