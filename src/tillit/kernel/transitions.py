@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, insert, update
+from sqlalchemy import Connection, Table, bindparam, insert, update
+from sqlalchemy.sql.dml import Update
 
 from tillit.adapters.db.schema import (
     events,
@@ -32,6 +33,38 @@ MACHINES: dict[str, StateMachine] = dict(SALES_MACHINES)
 TABLES["fulfilment"] = fulfilments
 MACHINES[FULFILMENT.name] = FULFILMENT
 
+# The statements of every state change, built once (issue 11.2): building and cache-keying a statement
+# costs more than running it, and a checkout makes several transitions. One UPDATE per entity and set of
+# extra columns; the event INSERT is one statement for all.
+_INSERT_EVENT = insert(events)
+_UPDATES: dict[tuple[str, tuple[str, ...]], Update] = {}
+
+
+def _update_for(entity: str, extra: tuple[str, ...]) -> Update:
+    """The compare-and-set UPDATE of ``entity`` that also sets the ``extra`` columns (``v_<name>``)."""
+    statement = _UPDATES.get((entity, extra))
+    if statement is None:
+        table = TABLES[entity]
+        changes: dict[str, Any] = {
+            "status": bindparam("b_status", type_=table.c.status.type),
+            "updated_at": bindparam("b_now", type_=table.c.updated_at.type),
+        }
+        if "version" in table.c:
+            changes["version"] = table.c.version + 1
+        for name in extra:
+            changes[name] = bindparam(f"v_{name}", type_=table.c[name].type)
+        statement = (
+            update(table)
+            .where(
+                table.c.merchant_id == bindparam("b_merchant"),
+                table.c.id == bindparam("b_id"),
+                table.c.status == bindparam("b_current"),
+            )
+            .values(**changes)
+        )
+        _UPDATES[(entity, extra)] = statement  # a race builds the same statement twice: harmless
+    return statement
+
 
 def record_created(
     conn: Connection,
@@ -49,18 +82,19 @@ def record_created(
     machine = MACHINES[entity]
     assert status in machine.initial, f"{entity} cannot be created as {status}"
     conn.execute(
-        insert(events).values(
-            merchant_id=merchant_id,
-            order_id=order_id,
-            entity=entity,
-            entity_id=entity_id,
-            from_status=None,
-            to_status=status,
-            actor=actor,
-            reason=reason,
-            provider_ref=provider_ref,
-            at=now,
-        )
+        _INSERT_EVENT,
+        {
+            "merchant_id": merchant_id,
+            "order_id": order_id,
+            "entity": entity,
+            "entity_id": entity_id,
+            "from_status": None,
+            "to_status": status,
+            "actor": actor,
+            "reason": reason,
+            "provider_ref": provider_ref,
+            "at": now,
+        },
     )
 
 
@@ -81,16 +115,18 @@ def transition(
 ) -> None:
     """Move ``entity_id`` from ``current`` to ``target``; raise if the move is not allowed or lost a race."""
     MACHINES[entity].check(current, target)
-    table = TABLES[entity]
-    changes: dict[str, Any] = {"status": target, "updated_at": now}
-    if "version" in table.c:
-        changes["version"] = table.c.version + 1
-    changes.update(values or {})
-    result = conn.execute(
-        update(table)
-        .where(table.c.merchant_id == merchant_id, table.c.id == entity_id, table.c.status == current)
-        .values(**changes)
-    )
+    more = values or {}
+    extra = tuple(sorted(more))
+    params: dict[str, Any] = {
+        "b_status": target,
+        "b_now": now,
+        "b_merchant": merchant_id,
+        "b_id": entity_id,
+        "b_current": current,
+    }
+    for name in extra:
+        params[f"v_{name}"] = more[name]
+    result = conn.execute(_update_for(entity, extra), params)
     if result.rowcount != 1:
         raise conflict(
             f"{entity}_changed",
@@ -98,18 +134,19 @@ def transition(
             {"id": entity_id, "expected": current},
         )
     conn.execute(
-        insert(events).values(
-            merchant_id=merchant_id,
-            order_id=order_id,
-            entity=entity,
-            entity_id=entity_id,
-            from_status=current,
-            to_status=target,
-            actor=actor,
-            reason=reason,
-            provider_ref=provider_ref,
-            at=now,
-        )
+        _INSERT_EVENT,
+        {
+            "merchant_id": merchant_id,
+            "order_id": order_id,
+            "entity": entity,
+            "entity_id": entity_id,
+            "from_status": current,
+            "to_status": target,
+            "actor": actor,
+            "reason": reason,
+            "provider_ref": provider_ref,
+            "at": now,
+        },
     )
 
 

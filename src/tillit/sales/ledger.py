@@ -9,6 +9,8 @@ from sqlalchemy import Connection, insert
 from tillit.adapters.db.schema import ledger_postings
 from tillit.domain.ledger import Posting, is_balanced
 
+_INSERT_POSTINGS = insert(ledger_postings)  # built once: every capture and refund runs it
+
 
 def post(
     conn: Connection,
@@ -25,7 +27,7 @@ def post(
 ) -> None:
     assert is_balanced(postings), "ledger transaction must sum to zero"
     conn.execute(
-        insert(ledger_postings),
+        _INSERT_POSTINGS,
         [
             {
                 "txn_id": txn_id,
