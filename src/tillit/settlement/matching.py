@@ -28,10 +28,11 @@ from datetime import date
 import duckdb
 import pyarrow as pa
 
-from tillit.domain.settlement import Expected, Outcome, Received, classify, due_day
+from tillit.domain.settlement import NEXT_ACTION, Expected, Outcome, Received, classify, due_day
 
 STANDARD_RATE_PPM = 6000
 EVIDENCE_PER_DAY = 20
+SETTLED = Outcome("settled", 0, 0, *NEXT_ACTION["settled"])
 
 TABLES = """
 CREATE OR REPLACE TEMP TABLE st_pay (merchant_id VARCHAR, provider VARCHAR, id VARCHAR, trade_day DATE,
@@ -65,66 +66,94 @@ SELECT p.merchant_id, p.provider, p.id, p.trade_day, p.amount, p.in_window,
 FROM st_pay p {CONTRACT_JOIN}
 """
 
-# Each refund with the fee it returns (pro rata, at most the payment's fee), computed once.
-REFUNDS = f"""
-CREATE OR REPLACE TEMP TABLE st_ref_fee AS
-  SELECT r.merchant_id, r.provider, r.id, r.trade_day, r.amount,
-         least({fee_sql("r.amount", RATE, "NULL")}, {fee_sql("p.amount", RATE, "c.cap_fen")}) AS returned
-  FROM st_ref r JOIN st_pay p ON p.merchant_id = r.merchant_id AND p.id = r.payment_id {CONTRACT_JOIN}
-"""
-
+# The whole day query: one pass over the statement lines (and the refunds, by the payment they name)
+# joined to the payments by id and to the refunds by id, grouped once into a few rows per merchant-day
+# and part: ``i``/``f`` income/fee lines of a payment in the window (its trade day), ``v`` refund and
+# returned-fee lines (the refund's day, else the booked day), ``b`` bank credits (memo day, else value
+# day - 1; one group per amount, so a repeated amount is a duplicate), ``x`` the refunds themselves
+# (one group per refund: the fee it returns is at the payment day's contract), ``o`` any other
+# provider line (it only says the provider's statements were imported). Payments are aggregated per
+# day on their own (with the contract's fee per payment); ``plain`` marks the days that are settled on
+# a calendar cycle (received = expected, no line twice, nothing after the due day), which Python then
+# takes as they are. A refund whose payment is not in ``st_pay`` is not counted (``service.load``
+# always loads the payment a refund names).
 DAYS = f"""
-WITH exp_pay AS (
+WITH probe AS (
+  SELECT merchant_id, provider, source = 'bank' AS bank, kind, amount, booked_day, trade_day AS memo_day,
+         CASE WHEN source <> 'bank' AND kind IN ('income', 'fee') THEN out_trade_no END AS pkey,
+         CASE WHEN source <> 'bank' AND kind IN ('refund', 'fee_return') THEN out_trade_no END AS rkey,
+         FALSE AS is_ref
+  FROM st_line
+  UNION ALL
+  SELECT merchant_id, provider, FALSE, NULL, amount, NULL, trade_day, payment_id, NULL, TRUE FROM st_ref
+), att AS (
+  SELECT q.merchant_id, q.amount, q.booked_day,
+         CASE WHEN q.is_ref THEN (CASE WHEN p.id IS NOT NULL THEN 'x' END)
+              WHEN q.pkey IS NOT NULL THEN (CASE WHEN p.id IS NULL OR NOT p.in_window THEN 'o'
+                                                 WHEN q.kind = 'income' THEN 'i' ELSE 'f' END)
+              WHEN q.rkey IS NOT NULL THEN 'v'
+              WHEN q.bank AND q.kind = 'income' THEN 'b'
+              WHEN NOT q.bank THEN 'o' END AS part,
+         CASE WHEN part IN ('i', 'f') THEN p.provider ELSE q.provider END AS provider,
+         CASE part WHEN 'i' THEN p.trade_day WHEN 'f' THEN p.trade_day
+              WHEN 'v' THEN coalesce(r.trade_day, q.booked_day)
+              WHEN 'b' THEN coalesce(q.memo_day, q.booked_day - 1) WHEN 'x' THEN q.memo_day END AS trade_day,
+         CASE WHEN part IN ('x', 'b') THEN q.amount END AS a,
+         CASE WHEN part = 'x' THEN p.amount END AS pa,
+         CASE WHEN part = 'x' THEN p.trade_day END AS pd
+  FROM probe q
+  LEFT JOIN st_pay p ON p.merchant_id = q.merchant_id AND p.id = q.pkey
+  LEFT JOIN st_ref r ON r.merchant_id = q.merchant_id AND r.id = q.rkey
+), g AS (
+  SELECT merchant_id, provider, trade_day, part, a, pa, pd,
+         sum(amount) AS s, count(*) AS n, max(booked_day) AS last_day
+  FROM att WHERE part IS NOT NULL GROUP BY ALL
+), rx AS (
+  SELECT g.merchant_id, g.provider, g.trade_day, sum(g.n) AS n, sum(g.s) AS refunds,
+         sum(g.n * least({fee_sql("g.a", RATE, "NULL")}, {fee_sql("g.pa", RATE, "c.cap_fen")})) AS returns
+  FROM g LEFT JOIN st_contract c ON c.merchant_id = g.merchant_id AND c.provider = g.provider
+   AND g.pd >= c.eff_from AND (c.eff_to IS NULL OR g.pd < c.eff_to)
+  WHERE g.part = 'x' GROUP BY ALL
+), pick AS (
+  SELECT merchant_id, provider, bool_or(part IN ('i', 'f', 'v', 'o')) AS provider_truth FROM g GROUP BY ALL
+), recv AS (
+  SELECT g.merchant_id, g.provider, g.trade_day,
+         sum(g.s) AS received, sum(g.n) AS lines, max(g.last_day) AS last_day,
+         sum(g.n) FILTER (WHERE g.part = 'i') AS n_income, bool_or(g.part = 'b') AS bank,
+         coalesce(sum(g.n - 1) FILTER (WHERE g.part = 'b'), 0) AS dups
+  FROM g JOIN pick t ON t.merchant_id = g.merchant_id AND t.provider = g.provider
+  WHERE g.part IN ('i', 'f') OR (g.part = 'v' AND t.provider_truth) OR (g.part = 'b' AND NOT t.provider_truth)
+  GROUP BY ALL
+), exp_pay AS (
   SELECT p.merchant_id, p.provider, p.trade_day, count(*) AS n, sum(p.amount) AS gross,
          sum({fee_sql("p.amount", RATE, "c.cap_fen")}) AS fees,
          bool_and(c.rate_ppm IS NOT NULL) AS contracted, max(coalesce(c.settle_days, 1)) AS settle_days,
          bool_or(coalesce(c.working_days, FALSE)) AS wd
-  FROM st_pay p {CONTRACT_JOIN}
+  FROM st_pay p LEFT JOIN st_contract c
+    ON c.merchant_id = p.merchant_id AND c.provider = p.provider
+   AND p.trade_day >= c.eff_from AND (c.eff_to IS NULL OR p.trade_day < c.eff_to)
   WHERE p.in_window GROUP BY ALL
-), recv_pay AS (
-  SELECT p.merchant_id, p.provider, p.trade_day, sum(l.amount) AS received, count(*) AS lines,
-         count(*) FILTER (WHERE l.kind = 'income') AS n_income, max(l.booked_day) AS last_day
-  FROM st_line l JOIN st_pay p ON p.merchant_id = l.merchant_id AND p.id = l.out_trade_no
-  WHERE l.source <> 'bank' AND l.kind IN ('income', 'fee') AND p.in_window GROUP BY ALL
-), exp_ref AS (
-  SELECT merchant_id, provider, trade_day, count(*) AS n, sum(amount) AS refunds, sum(returned) AS returns
-  FROM st_ref_fee GROUP BY ALL
-), other AS (
-  -- refund and returned-fee lines (by the refund they name, else their booked day) and bank lines
-  SELECT l.merchant_id, l.provider, l.source, l.amount, l.booked_day,
-         CASE WHEN l.source = 'bank' THEN coalesce(l.trade_day, l.booked_day - 1)
-              ELSE coalesce(r.trade_day, l.booked_day) END AS trade_day
-  FROM st_line l
-  LEFT JOIN st_ref_fee r ON l.source <> 'bank' AND r.merchant_id = l.merchant_id AND r.id = l.out_trade_no
-  WHERE (l.source <> 'bank' AND l.kind IN ('refund', 'fee_return'))
-     OR (l.source = 'bank' AND l.kind = 'income')
-), pick AS (
-  SELECT merchant_id, provider, bool_or(source <> 'bank') AS provider_truth FROM st_line GROUP BY ALL
-), recv_other AS (
-  SELECT o.merchant_id, o.provider, o.trade_day, sum(o.amount) AS received, count(*) AS lines,
-         max(o.booked_day) AS last_day, bool_or(o.source = 'bank') AS bank,
-         count(*) FILTER (WHERE o.source = 'bank') - count(DISTINCT o.amount) FILTER (WHERE o.source = 'bank')
-           AS dups
-  FROM other o JOIN pick k ON k.merchant_id = o.merchant_id AND k.provider = o.provider
-   AND (o.source <> 'bank') = k.provider_truth
-  GROUP BY ALL
 ), keys AS (
   SELECT merchant_id, provider, trade_day FROM exp_pay UNION
-  SELECT merchant_id, provider, trade_day FROM exp_ref
+  SELECT merchant_id, provider, trade_day FROM rx
+), days AS (
+  SELECT k.merchant_id, k.provider, k.trade_day,
+         coalesce(e.n, 0) AS n, coalesce(e.gross, 0) AS gross, coalesce(e.fees, 0) AS fees,
+         coalesce(x.n, 0) AS rn, coalesce(x.refunds, 0) AS refunds, coalesce(x.returns, 0) AS returns,
+         coalesce(e.settle_days, 1) AS sd, coalesce(e.wd, FALSE) AS wd, coalesce(e.contracted, FALSE) AS ct,
+         coalesce(r.received, 0) AS received, coalesce(r.lines, 0) AS lines, r.last_day,
+         CASE WHEN r.bank THEN 'bank' WHEN r.lines > 0 THEN 'provider' END AS src,
+         greatest(coalesce(r.n_income, 0) - coalesce(e.n, 0), 0) + coalesce(r.dups, 0) AS dups
+  FROM keys k
+  LEFT JOIN exp_pay e USING (merchant_id, provider, trade_day)
+  LEFT JOIN rx x USING (merchant_id, provider, trade_day)
+  LEFT JOIN recv r USING (merchant_id, provider, trade_day)
 )
-SELECT k.merchant_id, k.provider, k.trade_day,
-       coalesce(e.n, 0), coalesce(e.gross, 0), coalesce(e.fees, 0), coalesce(x.n, 0),
-       coalesce(x.refunds, 0), coalesce(x.returns, 0), coalesce(e.settle_days, 1), coalesce(e.wd, FALSE),
-       coalesce(e.contracted, FALSE),
-       coalesce(w.received, 0) + coalesce(v.received, 0), coalesce(w.lines, 0) + coalesce(v.lines, 0),
-       greatest(w.last_day, v.last_day),
-       CASE WHEN v.bank THEN 'bank' WHEN w.lines > 0 OR v.lines > 0 THEN 'provider' END,
-       greatest(coalesce(w.n_income, 0) - coalesce(e.n, 0), 0) + coalesce(v.dups, 0)
-FROM keys k
-LEFT JOIN exp_pay e USING (merchant_id, provider, trade_day)
-LEFT JOIN recv_pay w USING (merchant_id, provider, trade_day)
-LEFT JOIN exp_ref x USING (merchant_id, provider, trade_day)
-LEFT JOIN recv_other v USING (merchant_id, provider, trade_day)
+SELECT merchant_id, provider, trade_day, n, gross, fees, rn, refunds, returns, sd, wd, ct, received, lines,
+       last_day, src, dups,
+       NOT wd AND dups = 0 AND received = gross - refunds - fees + returns
+         AND (last_day IS NULL OR last_day <= trade_day + sd::INTEGER) AS plain
+FROM days
 """
 
 # For the days that are not settled: which trades have no income line, and which have two.
@@ -175,51 +204,17 @@ def match(
     per-trade count comes from the evidence query, run for every day that is not settled or pending
     (a duplicate changes the total, so such a day is never settled unless a missing credit of exactly
     the same amount hides it: docs/settlement.md)."""
-    con.execute(REFUNDS)
     rows = con.execute(DAYS).fetchall()
     results: list[DayResult] = []
-    for (
-        m,
-        prov,
-        day,
-        n,
-        gross,
-        fees,
-        rn,
-        refunds,
-        returns,
-        sd,
-        wd,
-        contracted,
-        recv,
-        lines,
-        last,
-        src,
-        dups,
-    ) in rows:
-        expected = Expected(
-            trade_day=day,
-            due=due_day(day, int(sd), working_days=bool(wd)),
-            gross=int(gross),
-            refunds=int(refunds),
-            fees=int(fees),
-            fee_returns=int(returns),
-            payments=int(n),
-            refund_count=int(rn),
-        )
-        received = Received(int(recv), int(lines), last, int(dups))
-        results.append(
-            DayResult(
-                m,
-                prov,
-                expected,
-                received,
-                classify(expected, received, today, grace_days),
-                bool(contracted),
-                src,
-                {},
-            )
-        )
+    append = results.append
+    for row in rows:
+        (m, prov, day, n, gross, fees, rn, refunds, returns, sd, wd, ct) = row[:12]
+        recv, lines, last, src, dups, plain = row[12:]
+        expected = Expected(day, due_day(day, sd, working_days=wd), gross, refunds, fees, returns, n, rn)
+        received = Received(recv, lines, last, dups)
+        # A plainly settled day (the SQL said so) needs no classification: it is settled, age 0.
+        outcome = SETTLED if plain else classify(expected, received, today, grace_days)
+        append(DayResult(m, prov, expected, received, outcome, ct, src, {}))
     if evidence:
         results = _attach_evidence(con, results, today, grace_days)
     return results
