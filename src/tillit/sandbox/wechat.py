@@ -77,6 +77,11 @@ def trade_state(trade: Trade) -> str:
     return trade.status  # CLOSED / REVOKED
 
 
+def bank_type(trade: Trade) -> str:
+    """The payer's ``bank_type`` (its wallet's funding source), ``OTHERS`` when not set."""
+    return str(trade.extra.get("funding") or "OTHERS")
+
+
 def _paid_fields(rt: Runtime, trade: Trade) -> Fields:
     wallet = rt.engine.wallet_of(trade)
     fields: Fields = {
@@ -84,7 +89,7 @@ def _paid_fields(rt: Runtime, trade: Trade) -> Fields:
         "openid": wallet.buyer_id if wallet else "",
         "is_subscribe": "N",
         "trade_type": "MICROPAY",
-        "bank_type": "OTHERS",
+        "bank_type": bank_type(trade),
         "fee_type": "CNY",
         "total_fee": str(trade.amount_fen),
         "cash_fee_type": "CNY",

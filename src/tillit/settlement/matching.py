@@ -43,6 +43,9 @@ CREATE OR REPLACE TEMP TABLE st_contract (merchant_id VARCHAR, provider VARCHAR,
   cap_fen BIGINT, settle_days INTEGER, working_days BOOLEAN, eff_from DATE, eff_to DATE);
 CREATE OR REPLACE TEMP TABLE st_line (merchant_id VARCHAR, provider VARCHAR, source VARCHAR,
   line_key VARCHAR, kind VARCHAR, amount BIGINT, out_trade_no VARCHAR, booked_day DATE, trade_day DATE);
+CREATE OR REPLACE TEMP TABLE st_pay_kind (merchant_id VARCHAR, id VARCHAR, card_kind VARCHAR);
+CREATE OR REPLACE TEMP TABLE st_kind_contract (merchant_id VARCHAR, provider VARCHAR, card_kind VARCHAR,
+  rate_ppm INTEGER, cap_fen BIGINT, settle_days INTEGER, working_days BOOLEAN, eff_from DATE, eff_to DATE);
 """
 
 
@@ -56,6 +59,48 @@ CONTRACT_JOIN = """LEFT JOIN st_contract c
   ON c.merchant_id = p.merchant_id AND c.provider = p.provider
  AND p.trade_day >= c.eff_from AND (c.eff_to IS NULL OR p.trade_day < c.eff_to)"""
 
+
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """SQL for the contract terms of a payment row: the joins and the expressions they give."""
+
+    joins: str
+    rate: str
+    cap: str
+    settle_days: str
+    working_days: str
+    contracted: str
+
+
+def terms(p: str, day: str, kind: str | None) -> Terms:
+    """The terms in force on ``day`` for payment row ``p`` (it has ``merchant_id`` and ``provider``).
+
+    With ``kind`` (the SQL of the payment's card kind, NULL when unknown): the contract of that card
+    kind when one is in force (``st_kind_contract``), else the ``any`` one — the rule of the bill fee
+    check (reconciliation/fee_check.py). Without: the ``any`` contract only, which is the same answer
+    when no payment has a known card kind or no card-kind contract exists (``match`` chooses)."""
+    any_join = f"""LEFT JOIN st_contract c
+  ON c.merchant_id = {p}.merchant_id AND c.provider = {p}.provider
+ AND {day} >= c.eff_from AND (c.eff_to IS NULL OR {day} < c.eff_to)"""
+    if kind is None:
+        return Terms(
+            any_join, RATE, "c.cap_fen", "coalesce(c.settle_days, 1)",
+            "coalesce(c.working_days, FALSE)", "c.rate_ppm IS NOT NULL",
+        )  # fmt: skip
+    kind_join = f"""
+LEFT JOIN st_kind_contract ck
+  ON ck.merchant_id = {p}.merchant_id AND ck.provider = {p}.provider AND ck.card_kind = {kind}
+ AND {day} >= ck.eff_from AND (ck.eff_to IS NULL OR {day} < ck.eff_to)"""
+    return Terms(
+        any_join + kind_join,
+        f"coalesce(ck.rate_ppm, c.rate_ppm, {STANDARD_RATE_PPM})",
+        "CASE WHEN ck.rate_ppm IS NOT NULL THEN ck.cap_fen ELSE c.cap_fen END",
+        "coalesce(ck.settle_days, c.settle_days, 1)",
+        "coalesce(ck.working_days, c.working_days, FALSE)",
+        "coalesce(ck.rate_ppm, c.rate_ppm) IS NOT NULL",
+    )
+
+
 # Per payment, its fee and the provider lines naming it, aggregated first so the join is one to one.
 PAY = f"""
 CREATE OR REPLACE TEMP TABLE st_pay_fee AS
@@ -65,6 +110,7 @@ SELECT p.merchant_id, p.provider, p.id, p.trade_day, p.amount, p.in_window,
        {fee_sql("p.amount", RATE, "c.cap_fen")} AS fee
 FROM st_pay p {CONTRACT_JOIN}
 """
+
 
 # The whole day query: one pass over the statement lines (and the refunds, by the payment they name)
 # joined to the payments by id and to the refunds by id, grouped once into a few rows per merchant-day
@@ -77,7 +123,15 @@ FROM st_pay p {CONTRACT_JOIN}
 # a calendar cycle (received = expected, no line twice, nothing after the due day), which Python then
 # takes as they are. A refund whose payment is not in ``st_pay`` is not counted (``service.load``
 # always loads the payment a refund names).
-DAYS = f"""
+def days_sql(kinds: bool) -> str:
+    """The day query; with ``kinds`` the fees follow each payment's card kind (``terms``)."""
+    pay = terms("p", "p.trade_day", "pk.card_kind" if kinds else None)
+    ref = terms("g", "g.pd", "gk.card_kind" if kinds else None)
+    pay_kind = "LEFT JOIN st_pay_kind pk ON pk.merchant_id = p.merchant_id AND pk.id = p.id" if kinds else ""
+    ref_kind = "LEFT JOIN st_pay_kind gk ON gk.merchant_id = g.merchant_id AND gk.id = g.pid" if kinds else ""
+    pid = ", CASE WHEN part = 'x' THEN p.id END AS pid" if kinds else ""  # the refund's payment
+    pid_key = ", pid" if kinds else ""
+    return f"""
 WITH probe AS (
   SELECT merchant_id, provider, source = 'bank' AS bank, kind, amount, booked_day, trade_day AS memo_day,
          CASE WHEN source <> 'bank' AND kind IN ('income', 'fee') THEN out_trade_no END AS pkey,
@@ -100,19 +154,18 @@ WITH probe AS (
               WHEN 'b' THEN coalesce(q.memo_day, q.booked_day - 1) WHEN 'x' THEN q.memo_day END AS trade_day,
          CASE WHEN part IN ('x', 'b') THEN q.amount END AS a,
          CASE WHEN part = 'x' THEN p.amount END AS pa,
-         CASE WHEN part = 'x' THEN p.trade_day END AS pd
+         CASE WHEN part = 'x' THEN p.trade_day END AS pd{pid}
   FROM probe q
   LEFT JOIN st_pay p ON p.merchant_id = q.merchant_id AND p.id = q.pkey
   LEFT JOIN st_ref r ON r.merchant_id = q.merchant_id AND r.id = q.rkey
 ), g AS (
-  SELECT merchant_id, provider, trade_day, part, a, pa, pd,
+  SELECT merchant_id, provider, trade_day, part, a, pa, pd{pid_key},
          sum(amount) AS s, count(*) AS n, max(booked_day) AS last_day
   FROM att WHERE part IS NOT NULL GROUP BY ALL
 ), rx AS (
   SELECT g.merchant_id, g.provider, g.trade_day, sum(g.n) AS n, sum(g.s) AS refunds,
-         sum(g.n * least({fee_sql("g.a", RATE, "NULL")}, {fee_sql("g.pa", RATE, "c.cap_fen")})) AS returns
-  FROM g LEFT JOIN st_contract c ON c.merchant_id = g.merchant_id AND c.provider = g.provider
-   AND g.pd >= c.eff_from AND (c.eff_to IS NULL OR g.pd < c.eff_to)
+         sum(g.n * least({fee_sql("g.a", ref.rate, "NULL")}, {fee_sql("g.pa", ref.rate, ref.cap)})) AS returns
+  FROM g {ref_kind} {ref.joins}
   WHERE g.part = 'x' GROUP BY ALL
 ), pick AS (
   SELECT merchant_id, provider, bool_or(part IN ('i', 'f', 'v', 'o')) AS provider_truth FROM g GROUP BY ALL
@@ -126,12 +179,10 @@ WITH probe AS (
   GROUP BY ALL
 ), exp_pay AS (
   SELECT p.merchant_id, p.provider, p.trade_day, count(*) AS n, sum(p.amount) AS gross,
-         sum({fee_sql("p.amount", RATE, "c.cap_fen")}) AS fees,
-         bool_and(c.rate_ppm IS NOT NULL) AS contracted, max(coalesce(c.settle_days, 1)) AS settle_days,
-         bool_or(coalesce(c.working_days, FALSE)) AS wd
-  FROM st_pay p LEFT JOIN st_contract c
-    ON c.merchant_id = p.merchant_id AND c.provider = p.provider
-   AND p.trade_day >= c.eff_from AND (c.eff_to IS NULL OR p.trade_day < c.eff_to)
+         sum({fee_sql("p.amount", pay.rate, pay.cap)}) AS fees,
+         bool_and({pay.contracted}) AS contracted, max({pay.settle_days}) AS settle_days,
+         bool_or({pay.working_days}) AS wd
+  FROM st_pay p {pay_kind} {pay.joins}
   WHERE p.in_window GROUP BY ALL
 ), keys AS (
   SELECT merchant_id, provider, trade_day FROM exp_pay UNION
@@ -156,8 +207,16 @@ SELECT merchant_id, provider, trade_day, n, gross, fees, rn, refunds, returns, s
 FROM days
 """
 
+
+DAYS = days_sql(False)
+
+
 # For the days that are not settled: which trades have no income line, and which have two.
-EVIDENCE = f"""
+def evidence_sql(kinds: bool) -> str:
+    """For the days that are not settled: which trades have no income line, and which have two."""
+    pay = terms("p", "p.trade_day", "pk.card_kind" if kinds else None)
+    pay_kind = "LEFT JOIN st_pay_kind pk ON pk.merchant_id = p.merchant_id AND pk.id = p.id" if kinds else ""
+    return f"""
 WITH open_pay AS (
   SELECT p.merchant_id, p.id FROM st_pay p JOIN st_open o USING (merchant_id, provider, trade_day)
   WHERE p.in_window
@@ -166,14 +225,17 @@ WITH open_pay AS (
   JOIN open_pay p ON p.merchant_id = l.merchant_id AND p.id = l.out_trade_no
   WHERE l.kind = 'income' AND l.source <> 'bank' GROUP BY ALL
 )
-SELECT p.merchant_id, p.provider, p.trade_day, p.id, p.amount, {fee_sql("p.amount", RATE, "c.cap_fen")},
+SELECT p.merchant_id, p.provider, p.trade_day, p.id, p.amount, {fee_sql("p.amount", pay.rate, pay.cap)},
        coalesce(cr.n, 0) AS n
-FROM st_pay p JOIN st_open o USING (merchant_id, provider, trade_day) {CONTRACT_JOIN}
+FROM st_pay p JOIN st_open o USING (merchant_id, provider, trade_day) {pay_kind} {pay.joins}
 LEFT JOIN credited cr ON cr.merchant_id = p.merchant_id AND cr.out_trade_no = p.id
 WHERE p.in_window AND coalesce(cr.n, 0) <> 1
 QUALIFY row_number() OVER (PARTITION BY p.merchant_id, p.provider, p.trade_day ORDER BY p.id)
   <= {EVIDENCE_PER_DAY}
 """
+
+
+EVIDENCE = evidence_sql(False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +266,8 @@ def match(
     per-trade count comes from the evidence query, run for every day that is not settled or pending
     (a duplicate changes the total, so such a day is never settled unless a missing credit of exactly
     the same amount hides it: docs/settlement.md)."""
-    rows = con.execute(DAYS).fetchall()
+    kinds = _card_kinds(con)
+    rows = con.execute(days_sql(kinds)).fetchall()
     results: list[DayResult] = []
     append = results.append
     for row in rows:
@@ -216,12 +279,25 @@ def match(
         outcome = SETTLED if plain else classify(expected, received, today, grace_days)
         append(DayResult(m, prov, expected, received, outcome, ct, src, {}))
     if evidence:
-        results = _attach_evidence(con, results, today, grace_days)
+        results = _attach_evidence(con, results, today, grace_days, kinds=kinds)
     return results
 
 
+def _card_kinds(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether any payment's card kind can change its fee: a known kind and a card-kind contract."""
+    row = con.execute(
+        "SELECT EXISTS (SELECT 1 FROM st_kind_contract) AND EXISTS (SELECT 1 FROM st_pay_kind)"
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def _attach_evidence(
-    con: duckdb.DuckDBPyConnection, results: list[DayResult], today: date, grace_days: int
+    con: duckdb.DuckDBPyConnection,
+    results: list[DayResult],
+    today: date,
+    grace_days: int,
+    *,
+    kinds: bool = False,
 ) -> list[DayResult]:
     open_days = [
         (r.merchant_id, r.provider, r.expected.trade_day)
@@ -235,7 +311,7 @@ def _attach_evidence(
     )
     _insert_open(con, open_days)
     by_day: dict[tuple[str, str, date], dict[str, list[dict[str, object]]]] = {}
-    for m, prov, day, pay_id, amount, fee, n in con.execute(EVIDENCE).fetchall():
+    for m, prov, day, pay_id, amount, fee, n in con.execute(evidence_sql(kinds)).fetchall():
         entry = by_day.setdefault((m, prov, day), {"uncredited": [], "credited_twice": []})
         item: dict[str, object] = {"payment_id": pay_id, "amount": int(amount), "expected_fee": int(fee)}
         entry["uncredited" if n == 0 else "credited_twice"].append(item | ({"lines": int(n)} if n else {}))

@@ -234,8 +234,15 @@ def load(conn: Connection, con: duckdb.DuckDBPyConnection, merchant_id: str, fir
     that can settle them."""
     matching.create_tables(con)
     start, end = _day_start(first), _day_start(last + timedelta(days=1))
+    pay_columns = (
+        payments.c.id,
+        payments.c.provider,
+        payments.c.amount,
+        payments.c.created_at,
+        payments.c.card_kind,
+    )
     pay_rows = conn.execute(
-        select(payments.c.id, payments.c.provider, payments.c.amount, payments.c.created_at).where(
+        select(*pay_columns).where(
             payments.c.merchant_id == merchant_id,
             payments.c.provider.is_not(None),
             payments.c.status.in_(("captured", "refunded")),
@@ -264,7 +271,7 @@ def load(conn: Connection, con: duckdb.DuckDBPyConnection, merchant_id: str, fir
     old_rows: list[Any] = []
     for i in range(0, len(older), CHUNK):
         old_rows += conn.execute(
-            select(payments.c.id, payments.c.provider, payments.c.amount, payments.c.created_at).where(
+            select(*pay_columns).where(
                 payments.c.merchant_id == merchant_id, payments.c.id.in_(older[i : i + CHUNK])
             )
         ).all()
@@ -286,35 +293,40 @@ def load(conn: Connection, con: duckdb.DuckDBPyConnection, merchant_id: str, fir
     )
     _append(
         con,
-        "st_contract",
-        (
-            "merchant_id",
-            "provider",
-            "rate_ppm",
-            "cap_fen",
-            "settle_days",
-            "working_days",
-            "eff_from",
-            "eff_to",
-        ),
-        [
-            (
-                merchant_id,
-                r.provider,
-                int(r.rate_ppm),
-                r.cap_fen,
-                int(r.settle_days),
-                bool(r.working_days),
-                r.effective_from,
-                r.effective_to,
-            )
-            for r in conn.execute(
-                select(fee_contracts).where(
-                    fee_contracts.c.merchant_id == merchant_id, fee_contracts.c.card_kind == "any"
-                )
-            )
-        ],
+        "st_pay_kind",
+        ("merchant_id", "id", "card_kind"),
+        [(merchant_id, r.id, r.card_kind) for r in [*pay_rows, *old_rows] if r.card_kind],
     )
+    terms = (
+        "rate_ppm",
+        "cap_fen",
+        "settle_days",
+        "working_days",
+        "eff_from",
+        "eff_to",
+    )
+    contracts = conn.execute(select(fee_contracts).where(fee_contracts.c.merchant_id == merchant_id)).all()
+    for table, kinds in (("st_contract", False), ("st_kind_contract", True)):
+        _append(
+            con,
+            table,
+            ("merchant_id", "provider", *(("card_kind",) if kinds else ()), *terms),
+            [
+                (
+                    merchant_id,
+                    r.provider,
+                    *((r.card_kind,) if kinds else ()),
+                    int(r.rate_ppm),
+                    r.cap_fen,
+                    int(r.settle_days),
+                    bool(r.working_days),
+                    r.effective_from,
+                    r.effective_to,
+                )
+                for r in contracts
+                if (r.card_kind != "any") == kinds
+            ],
+        )
     _append(
         con,
         "st_line",
@@ -495,10 +507,14 @@ NOT_CREDITED = ("late", "short", "missing")
 def not_credited_days(conn: Connection, merchant_id: str, now: datetime) -> int:
     """How many of ``merchant_id``'s merchant-days stand late, short or missing as of their last check:
     the figure monitoring's ``not_credited`` alert rule compares with its threshold (wired in bootstrap)."""
-    query = select(func.count()).select_from(settlement_days).where(
-        settlement_days.c.merchant_id == merchant_id,
-        settlement_days.c.status.in_(NOT_CREDITED),
-        settlement_days.c.checked_at <= now,
+    query = (
+        select(func.count())
+        .select_from(settlement_days)
+        .where(
+            settlement_days.c.merchant_id == merchant_id,
+            settlement_days.c.status.in_(NOT_CREDITED),
+            settlement_days.c.checked_at <= now,
+        )
     )
     return int(conn.execute(query).scalar_one())
 

@@ -37,6 +37,7 @@ from tillit.adapters.providers.signing import (
     wechat_sign,
     wechat_verify,
 )
+from tillit.domain.fees import wechat_card_kind
 from tillit.domain.provider import (
     Outcome,
     PaymentProvider,
@@ -508,7 +509,11 @@ def classify_pay(fields: Mapping[str, str], out_trade_no: str, amount: int) -> P
         ) != str(amount):
             # A "paid" answer about another trade or amount proves nothing about ours.
             return PayResult(Outcome.UNKNOWN, "ANSWER_MISMATCH", "answer does not match the request")
-        return PayResult(Outcome.SUCCESS, provider_ref=fields.get("transaction_id") or None)
+        return PayResult(
+            Outcome.SUCCESS,
+            provider_ref=fields.get("transaction_id") or None,
+            card_kind=wechat_card_kind(fields.get("bank_type")),
+        )
     code = fields.get("err_code") or None
     message = fields.get("err_code_des") or None
     if result_code == "FAIL" and code in PAY_FAILED_CODES:
@@ -539,6 +544,7 @@ def classify_query(fields: Mapping[str, str], out_trade_no: str) -> QueryResult:
         amount=int(amount_text) if amount_text.isdigit() else None,
         raw_state=raw or None,
         code=None if raw in TRADE_STATES else "UNKNOWN_TRADE_STATE",
+        card_kind=wechat_card_kind(fields.get("bank_type")) if raw in ("SUCCESS", "REFUND") else None,
     )
 
 
