@@ -131,10 +131,42 @@ def _statement_view(row: Any, created: bool) -> StatementView:
     }
 
 
+def check_digest(data: bytes, digest: tuple[str, str] | None) -> None:
+    """Refuse a file whose digest is not the one the provider gave (``(hash_type, hash_value)``, hex):
+    WeChat's fund-flow download gives the SHA-1 of the uncompressed file (operations.md §1.1)."""
+    if digest is None:
+        return
+    hash_type, expected = digest
+    if hash_type.replace("-", "").upper() != "SHA1":
+        raise invalid(
+            "statement_digest_unsupported",
+            "Only a SHA1 hash can be checked.",
+            {"hash_type": hash_type[:20]},
+        )
+    actual = hashlib.sha1(data).hexdigest()
+    if actual != expected.strip().lower():
+        raise invalid(
+            "statement_digest_mismatch",
+            "The file's SHA-1 is not the hash the provider gave for it (changed or cut short): "
+            "nothing was imported; download it again.",
+            {"hash_type": "SHA1", "expected": expected.strip().lower()[:64], "actual": actual},
+        )
+
+
 def import_statement(
-    db: Database, deps: Deps, *, merchant_id: str, data: bytes, source: str, filename: str, actor: str
+    db: Database,
+    deps: Deps,
+    *,
+    merchant_id: str,
+    data: bytes,
+    source: str,
+    filename: str,
+    actor: str,
+    digest: tuple[str, str] | None = None,
 ) -> StatementView:
-    """Parse and store a statement file for ``merchant_id`` (see the module contract)."""
+    """Parse and store a statement file for ``merchant_id`` (see the module contract); with ``digest``
+    the file must have that hash first (``check_digest``), else nothing is written."""
+    check_digest(data, digest)
     parsed = statements.parse(data, source)
     sha = hashlib.sha256(data).hexdigest()
     with db.transaction() as conn:
