@@ -274,6 +274,10 @@ def refundquery(rt: Runtime, merchant: WechatMerchant, f: Fields) -> Fields:
         return _err("PARAM_ERROR", "refund_id、out_refund_no、transaction_id、out_trade_no必须填写其一")
     if found is None or not found[1]:
         return _err("REFUNDNOTEXIST", "not exist")
+    if str(found[0].extra.get("sub_mch_id", "")) != f.get("sub_mch_id", ""):
+        # 服务商模式: another sub-merchant's (or a direct merchant's) refund is not found for this one,
+        # whichever reference names it — as orderquery answers ORDERNOTEXIST (_sub_merchant_refusal).
+        return _err("REFUNDNOTEXIST", "not exist")
     trade, refunds = found
     fields: Fields = {
         "result_code": "SUCCESS",
