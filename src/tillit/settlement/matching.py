@@ -123,23 +123,112 @@ FROM st_pay p {CONTRACT_JOIN}
 # a calendar cycle (received = expected, no line twice, nothing after the due day), which Python then
 # takes as they are. A refund whose payment is not in ``st_pay`` is not counted (``service.load``
 # always loads the payment a refund names).
-def days_sql(kinds: bool) -> str:
-    """The day query; with ``kinds`` the fees follow each payment's card kind (``terms``)."""
+#: A refund's group key packs its row, its payment's amount and day into one HUGEINT:
+#: row * 2**64 + payment amount * 100000 + days since 1970 (amounts < 9e13 fen, days < 100000).
+XK_SHIFT = "18446744073709551616::HUGEINT"
+XK_DAYS = 100_000
+
+#: At most this many distinct (rate, cap) terms are summed side by side (``days_sql``'s ``rates``).
+MAX_RATE_COLUMNS = 8
+
+
+def _candidates(rates: list[tuple[int, int | None]]) -> list[tuple[int, int | None]]:
+    """The (rate, cap) terms summed side by side: the standard rate (no contract) first."""
+    return [(STANDARD_RATE_PPM, None), *[r for r in rates if r != (STANDARD_RATE_PPM, None)]]
+
+
+def _pick(column: str, rates: list[tuple[int, int | None]]) -> str:
+    """The ``{column}{i}`` of the terms of contract ``c`` (the standard rate's without one)."""
+    whens = " ".join(
+        f"WHEN c.rate_ppm = {rate} AND c.cap_fen IS NOT DISTINCT FROM {'NULL' if cap is None else cap} "
+        f"THEN {column}{i}"
+        for i, (rate, cap) in enumerate(_candidates(rates))
+    )
+    return f"CASE WHEN c.rate_ppm IS NULL THEN {column}0 {whens} END"
+
+
+def _exp_pay_by_rates(rates: list[tuple[int, int | None]]) -> str:
+    """Expected payments per merchant-day without joining each payment to its contract: the day's
+    fee is summed per payment at every candidate (rate, cap) side by side (integer arithmetic per row,
+    half-up per payment as ever) and the day then takes the column of the contract in force on it —
+    one ``any`` contract covers a whole merchant-day (contract periods never overlap). The same
+    numbers as the per-payment join, for a fraction of its cost with few distinct terms."""
+    candidates = _candidates(rates)
+    sums = ",\n         ".join(
+        f"sum({fee_sql('p.amount', str(rate), 'NULL' if cap is None else str(cap))}) AS f{i}"
+        for i, (rate, cap) in enumerate(candidates)
+    )
+    return f"""pay_day AS (
+  SELECT p.merchant_id, p.provider, p.trade_day, count(*) AS n, sum(p.amount) AS gross,
+         {sums}
+  FROM st_pay p WHERE p.in_window GROUP BY ALL
+), exp_pay AS (
+  SELECT d.merchant_id, d.provider, d.trade_day, d.n, d.gross,
+         {_pick("d.f", rates)} AS fees,
+         c.rate_ppm IS NOT NULL AS contracted, coalesce(c.settle_days, 1) AS settle_days,
+         coalesce(c.working_days, FALSE) AS wd
+  FROM pay_day d LEFT JOIN st_contract c
+    ON c.merchant_id = d.merchant_id AND c.provider = d.provider
+   AND d.trade_day >= c.eff_from AND (c.eff_to IS NULL OR d.trade_day < c.eff_to)
+)"""
+
+
+def days_sql(kinds: bool, rates: list[tuple[int, int | None]] | None = None) -> str:
+    """The day query; with ``kinds`` the fees follow each payment's card kind (``terms``); else with
+    ``rates`` (every distinct (rate_ppm, cap_fen) of ``st_contract``) the day's fees are summed per
+    candidate rate (``_exp_pay_by_rates``) instead of joining every payment to its contract."""
     pay = terms("p", "p.trade_day", "pk.card_kind" if kinds else None)
     ref = terms("g", "g.pd", "gk.card_kind" if kinds else None)
     pay_kind = "LEFT JOIN st_pay_kind pk ON pk.merchant_id = p.merchant_id AND pk.id = p.id" if kinds else ""
     ref_kind = "LEFT JOIN st_pay_kind gk ON gk.merchant_id = g.merchant_id AND gk.id = g.pid" if kinds else ""
     pid = ", CASE WHEN part = 'x' THEN p.id END AS pid" if kinds else ""  # the refund's payment
     pid_key = ", pid" if kinds else ""
+    # A refund's group: with ``rates`` one per refund day and payment day, carrying the fee returned at
+    # every candidate rate (``ret{i}``); else one per refund, its payment's amount and day packed in xk.
+    by_rates = rates is not None and not kinds
+    if by_rates:
+        assert rates is not None
+        exp_pay = _exp_pay_by_rates(rates)
+        x_key = "(p.trade_day - DATE '1970-01-01')::HUGEINT"
+        ret_cols = "".join(
+            f",\n         CASE WHEN part = 'x' THEN least({fee_sql('q.amount', str(rate), 'NULL')}, "
+            f"{fee_sql('p.amount', str(rate), 'NULL' if cap is None else str(cap))}) END AS ret{i}"
+            for i, (rate, cap) in enumerate(_candidates(rates))
+        )
+        ret_sums = "".join(f", sum(ret{i}) AS ret{i}" for i in range(len(_candidates(rates))))
+        gx = "SELECT *, DATE '1970-01-01' + xk::INTEGER AS pd FROM g WHERE part = 'x'"
+        returns = f"sum({_pick('g.ret', rates)})"
+        ref_joins = terms("g", "g.pd", None).joins
+    else:
+        x_key = f"q.rn::HUGEINT * {XK_SHIFT} + p.amount * {XK_DAYS} + (p.trade_day - DATE '1970-01-01')"
+        ret_cols = ret_sums = ""
+        gx = f"""SELECT *, s AS a, ((xk % {XK_SHIFT}) // {XK_DAYS})::BIGINT AS pa,
+         DATE '1970-01-01' + ((xk % {XK_SHIFT}) % {XK_DAYS})::INTEGER AS pd
+  FROM g WHERE part = 'x'"""
+        returns = (
+            f"sum(g.n * least({fee_sql('g.a', ref.rate, 'NULL')}, {fee_sql('g.pa', ref.rate, ref.cap)}))"
+        )
+        ref_joins = ref.joins
+    if not by_rates:
+        exp_pay = f"""exp_pay AS (
+  SELECT p.merchant_id, p.provider, p.trade_day, count(*) AS n, sum(p.amount) AS gross,
+         sum({fee_sql("p.amount", pay.rate, pay.cap)}) AS fees,
+         bool_and({pay.contracted}) AS contracted, max({pay.settle_days}) AS settle_days,
+         bool_or({pay.working_days}) AS wd
+  FROM st_pay p {pay_kind} {pay.joins}
+  WHERE p.in_window GROUP BY ALL
+)"""
     return f"""
 WITH probe AS (
   SELECT merchant_id, provider, source = 'bank' AS bank, kind, amount, booked_day, trade_day AS memo_day,
+         NULL::BIGINT AS rn,
          CASE WHEN source <> 'bank' AND kind IN ('income', 'fee') THEN out_trade_no END AS pkey,
          CASE WHEN source <> 'bank' AND kind IN ('refund', 'fee_return') THEN out_trade_no END AS rkey,
          FALSE AS is_ref
   FROM st_line
   UNION ALL
-  SELECT merchant_id, provider, FALSE, NULL, amount, NULL, trade_day, payment_id, NULL, TRUE FROM st_ref
+  SELECT merchant_id, provider, FALSE, NULL, amount, NULL, trade_day, rowid, payment_id, NULL, TRUE
+  FROM st_ref
 ), att AS (
   SELECT q.merchant_id, q.amount, q.booked_day,
          CASE WHEN q.is_ref THEN (CASE WHEN p.id IS NOT NULL THEN 'x' END)
@@ -152,21 +241,20 @@ WITH probe AS (
          CASE part WHEN 'i' THEN p.trade_day WHEN 'f' THEN p.trade_day
               WHEN 'v' THEN coalesce(r.trade_day, q.booked_day)
               WHEN 'b' THEN coalesce(q.memo_day, q.booked_day - 1) WHEN 'x' THEN q.memo_day END AS trade_day,
-         CASE WHEN part IN ('x', 'b') THEN q.amount END AS a,
-         CASE WHEN part = 'x' THEN p.amount END AS pa,
-         CASE WHEN part = 'x' THEN p.trade_day END AS pd{pid}
+         CASE part WHEN 'b' THEN q.amount::HUGEINT WHEN 'x' THEN {x_key} END AS xk{pid}{ret_cols}
   FROM probe q
   LEFT JOIN st_pay p ON p.merchant_id = q.merchant_id AND p.id = q.pkey
   LEFT JOIN st_ref r ON r.merchant_id = q.merchant_id AND r.id = q.rkey
 ), g AS (
-  SELECT merchant_id, provider, trade_day, part, a, pa, pd{pid_key},
-         sum(amount) AS s, count(*) AS n, max(booked_day) AS last_day
+  SELECT merchant_id, provider, trade_day, part, xk{pid_key},
+         sum(amount) AS s, count(*) AS n, max(booked_day) AS last_day{ret_sums}
   FROM att WHERE part IS NOT NULL GROUP BY ALL
+), gx AS (
+  {gx}
 ), rx AS (
-  SELECT g.merchant_id, g.provider, g.trade_day, sum(g.n) AS n, sum(g.s) AS refunds,
-         sum(g.n * least({fee_sql("g.a", ref.rate, "NULL")}, {fee_sql("g.pa", ref.rate, ref.cap)})) AS returns
-  FROM g {ref_kind} {ref.joins}
-  WHERE g.part = 'x' GROUP BY ALL
+  SELECT g.merchant_id, g.provider, g.trade_day, sum(g.n) AS n, sum(g.s) AS refunds, {returns} AS returns
+  FROM gx g {ref_kind} {ref_joins}
+  GROUP BY ALL
 ), pick AS (
   SELECT merchant_id, provider, bool_or(part IN ('i', 'f', 'v', 'o')) AS provider_truth FROM g GROUP BY ALL
 ), recv AS (
@@ -177,14 +265,7 @@ WITH probe AS (
   FROM g JOIN pick t ON t.merchant_id = g.merchant_id AND t.provider = g.provider
   WHERE g.part IN ('i', 'f') OR (g.part = 'v' AND t.provider_truth) OR (g.part = 'b' AND NOT t.provider_truth)
   GROUP BY ALL
-), exp_pay AS (
-  SELECT p.merchant_id, p.provider, p.trade_day, count(*) AS n, sum(p.amount) AS gross,
-         sum({fee_sql("p.amount", pay.rate, pay.cap)}) AS fees,
-         bool_and({pay.contracted}) AS contracted, max({pay.settle_days}) AS settle_days,
-         bool_or({pay.working_days}) AS wd
-  FROM st_pay p {pay_kind} {pay.joins}
-  WHERE p.in_window GROUP BY ALL
-), keys AS (
+), {exp_pay}, keys AS (
   SELECT merchant_id, provider, trade_day FROM exp_pay UNION
   SELECT merchant_id, provider, trade_day FROM rx
 ), days AS (
@@ -267,7 +348,11 @@ def match(
     (a duplicate changes the total, so such a day is never settled unless a missing credit of exactly
     the same amount hides it: docs/settlement.md)."""
     kinds = _card_kinds(con)
-    rows = con.execute(days_sql(kinds)).fetchall()
+    rates = [(int(r), None if c is None else int(c)) for r, c in con.execute(
+        "SELECT DISTINCT rate_ppm, cap_fen FROM st_contract ORDER BY ALL"
+    ).fetchall()]  # fmt: skip
+    many = len(rates) >= MAX_RATE_COLUMNS
+    rows = con.execute(days_sql(kinds, None if many else rates)).fetchall()
     results: list[DayResult] = []
     append = results.append
     for row in rows:
