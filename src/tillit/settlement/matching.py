@@ -298,25 +298,26 @@ def evidence_sql(kinds: bool) -> str:
     pay = terms("p", "p.trade_day", "pk.card_kind" if kinds else None)
     pay_kind = "LEFT JOIN st_pay_kind pk ON pk.merchant_id = p.merchant_id AND pk.id = p.id" if kinds else ""
     return f"""
-WITH open_pay AS (
-  SELECT p.merchant_id, p.id FROM st_pay p JOIN st_open o USING (merchant_id, provider, trade_day)
-  WHERE p.in_window
+WITH open_pay AS MATERIALIZED (  -- the open days' payments, read from st_pay once
+  SELECT p.merchant_id, p.provider, p.trade_day, p.id, p.amount
+  FROM st_pay p JOIN st_open o USING (merchant_id, provider, trade_day)
+  WHERE p.in_window AND p.merchant_id BETWEEN $lo AND $hi
 ), credited AS (
   SELECT l.merchant_id, l.out_trade_no, count(*) AS n FROM st_line l
   JOIN open_pay p ON p.merchant_id = l.merchant_id AND p.id = l.out_trade_no
-  WHERE l.kind = 'income' AND l.source <> 'bank' GROUP BY ALL
+  WHERE l.kind = 'income' AND l.source <> 'bank' AND l.merchant_id BETWEEN $lo AND $hi GROUP BY ALL
 )
 SELECT p.merchant_id, p.provider, p.trade_day, p.id, p.amount, {fee_sql("p.amount", pay.rate, pay.cap)},
        coalesce(cr.n, 0) AS n
-FROM st_pay p JOIN st_open o USING (merchant_id, provider, trade_day) {pay_kind} {pay.joins}
+FROM open_pay p {pay_kind} {pay.joins}
 LEFT JOIN credited cr ON cr.merchant_id = p.merchant_id AND cr.out_trade_no = p.id
-WHERE p.in_window AND coalesce(cr.n, 0) <> 1
+WHERE coalesce(cr.n, 0) <> 1
 QUALIFY row_number() OVER (PARTITION BY p.merchant_id, p.provider, p.trade_day ORDER BY p.id)
   <= {EVIDENCE_PER_DAY}
 """
 
 
-EVIDENCE = evidence_sql(False)
+EVIDENCE = evidence_sql(False)  # parameters $lo, $hi: the open days' first and last merchant id
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,7 +397,10 @@ def _attach_evidence(
     )
     _insert_open(con, open_days)
     by_day: dict[tuple[str, str, date], dict[str, list[dict[str, object]]]] = {}
-    for m, prov, day, pay_id, amount, fee, n in con.execute(evidence_sql(kinds)).fetchall():
+    for m, prov, day, pay_id, amount, fee, n in con.execute(
+        evidence_sql(kinds),  # the merchants' range lets the scans skip the other merchants' row groups
+        {"lo": min(d[0] for d in open_days), "hi": max(d[0] for d in open_days)},
+    ).fetchall():
         entry = by_day.setdefault((m, prov, day), {"uncredited": [], "credited_twice": []})
         item: dict[str, object] = {"payment_id": pay_id, "amount": int(amount), "expected_fee": int(fee)}
         entry["uncredited" if n == 0 else "credited_twice"].append(item | ({"lines": int(n)} if n else {}))
