@@ -6,12 +6,15 @@ them, store nothing twice on a re-fetch, and treat a statement not generated yet
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -21,7 +24,8 @@ from tests.support.sandbox import provider_accounts as account_settings
 from tests.support.world import Tenant, make_admin_key, make_tenant
 from tillit.adapters.db import migrate
 from tillit.adapters.db.schema import jobs as jobs_table
-from tillit.adapters.db.schema import statement_lines
+from tillit.adapters.db.schema import settlement_statements, statement_lines
+from tillit.adapters.providers.wechat import WeChatPayProvider
 from tillit.api.app import create_app
 from tillit.bootstrap import Container, build
 from tillit.config import Settings
@@ -29,6 +33,7 @@ from tillit.domain.clock import ManualClock
 from tillit.kernel import jobs
 from tillit.payments import accounts
 from tillit.settlement import daily
+from tillit.settlement import fetch as settlement_fetch
 
 DAY = START.date()  # the sandbox's trade day (China time)
 
@@ -184,3 +189,94 @@ def test_fetch_is_tenant_scoped_and_validated(
     admin = {"Authorization": f"Bearer {make_admin_key(c)}"}
     r = client.post("/v1/settlement/fetch", json={"day": DAY.isoformat()}, headers=admin)
     assert r.status_code in (400, 422) and "error" in r.json()  # an operator names the merchant
+
+
+class _Directory:
+    """The production directory's WeChat adapter of the shop, talking to the sandbox either directly
+    or through a transport that changes one amount in the fund-flow file on the way (the ``Digest``
+    header stays the sandbox's)."""
+
+    def __init__(self, c: Container, merchant_id: str, *, tamper: bool) -> None:
+        assert c.engine is not None
+        with c.db.read() as conn:
+            real = c.engine.providers.get(conn, merchant_id, "wechat")
+        assert isinstance(real, WeChatPayProvider)
+        upstream = httpx.Client()
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            answer = upstream.send(
+                httpx.Request(request.method, request.url, headers=request.headers, content=request.content)
+            )
+            body = answer.content
+            if tamper and body.startswith(b"\x1f\x8b"):
+                text = gzip.decompress(body)
+                assert b"`28.00" in text or b"`27.89" in text, text[:400]
+                text = text.replace(b"`27.89", b"`28.89", 1).replace(b"`28.00", b"`29.00", 1)
+                body = gzip.compress(text, mtime=0)
+            headers = {k: v for k, v in answer.headers.items() if k.lower() != "content-length"}
+            return httpx.Response(answer.status_code, headers=headers, content=body)
+
+        self.adapter = WeChatPayProvider(
+            real.account, client=httpx.Client(transport=httpx.MockTransport(handler))
+        )
+
+    def get(self, conn: object, merchant_id: str, provider: str) -> object:
+        return self.adapter
+
+
+def test_a_fund_flow_file_whose_sha1_differs_from_the_digest_is_refused_and_nothing_is_written(
+    shop: tuple[Container, ManualClock, SandboxControl, Tenant, TestClient],
+) -> None:
+    c, clock, sbx, tenant, client = shop
+    headers = {**tenant.auth(), "Idempotency-Key": uuid.uuid4().hex}
+    order = client.post("/v1/orders", json={"lines": [{"sku": "LATTE", "quantity": 1}]}, headers=headers)
+    headers["Idempotency-Key"] = uuid.uuid4().hex
+    paid = client.post(
+        "/v1/payments",
+        json={"order_id": order.json()["id"], "payment_code": sbx.code(sbx.wallet("wechat"))},
+        headers=headers,
+    )
+    assert paid.json()["status"] == "captured", paid.text
+    advance(clock, sbx, 50 * 3600)
+    day = DAY + timedelta(days=1)  # T+1: the day the income line is booked
+
+    # The sandbox publishes the SHA-1 of the uncompressed file, as WeChat does; the adapter hands it on.
+    honest = _Directory(c, tenant.merchant_id, tamper=False).adapter.download_statement(day)
+    assert honest is not None and honest.hash_type == "SHA1"
+    assert honest.hash_value == hashlib.sha1(honest.data).hexdigest()
+
+    def stored() -> tuple[int, int]:
+        with c.db.read() as conn:
+            lines = conn.execute(
+                select(func.count()).where(statement_lines.c.merchant_id == tenant.merchant_id)
+            ).scalar_one()
+            files = conn.execute(
+                select(func.count()).where(settlement_statements.c.merchant_id == tenant.merchant_id)
+            ).scalar_one()
+        return int(lines), int(files)
+
+    before = stored()
+    got = settlement_fetch.fetch_day(
+        c.db, c.deps, _Directory(c, tenant.merchant_id, tamper=True),
+        merchant_id=tenant.merchant_id, provider="wechat", day=day, actor="test",
+    )  # fmt: skip
+    assert (got.outcome, got.code) == ("failed", "statement_digest_mismatch")
+    assert stored() == before  # nothing written
+
+    # An upload with the provider's hash_value is checked the same way (a tampered copy: 422) ...
+    tampered = honest.data.replace(b"`27.89", b"`28.89", 1).replace(b"`28.00", b"`29.00", 1)
+    assert tampered != honest.data
+    path = "/v1/settlement/statements?source=wechat_fundflow&hash_type=SHA1&hash_value="
+    r = client.post(path + honest.hash_value, content=tampered, headers=tenant.auth("merchant"))
+    assert r.status_code == 422 and r.json()["error"]["code"] == "statement_digest_mismatch", r.text
+    assert r.json()["error"]["details"]["expected"] == honest.hash_value
+    assert stored() == before
+    # ... and the real file, and the fetch through the honest adapter, are imported.
+    r = client.post(path + honest.hash_value, content=honest.data, headers=tenant.auth("merchant"))
+    assert r.status_code == 201, r.text
+    got = settlement_fetch.fetch_day(
+        c.db, c.deps, _Directory(c, tenant.merchant_id, tamper=False),
+        merchant_id=tenant.merchant_id, provider="wechat", day=day, actor="test",
+    )  # fmt: skip
+    assert got.outcome in ("imported", "already"), got
+    assert stored()[0] > before[0]

@@ -26,6 +26,7 @@ from tests.support.world import Tenant, make_tenant
 from tillit.adapters.db.schema import jobs
 from tillit.adapters.providers.wechat import WeChatAccount, WeChatPayProvider
 from tillit.bootstrap import Container
+from tillit.domain.provider import RefundState
 from tillit.payments import accounts
 
 
@@ -172,3 +173,55 @@ def test_unknown_or_frozen_sub_merchant_is_a_definite_failure(
     # released by the provider: the same shop takes WeChat payments again
     sandbox.http.post(f"/sandbox/onboarding/wechat/{code}/freeze", json={"frozen": False})
     assert pay(client, tenant, sandbox.code(sandbox.wallet("wechat")))["status"] == "captured"
+
+
+def test_refund_query_of_another_sub_merchants_refund_is_not_found(
+    container: Container, client: TestClient, world: tuple[Accounts, SandboxControl]
+) -> None:
+    """As the payment query does (ORDERNOTEXIST), the WeChat refund query answers REFUNDNOTEXIST for a
+    refund of another sub-merchant's trade, whichever reference names it; its own sub-merchant sees it."""
+    ids, sandbox = world
+    subs = issue_sub_merchants(sandbox, "茶馆三号")
+    other = issue_sub_merchants(sandbox, "茶馆四号")["wechat"][1]
+    tenant = make_tenant(container, f"Refunds {uuid.uuid4().hex[:8]}")
+    connect(container, tenant, ids, sandbox, {"wechat": subs["wechat"][1]})
+    paid = pay(client, tenant, sandbox.code(sandbox.wallet("wechat")))
+    assert paid["status"] == "captured", paid
+    r = client.post(
+        "/v1/refunds",
+        json={"payment_id": paid["id"], "amount": 500, "reason": "sub-merchant refund query"},
+        headers={**tenant.auth("merchant"), "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert r.status_code in (201, 202), r.text
+    refund_id = r.json()["id"]
+
+    def account(sub: str | None) -> WeChatAccount:
+        return WeChatAccount(
+            appid=ids.appid,
+            mch_id=ids.mch_id,
+            api_key=account_settings(ids, sandbox.url)["wechat"]["api_key"],
+            base_url=sandbox.url,
+            sub_mch_id=sub,
+        )
+
+    with WeChatPayProvider(account(subs["wechat"][1])) as own:
+        mine = own.refund_query(out_trade_no=paid["id"], out_refund_no=refund_id)
+    assert mine.state is RefundState.SUCCESS, mine
+    for sub in (other, None):  # another sub-merchant, and the service provider's own account
+        with WeChatPayProvider(account(sub)) as provider:
+            theirs = provider.refund_query(out_trade_no=paid["id"], out_refund_no=refund_id)
+        assert (theirs.state, theirs.code) == (RefundState.NOT_FOUND, "REFUNDNOTEXIST"), theirs
+    # by the other references too (a raw call: the adapter asks by out_refund_no)
+    trade = sandbox_trade(sandbox, "wechat", paid["provider_ref"])
+    refund_no = mine.provider_ref
+    for reference in (
+        {"out_trade_no": paid["id"]},
+        {"transaction_id": trade["trade_no"]},
+        *([{"refund_id": refund_no}] if refund_no else []),
+    ):
+        for sub, expected in ((other, "FAIL"), (subs["wechat"][1], "SUCCESS")):
+            with WeChatPayProvider(account(sub)) as provider:
+                answer = provider._verified(provider._post("/pay/refundquery", reference))
+            assert answer.error is None and answer.fields["result_code"] == expected, (reference, answer)
+            if expected == "FAIL":
+                assert answer.fields["err_code"] == "REFUNDNOTEXIST"

@@ -48,6 +48,54 @@ def refund_fee_return(
     return min(_half_up(refund_amount * rate_ppm, PPM), left)
 
 
+#: Alipay ``fund_bill_list`` channels that say how the buyer paid (the rest are discounts and coupons:
+#: ``COUPON``, ``DISCOUNT``, ``MCOUPON``, ``MDISCOUNT``, ``POINT`` ... are not a card). ``BANKCARD``
+#: names its kind in ``fund_type`` (``DEBIT_CARD`` / ``CREDIT_CARD``; ``MIXED_CARD`` is unknown).
+#: ``PCREDIT`` (花呗) as a credit product is [unconfirmed] in shared/reference.
+ALIPAY_CHANNEL_KINDS = {
+    "ALIPAYACCOUNT": "balance",  # 支付宝余额
+    "FINANCEACCOUNT": "balance",  # 余额宝
+    "PCREDIT": "credit",  # 花呗
+    "CREDITCARD": "credit",
+    "DEBITCARD": "debit",
+}
+ALIPAY_CARD_FUND_TYPES = {"DEBIT_CARD": "debit", "CREDIT_CARD": "credit"}
+
+
+def wechat_card_kind(bank_type: str | None) -> str | None:
+    """The card kind a WeChat ``bank_type`` names: ``*_DEBIT`` / ``*_CREDIT`` (``CMB_DEBIT``,
+    ``ICBC_CREDIT``), ``CFT`` / ``LQT`` (零钱 / 零钱通) the balance; anything else (``OTHERS``) is
+    unknown (None: the ``any`` contract applies). The same rule as the trade bill's ``付款银行``
+    (reconciliation/formats/wechat.py); the suffix convention is [unconfirmed] in shared/reference."""
+    code = (bank_type or "").strip().upper()
+    if code.endswith("_DEBIT"):
+        return "debit"
+    if code.endswith("_CREDIT"):
+        return "credit"
+    if code in ("CFT", "LQT"):
+        return "balance"
+    return None
+
+
+def alipay_card_kind(fund_bills: object) -> str | None:
+    """The card kind of an Alipay ``fund_bill_list`` (pay / query answer: ``fund_channel``; async
+    notification: ``fundChannel``): the kind of the channels that are a means of payment, when they
+    all agree; None when none is, or they differ (a split payment: the ``any`` contract applies)."""
+    if not isinstance(fund_bills, list):
+        return None
+    kinds: set[str | None] = set()
+    for bill in fund_bills:
+        if not isinstance(bill, dict):
+            continue
+        channel = str(bill.get("fund_channel") or bill.get("fundChannel") or "").strip().upper()
+        if channel == "BANKCARD":
+            fund_type = str(bill.get("fund_type") or bill.get("fundType") or "").strip().upper()
+            kinds.add(ALIPAY_CARD_FUND_TYPES.get(fund_type))
+        elif channel in ALIPAY_CHANNEL_KINDS:
+            kinds.add(ALIPAY_CHANNEL_KINDS[channel])
+    return kinds.pop() if len(kinds) == 1 else None
+
+
 def fen_to_e5(fen: int) -> int:
     return fen * E5_PER_FEN
 

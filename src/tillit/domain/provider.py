@@ -26,6 +26,7 @@ class PayResult:
     provider_ref: str | None = None  # WeChat transaction_id / Alipay trade_no
     user_paying: bool = False  # USERPAYING / 10003: the customer is at the password step
     latency_ms: int | None = None  # wall-clock time of the call, set by the engine (channel health)
+    card_kind: str | None = None  # debit / credit / balance as the paid answer names it (domain/fees.py)
 
 
 class TradeState(StrEnum):
@@ -45,6 +46,7 @@ class QueryResult:
     amount: int | None = None  # minor units, when the provider reports it
     raw_state: str | None = None  # the provider's own word, for events and exceptions
     code: str | None = None
+    card_kind: str | None = None  # debit / credit / balance as a paid answer names it (domain/fees.py)
 
 
 class ReverseState(StrEnum):

@@ -28,6 +28,7 @@ from sqlalchemy import Connection, func, insert, select, update
 from tillit.adapters.db.engine import Database
 from tillit.adapters.db.schema import exceptions, payments, refunds
 from tillit.domain.errors import conflict, invalid
+from tillit.domain.fees import CARD_KINDS
 from tillit.domain.ids import normalise_id
 from tillit.domain.ledger import capture_postings, refund_postings
 from tillit.domain.money import check_amount
@@ -381,7 +382,7 @@ def apply_pay_result(
     if pay.status not in ("pending", "unknown"):
         return payment_view(pay)
     if result.outcome is Outcome.SUCCESS:
-        _capture(conn, deps, order, pay, result.provider_ref, actor, "paid")
+        _capture(conn, deps, order, pay, result.provider_ref, actor, "paid", card_kind=result.card_kind)
     elif result.outcome is Outcome.FAILED:
         _fail(conn, deps, pay, result.code, result.message, actor)
     else:
@@ -421,9 +422,19 @@ def _lock_payment(db: Database, conn: Connection, payment_id: str, *, merchant_i
 
 
 def _capture(
-    conn: Connection, deps: Deps, order: Any, pay: Any, provider_ref: str | None, actor: str, reason: str
+    conn: Connection,
+    deps: Deps,
+    order: Any,
+    pay: Any,
+    provider_ref: str | None,
+    actor: str,
+    reason: str,
+    *,
+    card_kind: str | None = None,
 ) -> None:
     now = deps.clock.now()
+    # The card kind the paid answer named (settlement's expected fee per card-kind contract).
+    kind = {"card_kind": card_kind} if card_kind in CARD_KINDS and card_kind != "any" else {}
     transition(
         conn,
         entity="payment",
@@ -441,6 +452,7 @@ def _capture(
             "resolved_at": now,
             "failure_code": None,
             "failure_message": None,
+            **kind,
         },
     )
     ledger.post(
@@ -572,7 +584,16 @@ def resolve_payment(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) 
             return
         state = answer.state
         if state is TradeState.PAID:
-            _capture(conn, deps, order, pay, answer.provider_ref, SYSTEM, f"query: {answer.raw_state}")
+            _capture(
+                conn,
+                deps,
+                order,
+                pay,
+                answer.provider_ref,
+                SYSTEM,
+                f"query: {answer.raw_state}",
+                card_kind=answer.card_kind,
+            )
             _tell(conn, cfg, pay, "captured", f"query: {answer.raw_state}")
         elif state is TradeState.CLOSED:
             _fail(conn, deps, pay, answer.raw_state or "CLOSED", "closed at the provider", SYSTEM)
@@ -699,6 +720,7 @@ def reverse_payment(db: Database, deps: Deps, cfg: EngineConfig, job: jobs.Job) 
                     answer.provider_ref,
                     SYSTEM,
                     f"paid; reverse refused ({result.code})",
+                    card_kind=answer.card_kind,
                 )
                 _tell(conn, cfg, pay, "captured", f"paid; reverse refused ({result.code})")
                 return

@@ -78,6 +78,20 @@ def trade_status(trade: Trade) -> str:
     return "TRADE_CLOSED"
 
 
+def fund_bill(trade: Trade, *, notify: bool = False) -> dict[str, str]:
+    """The one ``fund_bill_list`` entry of a trade paid from its wallet's funding source
+    (``fund_channel``, plus ``fund_type`` for a bank card); the async notification spells the keys
+    ``fundChannel`` / ``fundType``."""
+    channel, _, fund_type = str(trade.extra.get("funding") or "ALIPAYACCOUNT").partition(":")
+    bill = {"fund_channel": channel, "amount": yuan(trade.amount_fen)}
+    if fund_type:
+        bill["fund_type"] = fund_type
+    if notify:
+        camel = {"fund_channel": "fundChannel", "fund_type": "fundType"}
+        return {camel.get(k, k): v for k, v in bill.items()}
+    return bill
+
+
 def _trade_fields(rt: Runtime, trade: Trade) -> Answer:
     wallet = rt.engine.wallet_of(trade)
     fields: Answer = {
@@ -93,7 +107,7 @@ def _trade_fields(rt: Runtime, trade: Trade) -> Answer:
             buyer_pay_amount=yuan(trade.amount_fen),
             invoice_amount=yuan(trade.amount_fen),
             point_amount="0.00",
-            fund_bill_list=[{"fund_channel": "ALIPAYACCOUNT", "amount": yuan(trade.amount_fen)}],
+            fund_bill_list=[fund_bill(trade)],
         )
     return fields
 
@@ -496,9 +510,7 @@ def notification_params(
         "point_amount": "0.00",
         "subject": str(trade.extra.get("subject", "")),
         "gmt_create": trade.created.strftime(TIME_FMT),
-        "fund_bill_list": json.dumps(
-            [{"amount": yuan(trade.amount_fen), "fundChannel": "ALIPAYACCOUNT"}], separators=(",", ":")
-        ),
+        "fund_bill_list": json.dumps([fund_bill(trade, notify=True)], separators=(",", ":")),
     }
     if trade.paid:
         params["gmt_payment"] = trade.paid.strftime(TIME_FMT)

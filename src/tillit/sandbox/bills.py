@@ -93,8 +93,9 @@ def _wechat_row(merchant: WechatMerchant, trade: Trade, refund: Refund | None, o
         "商户订单号": trade.out_trade_no,
         "用户标识": openid,
         "交易类型": "MICROPAY",
-        # the payer's bank type (CMB_DEBIT, ICBC_CREDIT, CFT …) when planted, else the sample's OTHERS
-        "付款银行": _text(trade.extra.get("bill_bank_type")) or "OTHERS",
+        # the payer's bank type (CMB_DEBIT, ICBC_CREDIT, CFT …) when planted, else the wallet's own
+        # (what the query answered), else the sample's OTHERS
+        "付款银行": _text(trade.extra.get("bill_bank_type")) or _text(trade.extra.get("funding")) or "OTHERS",
         "货币种类": "CNY",
         "代金券金额": "0.00",
         "充值券退款金额": "0.00",

@@ -63,6 +63,7 @@ class WalletSpec:
     balance_fen: int
     password: str = "123456"
     always_password: bool = False
+    funding: str = ""  # engine.FUNDING: WeChat bank_type / Alipay fund_channel; '' = the default
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,7 @@ def parse_config(data: dict[str, Any]) -> SandboxConfig:
                 balance_fen=balance,
                 password=password,
                 always_password=bool(table.get("always_password", False)),
+                funding=str(table.get("funding", "")),
             )
         )
     raw = dict(data.get("sandbox", {}))

@@ -89,7 +89,9 @@ async def health(request: Request) -> dict[str, Any]:
 
 @router.post("/wallets", status_code=201)
 async def create_wallet(request: Request) -> dict[str, Any]:
-    """Create a wallet: ``{"provider", "name", "balance_fen", "password"?, "always_password"?}``."""
+    """Create a wallet: ``{"provider", "name", "balance_fen", "password"?, "always_password"?,
+    "funding"?}`` (``funding``: how it pays, engine.FUNDING — WeChat ``bank_type``, Alipay
+    ``fund_channel``)."""
     data = await _body(request)
     wallet = runtime(request).engine.create_wallet(
         provider=_field(data, "provider", str),
@@ -97,6 +99,7 @@ async def create_wallet(request: Request) -> dict[str, Any]:
         balance_fen=_field(data, "balance_fen", int),
         password=_field(data, "password", str, "123456"),
         always_password=_field(data, "always_password", bool, False),
+        funding=_field(data, "funding", str, ""),
     )
     return wallet.public()
 

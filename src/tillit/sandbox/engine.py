@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -138,6 +139,9 @@ class Wallet:
     always_password: bool
     buyer_id: str
     logon_id: str
+    #: how the customer pays (``FUNDING`` below): '' = the provider's default (WeChat ``OTHERS``,
+    #: Alipay ``ALIPAYACCOUNT``)
+    funding: str = ""
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Wallet:
@@ -149,6 +153,7 @@ class Wallet:
             always_password=bool(row["always_password"]),
             buyer_id=row["buyer_id"],
             logon_id=row["logon_id"],
+            funding=row["funding"],
         )
 
     def public(self) -> dict[str, Any]:
@@ -162,6 +167,7 @@ class Wallet:
             "always_password": self.always_password,
             "buyer_id": self.buyer_id,
             "logon_id": self.logon_id,
+            "funding": self.funding or DEFAULT_FUNDING[self.provider],
         }
 
 
@@ -199,6 +205,18 @@ def _dump(value: dict[str, Any]) -> str:
 
 
 PROVIDER_CODE_PREFIXES = {"wechat": (10, 15), "alipay": (25, 30)}
+# A wallet's funding source, as the provider reports it: WeChat ``bank_type`` (``CMB_DEBIT``,
+# ``ICBC_CREDIT``, ``CFT`` 零钱 ...), Alipay ``fund_channel`` (``ALIPAYACCOUNT``, ``PCREDIT`` 花呗,
+# ``BANKCARD:DEBIT_CARD`` / ``BANKCARD:CREDIT_CARD`` for a bank card with its ``fund_type``).
+DEFAULT_FUNDING = {"wechat": "OTHERS", "alipay": "ALIPAYACCOUNT"}
+FUNDING = {
+    "wechat": re.compile(r"^[A-Z0-9_]{1,32}$"),
+    "alipay": re.compile(r"^(?:[A-Z]{1,32}|BANKCARD:(?:DEBIT_CARD|CREDIT_CARD|MIXED_CARD))$"),
+}
+FUNDING_HELP = {
+    "wechat": "funding must be a WeChat bank_type such as CMB_DEBIT, ICBC_CREDIT or CFT",
+    "alipay": "funding must be an Alipay fund_channel such as ALIPAYACCOUNT, PCREDIT or BANKCARD:DEBIT_CARD",
+}
 MAX_WALLETS = 10_000
 MAX_BALANCE_FEN = 10**12
 
@@ -251,11 +269,24 @@ class Engine:
                 ).fetchone()
                 if not exists:
                     self._insert_wallet(
-                        conn, spec.provider, spec.name, spec.balance_fen, spec.password, spec.always_password
+                        conn,
+                        spec.provider,
+                        spec.name,
+                        spec.balance_fen,
+                        spec.password,
+                        spec.always_password,
+                        spec.funding,
                     )
 
     def _insert_wallet(
-        self, conn: sqlite3.Connection, provider: str, name: str, balance: int, password: str, always: bool
+        self,
+        conn: sqlite3.Connection,
+        provider: str,
+        name: str,
+        balance: int,
+        password: str,
+        always: bool,
+        funding: str = "",
     ) -> Wallet:
         seq = next_seq(conn)
         if provider == "wechat":
@@ -267,8 +298,8 @@ class Engine:
             logon_id = f"138{self._digits(8)}@qq.com"
         cur = conn.execute(
             "INSERT INTO wallets(provider, name, balance_fen, password, always_password, buyer_id, logon_id,"
-            " created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (provider, name, balance, password, int(always), buyer_id, logon_id, to_ms(self.now())),
+            " created_ms, funding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (provider, name, balance, password, int(always), buyer_id, logon_id, to_ms(self.now()), funding),
         )
         row = conn.execute("SELECT * FROM wallets WHERE id = ?", (cur.lastrowid,)).fetchone()
         return Wallet.from_row(row)
@@ -368,6 +399,7 @@ class Engine:
         balance_fen: int,
         password: str = "123456",
         always_password: bool = False,
+        funding: str = "",
     ) -> Wallet:
         """Create a wallet; ControlError on bad input or a duplicate name."""
         if provider not in PROVIDER_CODE_PREFIXES:
@@ -378,6 +410,8 @@ class Engine:
             raise ControlError(422, "invalid_amount", f"balance_fen must be between 0 and {MAX_BALANCE_FEN}")
         if not (password.isdigit() and len(password) == 6):
             raise ControlError(422, "invalid_password", "password must be 6 digits")
+        if funding and not FUNDING[provider].match(funding):
+            raise ControlError(422, "invalid_funding", FUNDING_HELP[provider])
         with self.store.tx() as conn:
             if conn.execute(
                 "SELECT 1 FROM wallets WHERE provider = ? AND name = ?", (provider, name)
@@ -385,7 +419,7 @@ class Engine:
                 raise ControlError(409, "wallet_exists", f"a {provider} wallet named {name!r} exists")
             if conn.execute("SELECT count(*) FROM wallets").fetchone()[0] >= MAX_WALLETS:
                 raise ControlError(422, "too_many_wallets", f"at most {MAX_WALLETS} wallets")
-            return self._insert_wallet(conn, provider, name, balance_fen, password, always_password)
+            return self._insert_wallet(conn, provider, name, balance_fen, password, always_password, funding)
 
     def wallets(self) -> list[Wallet]:
         """Every wallet, oldest first."""
@@ -476,6 +510,8 @@ class Engine:
             if code["expires_ms"] <= now_ms:
                 return PayResult(Outcome.CODE_EXPIRED)
             trade_no = self._trade_no(conn, provider, now)
+            if wallet.funding:  # how it is paid: what the answers, notifications and bills report
+                extra = {**extra, "funding": wallet.funding}
             cur = conn.execute(
                 "INSERT INTO trades(provider, merchant, out_trade_no, trade_no, wallet_id, amount_fen,"
                 " status, params, extra, created_ms) VALUES (?, ?, ?, ?, ?, ?, 'PENDING', ?, ?, ?)",

@@ -25,6 +25,8 @@ CREATE TABLE IF NOT EXISTS wallets (
     buyer_id TEXT NOT NULL UNIQUE,
     logon_id TEXT NOT NULL,
     created_ms INTEGER NOT NULL,
+    -- how the customer pays: WeChat bank_type (CMB_DEBIT, CFT ...), Alipay fund_channel[:fund_type]
+    funding TEXT NOT NULL DEFAULT '',
     UNIQUE (provider, name)
 );
 CREATE TABLE IF NOT EXISTS codes (
@@ -124,6 +126,9 @@ class Store:
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(SCHEMA)
+        columns = {r["name"] for r in self.conn.execute("PRAGMA table_info(wallets)")}
+        if "funding" not in columns:  # a state file from before wallets had a funding source
+            self.conn.execute("ALTER TABLE wallets ADD COLUMN funding TEXT NOT NULL DEFAULT ''")
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:

@@ -77,6 +77,11 @@ def trade_state(trade: Trade) -> str:
     return trade.status  # CLOSED / REVOKED
 
 
+def bank_type(trade: Trade) -> str:
+    """The payer's ``bank_type`` (its wallet's funding source), ``OTHERS`` when not set."""
+    return str(trade.extra.get("funding") or "OTHERS")
+
+
 def _paid_fields(rt: Runtime, trade: Trade) -> Fields:
     wallet = rt.engine.wallet_of(trade)
     fields: Fields = {
@@ -84,7 +89,7 @@ def _paid_fields(rt: Runtime, trade: Trade) -> Fields:
         "openid": wallet.buyer_id if wallet else "",
         "is_subscribe": "N",
         "trade_type": "MICROPAY",
-        "bank_type": "OTHERS",
+        "bank_type": bank_type(trade),
         "fee_type": "CNY",
         "total_fee": str(trade.amount_fen),
         "cash_fee_type": "CNY",
@@ -268,6 +273,10 @@ def refundquery(rt: Runtime, merchant: WechatMerchant, f: Fields) -> Fields:
     else:
         return _err("PARAM_ERROR", "refund_id、out_refund_no、transaction_id、out_trade_no必须填写其一")
     if found is None or not found[1]:
+        return _err("REFUNDNOTEXIST", "not exist")
+    if str(found[0].extra.get("sub_mch_id", "")) != f.get("sub_mch_id", ""):
+        # 服务商模式: another sub-merchant's (or a direct merchant's) refund is not found for this one,
+        # whichever reference names it — as orderquery answers ORDERNOTEXIST (_sub_merchant_refusal).
         return _err("REFUNDNOTEXIST", "not exist")
     trade, refunds = found
     fields: Fields = {

@@ -28,7 +28,7 @@ from sqlalchemy import Connection, select
 
 from tillit.adapters.db.engine import Database
 from tillit.adapters.db.schema import provider_accounts, settlement_statements
-from tillit.adapters.providers.http import BillDownloadError, StatementNotReady
+from tillit.adapters.providers.http import BillDownloadError, StatementFile, StatementNotReady
 from tillit.domain.errors import DomainError, invalid
 from tillit.kernel.context import Deps
 from tillit.settlement import service
@@ -43,9 +43,10 @@ OUTCOMES = ("imported", "already", "no_movement", "not_ready", "failed")
 @runtime_checkable
 class StatementSource(Protocol):
     """What an adapter offers to fetch a day's fund-flow / account statement (both production
-    adapters implement it): raw bytes, None when nothing moved, StatementNotReady while not built."""
+    adapters implement it): raw bytes (or a StatementFile with the provider's digest of them), None
+    when nothing moved, StatementNotReady while not built."""
 
-    def download_statement(self, bill_date: date) -> bytes | None: ...
+    def download_statement(self, bill_date: date) -> bytes | StatementFile | None: ...
 
 
 class AdapterDirectory(Protocol):
@@ -140,6 +141,11 @@ def fetch_day(
         return Fetched(provider, day, "failed", code=exc.code)
     if data is None:
         return Fetched(provider, day, "no_movement")
+    digest: tuple[str, str] | None = None
+    if isinstance(data, StatementFile):
+        if data.hash_value is not None:
+            digest = (data.hash_type or "SHA1", data.hash_value)
+        data = data.data
     try:
         view = service.import_statement(
             db,
@@ -149,8 +155,9 @@ def fetch_day(
             source=source,
             filename=name,
             actor=actor,
+            digest=digest,
         )
-    except DomainError as exc:  # a file that does not parse: nothing is imported
+    except DomainError as exc:  # a file that does not parse or match its digest: nothing is imported
         return Fetched(provider, day, "failed", code=exc.code)
     outcome = "imported" if view["created"] else "already"
     return Fetched(provider, day, outcome, view["id"], int(view["new_lines"]))

@@ -131,10 +131,42 @@ def _statement_view(row: Any, created: bool) -> StatementView:
     }
 
 
+def check_digest(data: bytes, digest: tuple[str, str] | None) -> None:
+    """Refuse a file whose digest is not the one the provider gave (``(hash_type, hash_value)``, hex):
+    WeChat's fund-flow download gives the SHA-1 of the uncompressed file (operations.md §1.1)."""
+    if digest is None:
+        return
+    hash_type, expected = digest
+    if hash_type.replace("-", "").upper() != "SHA1":
+        raise invalid(
+            "statement_digest_unsupported",
+            "Only a SHA1 hash can be checked.",
+            {"hash_type": hash_type[:20]},
+        )
+    actual = hashlib.sha1(data).hexdigest()
+    if actual != expected.strip().lower():
+        raise invalid(
+            "statement_digest_mismatch",
+            "The file's SHA-1 is not the hash the provider gave for it (changed or cut short): "
+            "nothing was imported; download it again.",
+            {"hash_type": "SHA1", "expected": expected.strip().lower()[:64], "actual": actual},
+        )
+
+
 def import_statement(
-    db: Database, deps: Deps, *, merchant_id: str, data: bytes, source: str, filename: str, actor: str
+    db: Database,
+    deps: Deps,
+    *,
+    merchant_id: str,
+    data: bytes,
+    source: str,
+    filename: str,
+    actor: str,
+    digest: tuple[str, str] | None = None,
 ) -> StatementView:
-    """Parse and store a statement file for ``merchant_id`` (see the module contract)."""
+    """Parse and store a statement file for ``merchant_id`` (see the module contract); with ``digest``
+    the file must have that hash first (``check_digest``), else nothing is written."""
+    check_digest(data, digest)
     parsed = statements.parse(data, source)
     sha = hashlib.sha256(data).hexdigest()
     with db.transaction() as conn:
@@ -234,8 +266,15 @@ def load(conn: Connection, con: duckdb.DuckDBPyConnection, merchant_id: str, fir
     that can settle them."""
     matching.create_tables(con)
     start, end = _day_start(first), _day_start(last + timedelta(days=1))
+    pay_columns = (
+        payments.c.id,
+        payments.c.provider,
+        payments.c.amount,
+        payments.c.created_at,
+        payments.c.card_kind,
+    )
     pay_rows = conn.execute(
-        select(payments.c.id, payments.c.provider, payments.c.amount, payments.c.created_at).where(
+        select(*pay_columns).where(
             payments.c.merchant_id == merchant_id,
             payments.c.provider.is_not(None),
             payments.c.status.in_(("captured", "refunded")),
@@ -264,7 +303,7 @@ def load(conn: Connection, con: duckdb.DuckDBPyConnection, merchant_id: str, fir
     old_rows: list[Any] = []
     for i in range(0, len(older), CHUNK):
         old_rows += conn.execute(
-            select(payments.c.id, payments.c.provider, payments.c.amount, payments.c.created_at).where(
+            select(*pay_columns).where(
                 payments.c.merchant_id == merchant_id, payments.c.id.in_(older[i : i + CHUNK])
             )
         ).all()
@@ -286,35 +325,40 @@ def load(conn: Connection, con: duckdb.DuckDBPyConnection, merchant_id: str, fir
     )
     _append(
         con,
-        "st_contract",
-        (
-            "merchant_id",
-            "provider",
-            "rate_ppm",
-            "cap_fen",
-            "settle_days",
-            "working_days",
-            "eff_from",
-            "eff_to",
-        ),
-        [
-            (
-                merchant_id,
-                r.provider,
-                int(r.rate_ppm),
-                r.cap_fen,
-                int(r.settle_days),
-                bool(r.working_days),
-                r.effective_from,
-                r.effective_to,
-            )
-            for r in conn.execute(
-                select(fee_contracts).where(
-                    fee_contracts.c.merchant_id == merchant_id, fee_contracts.c.card_kind == "any"
-                )
-            )
-        ],
+        "st_pay_kind",
+        ("merchant_id", "id", "card_kind"),
+        [(merchant_id, r.id, r.card_kind) for r in [*pay_rows, *old_rows] if r.card_kind],
     )
+    terms = (
+        "rate_ppm",
+        "cap_fen",
+        "settle_days",
+        "working_days",
+        "eff_from",
+        "eff_to",
+    )
+    contracts = conn.execute(select(fee_contracts).where(fee_contracts.c.merchant_id == merchant_id)).all()
+    for table, kinds in (("st_contract", False), ("st_kind_contract", True)):
+        _append(
+            con,
+            table,
+            ("merchant_id", "provider", *(("card_kind",) if kinds else ()), *terms),
+            [
+                (
+                    merchant_id,
+                    r.provider,
+                    *((r.card_kind,) if kinds else ()),
+                    int(r.rate_ppm),
+                    r.cap_fen,
+                    int(r.settle_days),
+                    bool(r.working_days),
+                    r.effective_from,
+                    r.effective_to,
+                )
+                for r in contracts
+                if (r.card_kind != "any") == kinds
+            ],
+        )
     _append(
         con,
         "st_line",
@@ -495,10 +539,14 @@ NOT_CREDITED = ("late", "short", "missing")
 def not_credited_days(conn: Connection, merchant_id: str, now: datetime) -> int:
     """How many of ``merchant_id``'s merchant-days stand late, short or missing as of their last check:
     the figure monitoring's ``not_credited`` alert rule compares with its threshold (wired in bootstrap)."""
-    query = select(func.count()).select_from(settlement_days).where(
-        settlement_days.c.merchant_id == merchant_id,
-        settlement_days.c.status.in_(NOT_CREDITED),
-        settlement_days.c.checked_at <= now,
+    query = (
+        select(func.count())
+        .select_from(settlement_days)
+        .where(
+            settlement_days.c.merchant_id == merchant_id,
+            settlement_days.c.status.in_(NOT_CREDITED),
+            settlement_days.c.checked_at <= now,
+        )
     )
     return int(conn.execute(query).scalar_one())
 

@@ -240,7 +240,11 @@ payments = Table(
     Column("resolved_at", TS),
     # monitoring (migration 0010): wall-clock milliseconds the pay call took, for channel health.
     Column("pay_latency_ms", Integer),
+    # settlement (migration 0017_settle21): the card kind the provider's paid answer named (WeChat
+    # bank_type, Alipay fund_bill_list), for the expected fee of a card-kind contract; NULL = unknown.
+    Column("card_kind", String(8)),
     CheckConstraint("method IN ('cash','wechat','alipay')", name="method"),
+    CheckConstraint("card_kind IS NULL OR card_kind IN ('balance','debit','credit')", name="card_kind"),
     CheckConstraint(
         "status IN ('pending','unknown','reversing','captured','failed','reversed','refunded')", name="status"
     ),

@@ -41,6 +41,7 @@ from tillit.adapters.providers.signing import (
     yuan_to_fen,
 )
 from tillit.domain.clock import Clock, SystemClock
+from tillit.domain.fees import alipay_card_kind
 from tillit.domain.provider import (
     Outcome,
     PaymentProvider,
@@ -544,7 +545,9 @@ def classify_pay(fields: Mapping[str, Any], out_trade_no: str, amount: int) -> P
         reported = _amount(fields, "total_amount")
         if _text(fields, "out_trade_no") not in ("", out_trade_no) or reported not in (None, amount):
             return PayResult(Outcome.UNKNOWN, "ANSWER_MISMATCH", "answer does not match the request")
-        return PayResult(Outcome.SUCCESS, provider_ref=trade_no)
+        return PayResult(
+            Outcome.SUCCESS, provider_ref=trade_no, card_kind=alipay_card_kind(fields.get("fund_bill_list"))
+        )
     if code == "10003":
         return PayResult(Outcome.UNKNOWN, sub or "10003", message, provider_ref=trade_no, user_paying=True)
     if code == "40004":
@@ -574,6 +577,7 @@ def classify_query(fields: Mapping[str, Any], out_trade_no: str) -> QueryResult:
         amount=_amount(fields, "total_amount"),
         raw_state=raw or None,
         code=None if raw in TRADE_STATES else "UNKNOWN_TRADE_STATUS",
+        card_kind=alipay_card_kind(fields.get("fund_bill_list")),
     )
 
 

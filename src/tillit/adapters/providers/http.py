@@ -71,10 +71,22 @@ class Reply:
     body: bytes
     error: str | None
     latency_ms: int
+    headers: Mapping[str, str] | None = None  # the response's headers (lower-case names), when any
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class StatementFile:
+    """A downloaded statement with the digest the provider gave for it (WeChat: SHA-1 of the
+    uncompressed file, v2 ``Digest: SHA=`` header / v3 ``hash_type`` + ``hash_value``, operations.md
+    §1.1); ``hash_value`` is None when the provider gave none. The import checks it."""
+
+    data: bytes
+    hash_type: str | None = None
+    hash_value: str | None = None
 
 
 def timeout(read_s: float, connect_s: float) -> httpx.Timeout:
@@ -156,6 +168,7 @@ def send(
                 chunks.append(chunk)
             body = b"".join(chunks)
             status = response.status_code
+            received = {k.lower(): v for k, v in response.headers.items()}
     except httpx.TimeoutException:
         return Reply(None, b"", "TIMEOUT", elapsed())
     except httpx.ConnectError:
@@ -163,8 +176,8 @@ def send(
     except (httpx.HTTPError, httpx.InvalidURL, OSError):
         return Reply(None, b"", "NETWORK_ERROR", elapsed())
     if not 200 <= status < 300:
-        return Reply(status, body, f"HTTP_{status}", elapsed())
-    return Reply(status, body, None, elapsed())
+        return Reply(status, body, f"HTTP_{status}", elapsed(), received)
+    return Reply(status, body, None, elapsed(), received)
 
 
 def log_call(

@@ -8,6 +8,8 @@ Nothing here raises for provider or transport trouble.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import secrets
 import time
 from collections.abc import Mapping
@@ -23,6 +25,7 @@ from tillit.adapters.providers.http import (
     MAX_BILL_BYTES,
     BillDownloadError,
     Reply,
+    StatementFile,
     StatementNotReady,
     gunzip_bounded,
     log_call,
@@ -37,6 +40,7 @@ from tillit.adapters.providers.signing import (
     wechat_sign,
     wechat_verify,
 )
+from tillit.domain.fees import wechat_card_kind
 from tillit.domain.provider import (
     Outcome,
     PaymentProvider,
@@ -432,12 +436,14 @@ class WeChatPayProvider:
 
     # ----------------------------------------------------------------- fund-flow statement
 
-    def download_statement(self, bill_date: date) -> bytes | None:
+    def download_statement(self, bill_date: date) -> StatementFile | None:
         """``/pay/downloadfundflow`` (operations.md §1.1): the BASIC account's 资金账单 of ``bill_date``
         as UTF-8 CSV bytes, asked gzipped (``tar_type=GZIP``) and inflated here. Always signed
         HMAC-SHA256 (the only type the API takes); the client certificate is the account's, as for
         refunds. None for ``NO_BILL_EXIST`` (no movement that day); :class:`StatementNotReady` for
-        ``BILL_CREATING`` (retry after 10:00); any other failure raises :class:`BillDownloadError`."""
+        ``BILL_CREATING`` (retry after 10:00); any other failure raises :class:`BillDownloadError`.
+        The file comes with the SHA-1 the answer's ``Digest: SHA=`` header gives (of the uncompressed
+        file, hex or base64): the import refuses a file whose digest differs."""
         started = time.monotonic()
         try:
             data = self._download_statement(bill_date)
@@ -447,7 +453,7 @@ class WeChatPayProvider:
         log_call(PROVIDER, "downloadfundflow", started, "none" if data is None else "ok", None)
         return data
 
-    def _download_statement(self, bill_date: date) -> bytes | None:
+    def _download_statement(self, bill_date: date) -> StatementFile | None:
         data = {
             "appid": self.account.appid,
             "mch_id": self.account.mch_id,
@@ -471,12 +477,13 @@ class WeChatPayProvider:
         if reply.error is not None:
             raise BillDownloadError(reply.error, "fund-flow download failed")
         body = reply.body
+        digest = sha1_digest((reply.headers or {}).get("digest"))
         if body.startswith(b"\x1f\x8b"):
-            return gunzip_bounded(body)
+            return StatementFile(gunzip_bounded(body), "SHA1" if digest else None, digest)
         if not body.lstrip().startswith(b"<xml"):
             if not body.strip():
                 raise BillDownloadError("EMPTY_RESPONSE", "empty statement body")
-            return body
+            return StatementFile(body, "SHA1" if digest else None, digest)
         try:
             fields = parse_wechat_xml(body)
         except XmlError as exc:
@@ -489,6 +496,25 @@ class WeChatPayProvider:
             raise StatementNotReady("BILL_CREATING", message or "the statement is being generated")
         code = code or fields.get("return_code") or "FAIL"
         raise BillDownloadError(code, message or "statement not available")
+
+
+def sha1_digest(header: str | None) -> str | None:
+    """The SHA-1 (lower-case hex) of an HTTP ``Digest`` header's ``SHA=`` member, given as hex or as
+    base64 (RFC 3230); None when there is none. A malformed value is returned as written, so the
+    import's comparison refuses the file rather than skip the check."""
+    for part in (header or "").split(","):
+        name, _, value = part.strip().partition("=")
+        if name.strip().upper() != "SHA" or not value.strip():
+            continue
+        value = value.strip()
+        if len(value) == 40 and all(c in "0123456789abcdefABCDEF" for c in value):
+            return value.lower()
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            return value
+        return raw.hex() if len(raw) == 20 else value
+    return None
 
 
 def _conforms(provider: WeChatPayProvider) -> PaymentProvider:
@@ -508,7 +534,11 @@ def classify_pay(fields: Mapping[str, str], out_trade_no: str, amount: int) -> P
         ) != str(amount):
             # A "paid" answer about another trade or amount proves nothing about ours.
             return PayResult(Outcome.UNKNOWN, "ANSWER_MISMATCH", "answer does not match the request")
-        return PayResult(Outcome.SUCCESS, provider_ref=fields.get("transaction_id") or None)
+        return PayResult(
+            Outcome.SUCCESS,
+            provider_ref=fields.get("transaction_id") or None,
+            card_kind=wechat_card_kind(fields.get("bank_type")),
+        )
     code = fields.get("err_code") or None
     message = fields.get("err_code_des") or None
     if result_code == "FAIL" and code in PAY_FAILED_CODES:
@@ -539,6 +569,7 @@ def classify_query(fields: Mapping[str, str], out_trade_no: str) -> QueryResult:
         amount=int(amount_text) if amount_text.isdigit() else None,
         raw_state=raw or None,
         code=None if raw in TRADE_STATES else "UNKNOWN_TRADE_STATE",
+        card_kind=wechat_card_kind(fields.get("bank_type")) if raw in ("SUCCESS", "REFUND") else None,
     )
 
 

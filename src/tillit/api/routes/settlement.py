@@ -222,7 +222,9 @@ def leakage(
         "`source` is `wechat_fundflow` (WeChat 资金账单 CSV), `alipay_account` (Alipay 账务明细 CSV or "
         f"ZIP, GBK) or `bank` (Tillit's bank CSV, docs/settlement.md); at most {STATEMENT_MAX_BYTES} bytes. "
         "The same file again answers 200 with the statement it already has; lines already imported are not "
-        "stored twice (their key is the statement's own line id), so no Idempotency-Key is needed."
+        "stored twice (their key is the statement's own line id), so no Idempotency-Key is needed. "
+        "With `hash_value` (the SHA-1 the provider's download gave, e.g. WeChat's `hash_value`) a file "
+        "with another digest is refused (`statement_digest_mismatch`) and nothing is imported."
     ),
 )
 async def upload_statement(
@@ -230,14 +232,17 @@ async def upload_statement(
     source: Annotated[str, Query(pattern="^(wechat_fundflow|alipay_account|bank)$")],
     who: Actor = MANAGER,
     filename: Annotated[str | None, Query(max_length=200)] = None,
+    hash_type: Annotated[str | None, Query(pattern="^(SHA1|sha1)$")] = None,
+    hash_value: Annotated[str | None, Query(pattern="^[0-9a-fA-F]{40}$")] = None,
 ) -> JSONResponse:
     merchant_id = who.merchant()
     data = await request.body()
     c = container(request)
+    digest = (hash_type or "SHA1", hash_value) if hash_value else None
     view = await run_in_threadpool(
         lambda: service.import_statement(
             c.db, c.deps, merchant_id=merchant_id, data=data, source=source,
-            filename=filename or f"{source}.csv", actor=who.label,
+            filename=filename or f"{source}.csv", actor=who.label, digest=digest,
         )
     )  # fmt: skip
     return ok(view, 201 if view["created"] else 200)
