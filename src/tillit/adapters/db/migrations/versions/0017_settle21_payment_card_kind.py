@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0017_settle21"
-down_revision = "0016_ful14b"  # chained by the integrator at merge
+down_revision = "0017_ful21"  # after the webhook endpoint ids (merged 2026-12-04)
 branch_labels = None
 depends_on = None
 
