@@ -37,7 +37,7 @@ from tillit.domain.errors import DomainError, ErrorKind
 from tillit.kernel.context import Actor
 from tillit.notifications import endpoints
 from tillit.sales import sync
-from tillit.sales.views import BatchResult
+from tillit.sales.views import SyncAnswer
 
 TABLES = (
     "orders",
@@ -256,7 +256,7 @@ def test_bulk_and_single_write_the_same(worlds: tuple[World, World]) -> None:
         cuts = sorted(set(data.draw(st.lists(st.integers(1, max(len(raw) - 1, 1)), max_size=4))))
         batches = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True) if raw[a:b]]
         for batch in batches:
-            answers: list[list[BatchResult]] = []
+            answers: list[list[SyncAnswer]] = []
             for w, bulk in ((bulk_world, True), (single_world, False)):
                 entries = _validated(_bind(batch, w))
                 answers.append(
@@ -286,12 +286,12 @@ def test_bulk_sales_take_the_plain_cases(tmp_path: Path, monkeypatch: pytest.Mon
     calls: list[str] = []
     original = sync._apply_one
 
-    def spy(*args: Any, **kwargs: Any) -> BatchResult:
+    def spy(*args: Any, **kwargs: Any) -> SyncAnswer:
         calls.append(args[4][1])
         return original(*args, **kwargs)
 
     monkeypatch.setattr(sync, "_apply_one", spy)
-    results = sync.apply_batch(w.c.db, w.c.deps, w.actor, entries, status_for)
+    results = [a.as_result() for a in sync.apply_batch(w.c.db, w.c.deps, w.actor, entries, status_for)]
     assert [r["status"] for r in results] == [201] * 100
     assert calls == []
     numbers = [r["body"]["number"] for r in results[::2]]

@@ -5,6 +5,7 @@ Both name the same fields in the same order, so a field added to one and not the
 
 from __future__ import annotations
 
+import json
 from typing import Any, get_type_hints
 
 import pytest
@@ -13,6 +14,7 @@ from pydantic import BaseModel
 from tillit.api import schemas
 from tillit.domain.messages import CashierMessage
 from tillit.sales import views
+from tillit.sales.views import SyncAnswer, encode_answers
 
 PAIRS = [
     (views.LineView, schemas.LineOut),
@@ -35,3 +37,18 @@ def test_view_has_the_fields_of_its_api_model_in_order(view: Any, model: type[Ba
 
 def test_cashier_message_view_has_the_keys_of_the_domain_message() -> None:
     assert list(get_type_hints(views.CashierMessageView)) == list(CashierMessage("r", "e", "z").as_dict())
+
+
+def test_sync_answers_encode_as_their_decoded_form_would() -> None:
+    """The sync route splices each stored body in as bytes: the same JSON as encoding the decoded answer."""
+    stored = json.dumps(
+        {"id": "订单", "total": 2800, "lines": [{"n": 1}]}, separators=(",", ":"), ensure_ascii=False
+    )
+    answers = [
+        SyncAnswer("k1", 201, False, stored.encode()),
+        SyncAnswer("k2", 200, True, stored.encode()),
+        SyncAnswer("k3", 404, error={"code": "order_not_found", "message": "无", "details": {"id": "x"}}),
+    ]
+    expected = {"results": [a.as_result() for a in answers]}
+    assert encode_answers(answers) == json.dumps(expected, separators=(",", ":"), ensure_ascii=False).encode()
+    assert json.loads(encode_answers(answers)) == expected

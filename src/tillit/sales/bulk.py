@@ -46,7 +46,7 @@ from tillit.kernel.context import Actor, Deps
 from tillit.notifications import contacts
 from tillit.sales.orders import order_view, payment_view, stored_time
 from tillit.sales.payments import CashGate
-from tillit.sales.views import BatchResult
+from tillit.sales.views import SyncAnswer
 
 ORDER_PATH = "/v1/orders"
 PAYMENT_PATH = "/v1/payments"
@@ -543,7 +543,7 @@ class BulkSales:
         return self._gate_ok
 
     # --- writing ---------------------------------------------------------------------------------------
-    def flush(self, conn: Connection) -> list[tuple[int, BatchResult]]:
+    def flush(self, conn: Connection) -> list[tuple[int, SyncAnswer]]:
         """Write every entry taken since the last flush; returns ``(entry index, result)`` pairs."""
         p = self.pending
         if not p.answers:
@@ -570,7 +570,7 @@ class BulkSales:
             _POSTINGS.insert(conn, p.postings)
         if p.sold:  # in product id order, as orders.apply_stock locks them
             conn.execute(_TAKE_STOCK, [{"b_product": k, "b_quantity": q} for k, q in sorted(p.sold.items())])
-        results: list[tuple[int, BatchResult]] = []
+        results: list[tuple[int, SyncAnswer]] = []
         keys: list[dict[str, Any]] = []
         for answer in p.answers:
             payload = idempotency.encode(answer.view)
@@ -588,12 +588,7 @@ class BulkSales:
                     "locked_at": None,
                 }
             )
-            results.append(
-                (
-                    answer.index,
-                    {"key": answer.key, "status": answer.status, "replayed": False, "body": answer.view},
-                )
-            )
+            results.append((answer.index, SyncAnswer(answer.key, answer.status, False, payload)))
         _IDEMPOTENCY.insert(conn, keys)
         if p.paid and p.now is not None:
             contacts.notify_paid_contactless(conn, p.now, merchant_id, p.paid)

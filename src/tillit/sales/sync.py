@@ -8,7 +8,6 @@ at a time so the cashier sees the provider's answer.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +22,7 @@ from tillit.domain.ids import normalise_id
 from tillit.kernel.context import Actor, Deps
 from tillit.sales import bulk, cancel, orders, payments, refunds
 from tillit.sales.gateway import ProviderGateway
-from tillit.sales.views import BatchResult
+from tillit.sales.views import SyncAnswer
 
 PATHS = {
     "order": "/v1/orders",
@@ -132,7 +131,7 @@ def apply_batch(
     queued: int | None = None,
     *,
     bulk_writes: bool = True,
-) -> list[BatchResult]:
+) -> list[SyncAnswer]:
     """Apply ``(op, key, validated body, order_id, validation error)`` entries; one result per entry.
     ``queued``: the till's journal entries waiting, this batch included (the till says it); what stays
     after the entries applied here is recorded for the sync backlog metric.
@@ -140,7 +139,7 @@ def apply_batch(
     The plain cash sales go through ``bulk.BulkSales`` (set-based writes); every other entry, and any
     entry it declines, runs exactly as its single route would, after what was taken before it is written.
     ``bulk_writes=False`` runs every entry the single way (the tests compare the two)."""
-    results: list[BatchResult | None] = [None] * len(entries)
+    results: list[SyncAnswer | None] = [None] * len(entries)
     with db.transaction() as conn:
         sales = (
             bulk.BulkSales(db, deps, actor, payments.cash_gates())
@@ -177,7 +176,9 @@ def apply_batch(
         answered = [r for r in results if r is not None]
         assert len(answered) == len(entries), "every entry has its answer"
         if queued is not None:
-            kept = sum(1 for r in answered if r["status"] == 409 and r["error"]["code"] in RETRIED)
+            kept = sum(
+                1 for r in answered if r.status == 409 and r.error is not None and r.error["code"] in RETRIED
+            )
             report_queue(conn, deps, actor, max(queued - len(answered) + kept, 0))
     return answered
 
@@ -190,7 +191,7 @@ def _apply_one(
     entry: BatchEntry,
     status_of: Callable[[DomainError], int],
     gateway: ProviderGateway | None,
-) -> BatchResult:
+) -> SyncAnswer:
     """One entry exactly as its single route applies it, in its own savepoint."""
     op, key, data, order_id, error = entry
     try:
@@ -201,15 +202,8 @@ def _apply_one(
         operation = _operation(db, deps, actor, op, data, order_id, gateway)
         with conn.begin_nested():
             stored = idempotency.run_in(conn, db, deps, actor, key, "POST", path, data, operation)
-        return {
-            "key": key,
-            "status": stored.status,
-            "replayed": stored.replayed,
-            "body": json.loads(stored.body),
-        }
+        return SyncAnswer(key, stored.status, stored.replayed, stored.body)
     except DomainError as exc:
-        return {
-            "key": key,
-            "status": status_of(exc),
-            "error": {"code": exc.code, "message": exc.message, "details": exc.details},
-        }
+        return SyncAnswer(
+            key, status_of(exc), error={"code": exc.code, "message": exc.message, "details": exc.details}
+        )

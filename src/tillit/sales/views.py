@@ -8,6 +8,8 @@ OpenAPI; a field added here is added there too.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any, NotRequired, TypedDict
 
 # "zh-CN" is not an identifier, hence the functional form.
@@ -169,3 +171,45 @@ class BatchResult(TypedDict):
     replayed: NotRequired[bool]
     body: NotRequired[Any]
     error: NotRequired[BatchError]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncAnswer:
+    """One entry's answer in a sync batch, its body kept as the JSON bytes stored with its
+    Idempotency-Key (what a replay of the single route answers), so it is never decoded to be encoded
+    again. ``payload`` when it was applied, ``error`` when not."""
+
+    key: str
+    status: int
+    replayed: bool = False
+    payload: bytes | None = None
+    error: BatchError | None = None
+
+    def as_result(self) -> BatchResult:
+        """The answer as the API shows it (decoded)."""
+        if self.error is not None:
+            return {"key": self.key, "status": self.status, "error": self.error}
+        assert self.payload is not None
+        return {
+            "key": self.key,
+            "status": self.status,
+            "replayed": self.replayed,
+            "body": json.loads(self.payload),
+        }
+
+    def encode(self) -> bytes:
+        """The answer as compact JSON (the same bytes json.dumps of ``as_result`` gives)."""
+        if self.error is not None:
+            return _compact({"key": self.key, "status": self.status, "error": self.error})
+        assert self.payload is not None
+        head = _compact({"key": self.key, "status": self.status, "replayed": self.replayed})
+        return head[:-1] + b',"body":' + self.payload + b"}"
+
+
+def encode_answers(answers: list[SyncAnswer]) -> bytes:
+    """``{"results": [...]}`` of a sync batch, each answer's stored body spliced in as it is."""
+    return b'{"results":[' + b",".join(a.encode() for a in answers) + b"]}"
+
+
+def _compact(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()

@@ -18,6 +18,7 @@ from tillit.domain.money import MAX_AMOUNT
 from tillit.domain.tillrules import SYNC_MAX_BYTES, SYNC_MAX_ENTRIES
 from tillit.kernel.context import Actor
 from tillit.sales import shifts, sync
+from tillit.sales.views import encode_answers
 
 router = APIRouter(prefix="/v1", tags=["till"], responses={"4XX": {"model": ErrorOut}})
 
@@ -154,7 +155,7 @@ class ShiftClose(Strict):
         f"{SYNC_MAX_ENTRIES} entries and a body of at most {SYNC_MAX_BYTES} bytes (413 beyond)."
     ),
 )
-def sync_batch(body: SyncBatch, request: Request, who: Actor = STAFF) -> JSONResponse:
+def sync_batch(body: SyncBatch, request: Request, who: Actor = STAFF) -> Response:
     """Each entry is the same request as its single route (same path, body and Idempotency-Key), so an
     entry sent once through the batch and once through the single route is applied once."""
     c = container(request)
@@ -171,8 +172,9 @@ def sync_batch(body: SyncBatch, request: Request, who: Actor = STAFF) -> JSONRes
                 [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"]} for e in exc.errors()[:10]],
             )
             entries.append((entry.op, entry.key, None, entry.order_id, problem))
-    results = sync.apply_batch(c.db, c.deps, who, entries, status_for, c.gateway, queued=body.queued)
-    return ok({"results": results})
+    answers = sync.apply_batch(c.db, c.deps, who, entries, status_for, c.gateway, queued=body.queued)
+    # Each answer's body goes out as the bytes stored with its key, not decoded and encoded again.
+    return Response(encode_answers(answers), media_type="application/json")
 
 
 @router.post("/shifts", status_code=201, summary="Record a till's shift close (Z) report")
