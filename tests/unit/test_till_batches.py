@@ -9,17 +9,19 @@ from hypothesis import strategies as st
 
 from tillit.domain.tillrules import SYNC_MAX_BYTES, SYNC_MAX_ENTRIES
 from tillit.till.journal import OutboxEntry
-from tillit.till.service import next_batch
+from tillit.till.service import batch_body, next_batch
 
 
 def entry(seq: int, op: str = "order", note: int = 0) -> OutboxEntry:
-    return OutboxEntry(seq, op, f"k-{seq}", None, None, None, {"id": f"{seq:032x}", "note": "x" * note}, 0)
+    body = {"id": f"{seq:032x}", "note": "备注" * (note // 2)}  # CJK: 3 bytes a character in UTF-8
+    return OutboxEntry(seq, op, f"k-{seq}", None, None, None, body, 0, json.dumps(body, ensure_ascii=False))
 
 
 def body_size(batch: list[OutboxEntry]) -> int:
-    """What the client sends: the batch body as JSON (UTF-8)."""
-    items = [{"op": e.op, "key": e.key, "body": e.body} for e in batch]
-    return len(json.dumps({"entries": items, "queued": 10**7}, ensure_ascii=False).encode())
+    """What the client sends: the batch body (UTF-8 bytes), which must also be valid JSON."""
+    sent = batch_body(batch, 10**7)
+    assert [e["body"] for e in json.loads(sent)["entries"]] == [e.body for e in batch]
+    return len(sent)
 
 
 def cut(entries: list[OutboxEntry], **bounds: int) -> list[list[OutboxEntry]]:

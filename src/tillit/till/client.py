@@ -37,10 +37,16 @@ class ServerClient:
         json: Any = None,
         key: str | None = None,
         params: dict[str, Any] | None = None,
+        content: bytes | None = None,
     ) -> httpx.Response:
+        """``json`` is encoded by the client; ``content`` is a body already encoded as JSON."""
         headers = {"Idempotency-Key": key} if key else {}
+        if content is not None:
+            headers["Content-Type"] = "application/json"
         try:
-            response = self.http.request(method, path, json=json, headers=headers, params=params)
+            response = self.http.request(
+                method, path, json=json, content=content, headers=headers, params=params
+            )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise LinkDown(type(exc).__name__, sent=False) from exc
         except httpx.HTTPError as exc:

@@ -118,6 +118,7 @@ class OutboxEntry:
     order_id: str | None
     body: dict[str, Any]
     attempts: int
+    raw: str = ""  # the body as the journal holds it (JSON): sent as it is, never encoded again
 
 
 class Journal:
@@ -227,6 +228,7 @@ class Journal:
                 r["order_id"],
                 json.loads(r["body"]),
                 r["attempts"],
+                r["body"],
             )
             for r in rows
         ]

@@ -67,9 +67,23 @@ def next_batch(
 
 
 def _entry_size(entry: OutboxEntry) -> int:
-    """An upper bound of the bytes ``entry`` adds to a sync batch body (ASCII-escaped JSON is never
-    shorter than the UTF-8 the client sends)."""
-    return len(json.dumps(entry.body)) + len(entry.key) + len(entry.order_id or "") + 64
+    """An upper bound of the bytes ``entry`` adds to a sync batch body: its journal text in UTF-8 and room
+    for the entry's own fields."""
+    body = len(entry.raw.encode()) if entry.raw else len(json.dumps(entry.body))
+    return body + len(entry.key) + len(entry.order_id or "") + 64
+
+
+def batch_body(batch: list[OutboxEntry], queued: int) -> bytes:
+    """The sync request body, each entry's journal text spliced in as it is (never decoded and encoded
+    again): ``{"entries": [{"op", "key", "body"[, "order_id"]}...], "queued": N}``."""
+    parts = []
+    for e in batch:
+        head: dict[str, Any] = {"op": e.op, "key": e.key}
+        if e.op == "cancel":
+            head["order_id"] = e.order_id
+        text = json.dumps(head, ensure_ascii=False)
+        parts.append(f'{text[:-1]}, "body": {e.raw or json.dumps(e.body, ensure_ascii=False)}}}')
+    return f'{{"entries": [{", ".join(parts)}], "queued": {queued}}}'.encode()
 
 
 class TillError(Exception):
@@ -849,14 +863,8 @@ class Till:
                 )
 
     def _send_batch(self, batch: list[OutboxEntry]) -> int:
-        entries = []
-        for e in batch:
-            item: dict[str, Any] = {"op": e.op, "key": e.key, "body": e.body}
-            if e.op == "cancel":
-                item["order_id"] = e.order_id
-            entries.append(item)
-        queued = max(self.journal.pending_count(), len(entries))  # the till's own count, this batch included
-        response = self.client.request("POST", "/v1/sync", json={"entries": entries, "queued": queued})
+        queued = max(self.journal.pending_count(), len(batch))  # the till's own count, this batch included
+        response = self.client.request("POST", "/v1/sync", content=batch_body(batch, queued))
         if response.status_code != 200:
             # The batch itself was refused (shape): record on every entry, they will be retried.
             with self.journal.tx() as conn:
@@ -866,29 +874,54 @@ class Till:
                         (response.text[:500], e.seq),
                     )
             return 0
-        done = 0
+        done: list[tuple[OutboxEntry, dict[str, Any]]] = []
+        retried: list[tuple[str, int]] = []
+        rejected: list[tuple[str, str, int]] = []
+        for e, result in zip(batch, response.json()["results"], strict=True):
+            status = result["status"]
+            if 200 <= status < 300:
+                done.append((e, result["body"]))
+            elif status == 409 and result["error"]["code"] in (
+                "idempotency_key_in_flight",
+                "order_changed",
+                "payment_changed",
+            ):
+                retried.append((result["error"]["code"], e.seq))
+            else:
+                rejected.append((json.dumps(result["error"], ensure_ascii=False)[:500], now_iso(), e.seq))
+                log.warning("sync_rejected", op=e.op, key=e.key, code=result["error"]["code"])
         with self.journal.tx() as conn:
-            for e, result in zip(batch, response.json()["results"], strict=True):
-                status = result["status"]
-                if 200 <= status < 300:
-                    self._acknowledge(conn, e, result["body"])
-                    done += 1
-                elif status == 409 and result["error"]["code"] in (
-                    "idempotency_key_in_flight",
-                    "order_changed",
-                    "payment_changed",
-                ):
-                    conn.execute(
-                        "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE seq = ?",
-                        (result["error"]["code"], e.seq),
-                    )
-                else:
-                    conn.execute(
-                        "UPDATE outbox SET state = 'rejected', last_error = ?, done_at = ? WHERE seq = ?",
-                        (json.dumps(result["error"], ensure_ascii=False)[:500], now_iso(), e.seq),
-                    )
-                    log.warning("sync_rejected", op=e.op, key=e.key, code=result["error"]["code"])
-        return done
+            self._acknowledge_many(conn, done)
+            conn.executemany(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE seq = ?", retried
+            )
+            conn.executemany(
+                "UPDATE outbox SET state = 'rejected', last_error = ?, done_at = ? WHERE seq = ?", rejected
+            )
+        return len(done)
+
+    def _acknowledge_many(self, conn: Any, answered: list[tuple[OutboxEntry, dict[str, Any]]]) -> None:
+        """``_acknowledge`` for a batch's applied entries, one statement per kind of update. Batched entries
+        carry no payment code (provider payments go one at a time), so their bodies stay as they are."""
+        at = now_iso()
+        plain = {e.seq for e, _ in answered if "payment_code" not in e.body}
+        conn.executemany(
+            "UPDATE outbox SET state = 'done', done_at = ?, response = ? WHERE seq = ?",
+            [
+                (at, json.dumps({"status": body.get("status")}), e.seq)
+                for e, body in answered
+                if e.seq in plain
+            ],
+        )
+        numbers = [
+            (body["number"], e.entity_id)
+            for e, body in answered
+            if e.op == "order" and body.get("number") is not None
+        ]
+        conn.executemany("UPDATE sales SET server_number = ? WHERE id = ?", numbers)
+        for e, body in answered:
+            if e.seq not in plain or (e.op == "order" and isinstance(body.get("receipt_url"), str)):
+                self._acknowledge(conn, e, body)
 
     def _send_single(self, entry: OutboxEntry) -> int:
         path = {"provider_payment": "/v1/payments", "provider_refund": "/v1/refunds", "shift": "/v1/shifts"}[
