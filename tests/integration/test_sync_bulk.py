@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from tests.support import pg
 from tests.support.world import Tenant, make_tenant
@@ -36,7 +36,7 @@ from tillit.domain.clock import ManualClock
 from tillit.domain.errors import DomainError, ErrorKind
 from tillit.kernel.context import Actor
 from tillit.notifications import endpoints
-from tillit.sales import sync
+from tillit.sales import bulk, sync
 from tillit.sales.views import SyncAnswer
 
 TABLES = (
@@ -257,10 +257,12 @@ def test_bulk_and_single_write_the_same(worlds: tuple[World, World]) -> None:
         batches = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True) if raw[a:b]]
         for batch in batches:
             answers: list[list[SyncAnswer]] = []
-            for w, bulk in ((bulk_world, True), (single_world, False)):
+            for w, in_bulk in ((bulk_world, True), (single_world, False)):
                 entries = _validated(_bind(batch, w))
                 answers.append(
-                    sync.apply_batch(w.c.db, w.c.deps, w.actor, entries, status_for, None, bulk_writes=bulk)
+                    sync.apply_batch(
+                        w.c.db, w.c.deps, w.actor, entries, status_for, None, bulk_writes=in_bulk
+                    )
                 )
                 w.clock.advance(7)
             assert answers[0] == answers[1], batch
@@ -318,11 +320,48 @@ def test_bulk_sales_tell_the_merchants_endpoint(worlds: tuple[World, World]) -> 
             {"op": "payment", "key": f"p{i}", "body": {"id": pid, "order_id": oid}},
         ]
     answers = [
-        sync.apply_batch(w.c.db, w.c.deps, w.actor, _validated(raw), status_for, bulk_writes=bulk)
-        for w, bulk in ((worlds[0], True), (worlds[1], False))
+        sync.apply_batch(w.c.db, w.c.deps, w.actor, _validated(raw), status_for, bulk_writes=in_bulk)
+        for w, in_bulk in ((worlds[0], True), (worlds[1], False))
     ]
     assert answers[0] == answers[1]
     bulk_rows, single_rows = _dump(worlds[0]), _dump(worlds[1])
     assert bulk_rows == single_rows
     webhooks = [r for r in bulk_rows["outbox_messages"] if "webhook" in r]
     assert len(webhooks) == 20
+
+
+def test_a_conflict_at_write_time_falls_back_to_single_entries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If a row of the same id lands between the batch's reads and its writes (another transaction on
+    PostgreSQL), the bulk write is rolled back to its savepoint and its entries run one by one."""
+    w = _world(tmp_path / "race", None)
+    oid, pid = uuid.uuid4().hex, uuid.uuid4().hex
+    raw = [
+        {"op": "order", "key": "o-race", "body": {"id": oid, "lines": [{"sku": "LATTE", "quantity": 1}]}},
+        {"op": "payment", "key": "p-race", "body": {"id": pid, "order_id": oid}},
+    ]
+    flush = bulk.BulkSales.flush
+
+    def racing_flush(self: bulk.BulkSales, conn: Connection) -> list[tuple[int, SyncAnswer]]:
+        conn.execute(
+            schema.orders.insert().values(**{**self.pending.new_orders[0].record, "number": 999_999})
+        )
+        return flush(self, conn)
+
+    singles: list[str] = []
+    original = sync._apply_one
+
+    def spy(*args: Any, **kwargs: Any) -> SyncAnswer:
+        singles.append(args[4][1])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(bulk.BulkSales, "flush", racing_flush)
+    monkeypatch.setattr(sync, "_apply_one", spy)
+    answers = sync.apply_batch(w.c.db, w.c.deps, w.actor, _validated(raw), status_for)
+    assert singles == ["o-race", "p-race"]
+    assert [a.status for a in answers] == [201, 201]
+    with w.c.db.read() as conn:
+        order = conn.execute(select(schema.orders).where(schema.orders.c.id == oid)).one()
+    assert order.status == "paid" and order.number != 999_999  # the planted row went with the savepoint
+    w.c.db.dispose()
