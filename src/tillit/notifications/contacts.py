@@ -49,7 +49,7 @@ from tillit.notifications.messages import (
     check_params,
     check_recipient,
 )
-from tillit.notifications.outbox import set_consent
+from tillit.notifications.outbox import record_consents
 
 log = structlog.get_logger("tillit.notifications")
 
@@ -146,32 +146,34 @@ def check_contact(email: str | None, phone: str | None, locale: str | None, opt_
     )
 
 
+_INSERT_CONTACT = insert(order_contacts)
+
+
 def attach(
     conn: Connection, now: datetime, merchant_id: str, order_id: str, contact: CustomerContact
 ) -> None:
-    """Store the contact of a new order (same transaction as the order) and the customer's consent."""
+    """Store the contact of a new order (same transaction as the order) and the customer's consent: two
+    prebuilt statements (the contact; one upsert for the addresses opted in), nothing rendered or sent."""
     conn.execute(
-        insert(order_contacts).values(
-            merchant_id=merchant_id,
-            order_id=order_id,
-            email=contact.email,
-            phone=contact.phone,
-            locale=contact.locale,
-            created_at=now,
-        )
+        _INSERT_CONTACT,
+        {
+            "merchant_id": merchant_id,
+            "order_id": order_id,
+            "email": contact.email,
+            "phone": contact.phone,
+            "locale": contact.locale,
+            "created_at": now,
+        },
     )
     if contact.opt_in:
-        for channel, address in (("email", contact.email), ("sms", contact.phone)):
-            if address:
-                set_consent(
-                    conn,
-                    now,
-                    merchant_id=merchant_id,
-                    channel=channel,  # type: ignore[arg-type]
-                    recipient=address,
-                    opted_in=True,
-                    source="order",
-                )
+        addresses: list[tuple[Channel, str]] = []
+        if contact.email:
+            addresses.append(("email", contact.email))
+        if contact.phone:
+            addresses.append(("sms", contact.phone))
+        record_consents(
+            conn, now, merchant_id=merchant_id, addresses=addresses, opted_in=True, source="order"
+        )
 
 
 class OrderFacts(TypedDict):
