@@ -219,6 +219,12 @@ def checkouts(
     # what the outbox write costs, less swayed than checkouts/s by the other work on a shared machine.
     cpu_ms: dict[str, list[float]] = {mode: [] for mode in modes}
     errors, sample = 0, None
+    # On PostgreSQL only this server's backends (the machine's PostgreSQL serves other sessions too).
+    database = env["TILLIT_DATABASE_URL"].rsplit("/", 1)[-1].split("?")[0] if postgres else None
+
+    def pg_cpu() -> float:
+        return postgres_cpu_seconds(database) if postgres else 0.0
+
     with serve(env, workdir) as server:
         # Rotated A B C, C B A, A B C ...: a machine that slows down (or warms up) during the run weighs on
         # every mode alike.
@@ -230,9 +236,9 @@ def checkouts(
                 "customer": mode != "without",
                 "opt_in": mode == "with",
             }
-            cpu0 = process_cpu_seconds(server.pid) + (postgres_cpu_seconds() if postgres else 0.0)
+            cpu0 = process_cpu_seconds(server.pid) + pg_cpu()
             result = httpx_load(checkout_step, ctx, server.base_url, m, concurrency, seconds)
-            used = process_cpu_seconds(server.pid) + (postgres_cpu_seconds() if postgres else 0.0) - cpu0
+            used = process_cpu_seconds(server.pid) + pg_cpu() - cpu0
             if result.ok:
                 cpu_ms[mode].append(used / result.ok * 1000)
             errors += result.errors + result.transport_errors
