@@ -51,7 +51,7 @@ from bench.harness.db import target
 from bench.harness.load import httpx_load
 from bench.harness.proc import free_port, postgres_cpu_seconds, process_cpu_seconds
 from bench.harness.report import console, fmt, machine, verdict, write_json
-from bench.harness.server import seed_demo, serve
+from bench.harness.server import Service, seed_demo
 
 from tillit.access import merchants
 from tillit.adapters.db import migrate
@@ -225,7 +225,12 @@ def checkouts(
     def pg_cpu() -> float:
         return postgres_cpu_seconds(database) if postgres else 0.0
 
-    with serve(env, workdir) as server:
+    # No resolver in this server: SMTP is not configured, so it would send nothing, and its polling (every
+    # TILLIT_WORKER_POLL_S, four threads) costs CPU per second of wall time, not per checkout — on a
+    # loaded machine a slower run would be charged more of it.
+    server = Service(["serve", "--no-access-log", "--no-worker"], "/healthz", env, workdir, "server")
+    server.start()
+    try:
         # Rotated A B C, C B A, A B C ...: a machine that slows down (or warms up) during the run weighs on
         # every mode alike.
         order = [modes if k % 2 == 0 else modes[::-1] for k in range(pairs)]
@@ -244,6 +249,8 @@ def checkouts(
             errors += result.errors + result.transport_errors
             sample = sample or result.error_sample
             rates[mode].append(result.ok / result.seconds if result.seconds else 0.0)
+    finally:
+        server.stop()
     median_without, median_with = statistics.median(rates["without"]), statistics.median(rates["with"])
     median_contact = statistics.median(rates["contact"])
     cpu = {mode: statistics.median(cpu_ms[mode]) if cpu_ms[mode] else None for mode in modes}
