@@ -150,6 +150,10 @@ def run(db: str, checkouts: int, rounds: int) -> dict[str, Any]:
         "ok": cpu_ok if loaded else throughput_ok,
         "rounds": rounds,
         "checkouts_per_round": checkouts,
+        "cpu_ms_per_round": {
+            "without": [round(u * 1000, 3) for _, u in without],
+            "with": [round(u * 1000, 3) for _, u in with_],
+        },
     }
 
 

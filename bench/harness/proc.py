@@ -92,8 +92,10 @@ def process_cpu_seconds(pid: int) -> float:
     return 0.0
 
 
-def postgres_cpu_seconds() -> float:
-    """CPU seconds of the PostgreSQL processes alive now (the server's own backends stay alive)."""
+def postgres_cpu_seconds(database: str | None = None) -> float:
+    """CPU seconds of the PostgreSQL processes alive now (the server's own backends stay alive); with
+    ``database``, only the backends connected to it (their title names it), so another session's work on
+    the same PostgreSQL server is not counted."""
     total = 0
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -101,6 +103,10 @@ def postgres_cpu_seconds() -> float:
         with contextlib.suppress(OSError, IndexError, ValueError), open(f"/proc/{entry.name}/stat") as fh:
             head, _, tail = fh.read().rpartition(")")
             if head.endswith("(postgres"):
+                if database is not None:
+                    with open(f"/proc/{entry.name}/cmdline", "rb") as cmd:
+                        if f" {database} ".encode() not in cmd.read().replace(b"\0", b" ") + b" ":
+                            continue
                 fields = tail.split()
                 total += int(fields[11]) + int(fields[12])
     return total / clock_ticks()

@@ -11,13 +11,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from tests.support.api import new_order, pay_cash, post
 from tests.support.live import live_server
 from tests.support.mailbox import Mailbox, start_smtp
 from tests.support.world import Tenant
-from tillit.adapters.db.schema import order_contacts, orders, outbox_messages
+from tillit.adapters.db.schema import merchants, order_contacts, orders, outbox_messages
 from tillit.adapters.mail import SmtpConfig, SmtpMailer
 from tillit.bootstrap import Container
 from tillit.notifications.sender import Channels, OutboxSender, SenderConfig
@@ -145,3 +145,24 @@ def test_receipt_page_and_pdf_over_http(
         ]
         answers = {(r.status_code, r.text) for p in forged for r in (http.get(p), http.get(f"{p}/pdf"))}
         assert len(answers) == 1 and next(iter(answers))[0] == 404
+
+
+def test_a_shop_name_that_looks_like_a_payment_code_never_leaves_in_a_message(
+    container: Container, client: TestClient, tenant: Tenant, smtp: tuple[int, Mailbox]
+) -> None:
+    """The sale writes the event's own parameters only; the sender adds the shop's names when it sends
+    and checks them like the rest: a name carrying a 16+ digit run is refused there (dead, never sent)."""
+    port, box = smtp
+    email = f"digits-{tenant.merchant_id}@example.com"
+    with container.db.transaction() as conn:
+        conn.execute(
+            update(merchants).where(merchants.c.id == tenant.merchant_id).values(name="Shop 6222021234567890")
+        )
+    order = new_order(client, tenant, customer={"email": email, "opt_in": True})
+    pay_cash(client, tenant, order["id"], tendered=10000)
+    rows = outbox_rows(container, tenant.merchant_id)
+    assert [r.channel for r in rows] == ["email"] and "merchant_name" not in json.loads(rows[0].params)
+    send_all(container, port)
+    assert box.to(email) == []
+    (row,) = outbox_rows(container, tenant.merchant_id)
+    assert row.status == "dead" and row.last_error.startswith("payment_code_in_message")

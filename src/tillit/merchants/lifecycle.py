@@ -179,10 +179,17 @@ def _said(reason: str, status: str) -> dict[str, object]:
 
 
 def ensure_may_take_provider_payment(conn: Connection, merchant_id: str) -> Any:
-    """Raise unless the merchant is ``active`` (called by the engine before any provider call); the row."""
+    """Raise unless the merchant is ``active`` (called before any provider call); the row. The engine's
+    checkout path reads the status together with the limits instead (limits.admit)."""
     row = load(conn, merchant_id)
+    refuse_unless_active(row)
+    return row
+
+
+def refuse_unless_active(row: Any) -> None:
+    """Raise ``merchant_suspended`` / ``merchant_not_active`` unless ``row.status`` is ``active``."""
     if row.status == "active":
-        return row
+        return
     if row.status == "suspended":
         raise DomainError(
             "merchant_suspended",

@@ -15,13 +15,22 @@ cost on the checkout path beyond one indexed read).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, Integer, and_, bindparam, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from tillit.adapters.db.engine import Database
-from tillit.adapters.db.schema import limit_changes, limit_holds, limit_usage, merchant_limits, terminals
+from tillit.adapters.db.schema import (
+    MONEY,
+    limit_changes,
+    limit_holds,
+    limit_usage,
+    merchant_limits,
+    merchant_profiles,
+    terminals,
+)
 from tillit.domain.errors import DomainError, ErrorKind, invalid, not_found
 from tillit.domain.merchants import BARCODE_TIERS, LIMIT_METHODS, LimitBreach, period_keys, single_breach
 from tillit.domain.messages import MESSAGES
@@ -191,7 +200,6 @@ def tiers() -> list[dict[str, Any]]:
 
 
 def _bump(
-    db: Database,
     conn: Connection,
     merchant_id: str,
     scope: str,
@@ -200,22 +208,16 @@ def _bump(
     amount: int,
     limit: int,
 ) -> bool:
-    """Add ``amount`` to the counter unless that passes ``limit``; True if added."""
+    """Add ``amount`` to the counter unless that passes ``limit``; True if added. The slow path: only for
+    a counter the one-statement move left alone (missing — the period's first payment — or full)."""
     key = and_(
         limit_usage.c.merchant_id == merchant_id,
         limit_usage.c.scope == scope,
         limit_usage.c.method == method,
         limit_usage.c.period == period,
     )
-    result = conn.execute(
-        update(limit_usage)
-        .where(key, limit_usage.c.used + amount <= limit)
-        .values(used=limit_usage.c.used + amount)
-    )
-    if result.rowcount == 1:
-        return True
     if conn.execute(select(limit_usage.c.used).where(key)).first() is not None:
-        return False
+        return False  # it exists and the conditional move just refused it: full
     try:  # first payment of the period: create the counter (a concurrent creator wins the race)
         with conn.begin_nested():
             conn.execute(
@@ -237,98 +239,196 @@ def _label(scope: str) -> str:
     return "merchant" if scope == MERCHANT_SCOPE else "terminal"
 
 
-def _move_counters(
-    db: Database,
-    conn: Connection,
-    merchant_id: str,
-    method: str,
-    amount: int,
-    counters: list[tuple[str, str, int, str, str]],
-) -> None:
-    """Add ``amount`` to every counter unless that passes its limit, in one conditional UPDATE (each row
-    checked against its own limit); RETURNING says which rows moved. A counter that did not move is
-    either missing (first payment of its period: created, then moved alone) or full: then raise, and the
-    caller's transaction rolls back whatever this UPDATE moved."""
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One scope's limit for one method (fen; None: no such limit)."""
+
+    scope: str  # "merchant" or the terminal's id
+    single_max: int | None
+    daily_max: int | None
+    monthly_max: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What the checkout path needs of the merchants area, read in one statement: the merchant may take
+    provider payments (else the read raised), its time zone, and the limits that apply to this payment
+    (merchant first, then terminal)."""
+
+    timezone: str
+    rules: tuple[Rule, ...]
+
+
+# The merchant-status check and the limit rules of the merchant and the terminal for the method, in one
+# prebuilt statement (the checkout path runs it once per provider payment).
+_M_RULE = merchant_limits.alias("m_rule")
+_T_RULE = merchant_limits.alias("t_rule")
+_ADMIT = (
+    select(
+        merchant_profiles.c.status,
+        merchant_profiles.c.status_reason,
+        merchant_profiles.c.timezone,
+        _M_RULE.c.single_max.label("m_single"),
+        _M_RULE.c.daily_max.label("m_daily"),
+        _M_RULE.c.monthly_max.label("m_monthly"),
+        _T_RULE.c.single_max.label("t_single"),
+        _T_RULE.c.daily_max.label("t_daily"),
+        _T_RULE.c.monthly_max.label("t_monthly"),
+    )
+    .select_from(
+        merchant_profiles.outerjoin(
+            _M_RULE,
+            and_(
+                _M_RULE.c.merchant_id == merchant_profiles.c.merchant_id,
+                _M_RULE.c.scope == MERCHANT_SCOPE,
+                _M_RULE.c.method == bindparam("b_method"),
+            ),
+        ).outerjoin(
+            _T_RULE,
+            and_(
+                _T_RULE.c.merchant_id == merchant_profiles.c.merchant_id,
+                _T_RULE.c.scope == bindparam("b_terminal"),
+                _T_RULE.c.method == bindparam("b_method"),
+            ),
+        )
+    )
+    .where(merchant_profiles.c.merchant_id == bindparam("b_merchant"))
+)
+
+
+def _rule(scope: str, single: int | None, daily: int | None, monthly: int | None) -> Rule | None:
+    if single is None and daily is None and monthly is None:
+        return None  # no row, or a limit set back to "none"
+    return Rule(scope, single, daily, monthly)
+
+
+def admit(conn: Connection, merchant_id: str, terminal_id: str | None, method: str) -> Admission:
+    """Raise unless the merchant may take a provider payment (``merchant_suspended``,
+    ``merchant_not_active``, 404); its time zone and the limits on ``method`` for it and the terminal."""
+    row = conn.execute(
+        _ADMIT, {"b_merchant": merchant_id, "b_terminal": terminal_id, "b_method": method}
+    ).first()
+    if row is None:
+        raise not_found("merchant", merchant_id)
+    lifecycle.refuse_unless_active(row)
+    rules = [_rule(MERCHANT_SCOPE, row.m_single, row.m_daily, row.m_monthly)]
+    if terminal_id:
+        rules.append(_rule(terminal_id, row.t_single, row.t_daily, row.t_monthly))
+    return Admission(row.timezone, tuple(r for r in rules if r is not None))
+
+
+_MAX_COUNTERS = 4  # daily and monthly, merchant and terminal
+
+
+def _move_sqlite(n: int) -> Any:
+    """UPDATE … RETURNING of ``n`` counters at once, each row checked against its own limit."""
     conds = [
         and_(
-            limit_usage.c.scope == scope, limit_usage.c.period == period, limit_usage.c.used + amount <= limit
+            limit_usage.c.scope == bindparam(f"b_s{i}"),
+            limit_usage.c.period == bindparam(f"b_p{i}"),
+            limit_usage.c.used + bindparam("b_amount", type_=MONEY) <= bindparam(f"b_l{i}", type_=MONEY),
         )
-        for scope, period, limit, _kind, _tag in counters
+        for i in range(n)
     ]
-    moved = {
-        (r.scope, r.period)
-        for r in conn.execute(
-            update(limit_usage)
-            .where(limit_usage.c.merchant_id == merchant_id, limit_usage.c.method == method, or_(*conds))
-            .values(used=limit_usage.c.used + amount)
-            .returning(limit_usage.c.scope, limit_usage.c.period)
+    return (
+        update(limit_usage)
+        .where(
+            limit_usage.c.merchant_id == bindparam("b_merchant"),
+            limit_usage.c.method == bindparam("b_method"),
+            or_(*conds),
         )
-    }
-    for scope, period, limit, kind, _tag in counters:
-        if (scope, period) in moved:
-            continue
-        if not _bump(db, conn, merchant_id, scope, method, period, amount, limit):
-            used = _usage(conn, merchant_id, scope, method, period)
-            raise limit_exceeded(LimitBreach(_label(scope), method, kind, limit, max(limit - used, 0)))
+        .values(used=limit_usage.c.used + bindparam("b_amount", type_=MONEY))
+        .returning(limit_usage.c.scope, limit_usage.c.period)
+    )
+
+
+def _move_pg(n: int) -> Any:
+    """The same move and the hold's insert in one statement: the hold is written only when every
+    counter moved (a data-modifying CTE sees the UPDATE's RETURNING rows)."""
+    conds = " OR ".join(
+        f"(scope = :b_s{i} AND period = :b_p{i} AND used + :b_amount <= :b_l{i})" for i in range(n)
+    )
+    return text(
+        "WITH moved AS (UPDATE limit_usage SET used = used + :b_amount"
+        f" WHERE merchant_id = :b_merchant AND method = :b_method AND ({conds}) RETURNING scope, period),"
+        " hold AS (INSERT INTO limit_holds (merchant_id, payment_id, method, scopes, day, month, amount,"
+        " returned) SELECT :b_merchant, :b_payment, :b_method, :b_scopes, :b_day, :b_month, :b_amount, 0"
+        " WHERE (SELECT count(*) FROM moved) = :b_n RETURNING 1)"
+        " SELECT scope, period FROM moved"
+    ).bindparams(
+        bindparam("b_amount", type_=MONEY),
+        bindparam("b_n", type_=Integer),
+        *(bindparam(f"b_l{i}", type_=MONEY) for i in range(n)),
+    )
+
+
+_MOVE_SQLITE = {n: _move_sqlite(n) for n in range(1, _MAX_COUNTERS + 1)}
+_MOVE_PG = {n: _move_pg(n) for n in range(1, _MAX_COUNTERS + 1)}
+_INSERT_HOLD = insert(limit_holds).values(
+    merchant_id=bindparam("b_merchant"),
+    payment_id=bindparam("b_payment"),
+    method=bindparam("b_method"),
+    scopes=bindparam("b_scopes"),
+    day=bindparam("b_day"),
+    month=bindparam("b_month"),
+    amount=bindparam("b_amount", type_=MONEY),
+    returned=0,
+)
 
 
 def reserve(
     db: Database,
     conn: Connection,
     deps: Deps,
+    admission: Admission,
     *,
     merchant_id: str,
-    terminal_id: str | None,
     method: str,
     payment_id: str,
     amount: int,
-    timezone: str,
 ) -> None:
-    """Check and reserve ``amount`` against every limit of the merchant and the terminal for ``method``;
-    raise ``limit_exceeded`` (the caller's transaction then rolls back every counter it moved)."""
-    scopes = [MERCHANT_SCOPE] + ([terminal_id] if terminal_id else [])
-    rules = {
-        r.scope: r
-        for r in conn.execute(
-            select(merchant_limits).where(
-                merchant_limits.c.merchant_id == merchant_id,
-                merchant_limits.c.method == method,
-                merchant_limits.c.scope.in_(scopes),
-            )
-        )
-    }
-    if not rules:
+    """Check and reserve ``amount`` against every limit of ``admission`` (the merchant's and the
+    terminal's for ``method``); raise ``limit_exceeded`` (the caller's transaction then rolls back every
+    counter it moved). With no limits this costs nothing. With limits: one statement on PostgreSQL (the
+    counters and the hold), two on SQLite — unless a counter is missing (the period's first payment)."""
+    if not admission.rules:
         return
-    day, month = period_keys(deps.clock.now(), timezone)
+    day, month = period_keys(deps.clock.now(), admission.timezone)
     # (scope, period, limit, kind, tag) of every counter this payment moves
     counters: list[tuple[str, str, int, str, str]] = []
-    for scope in scopes:  # merchant first, then terminal
-        rule = rules.get(scope)
-        if rule is None:
-            continue
-        breach = single_breach(_label(scope), method, amount, rule.single_max)
+    for rule in admission.rules:  # merchant first, then terminal
+        breach = single_breach(_label(rule.scope), method, amount, rule.single_max)
         if breach is not None:
             raise limit_exceeded(breach)
         if rule.daily_max is not None:
-            counters.append((scope, day, rule.daily_max, "daily", "d"))
+            counters.append((rule.scope, day, rule.daily_max, "daily", "d"))
         if rule.monthly_max is not None:
-            counters.append((scope, month, rule.monthly_max, "monthly", "m"))
-    if counters:
-        _move_counters(db, conn, merchant_id, method, amount, counters)
-    moved = [f"{tag}:{scope}" for scope, _p, _l, _k, tag in counters]
-    if moved:
-        conn.execute(
-            insert(limit_holds).values(
-                merchant_id=merchant_id,
-                payment_id=payment_id,
-                method=method,
-                scopes=" ".join(moved),
-                day=day,
-                month=month,
-                amount=amount,
-                returned=0,
-            )
-        )
+            counters.append((rule.scope, month, rule.monthly_max, "monthly", "m"))
+    if not counters:
+        return
+    params: dict[str, Any] = {
+        "b_merchant": merchant_id,
+        "b_method": method,
+        "b_amount": amount,
+        "b_payment": payment_id,
+        "b_scopes": " ".join(f"{tag}:{scope}" for scope, _p, _l, _k, tag in counters),
+        "b_day": day,
+        "b_month": month,
+        "b_n": len(counters),
+    }
+    for i, (scope, period, limit, _kind, _tag) in enumerate(counters):
+        params[f"b_s{i}"], params[f"b_p{i}"], params[f"b_l{i}"] = scope, period, limit
+    statements = _MOVE_PG if db.is_postgres else _MOVE_SQLITE
+    moved = {(r.scope, r.period) for r in conn.execute(statements[len(counters)], params)}
+    if db.is_postgres and len(moved) == len(counters):
+        return  # the hold was written by the same statement
+    for scope, period, limit, kind, _tag in counters:
+        if (scope, period) in moved:
+            continue
+        if not _bump(conn, merchant_id, scope, method, period, amount, limit):
+            used = _usage(conn, merchant_id, scope, method, period)
+            raise limit_exceeded(LimitBreach(_label(scope), method, kind, limit, max(limit - used, 0)))
+    conn.execute(_INSERT_HOLD, params)
 
 
 def give_back(conn: Connection, *, merchant_id: str, payment_id: str, amount: int | None = None) -> int:

@@ -7,63 +7,120 @@ A later opt-out (``outbox.set_consent``) wins, also over messages already waitin
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import structlog
-from sqlalchemy import Connection, and_, bindparam, insert, select
+from sqlalchemy import (
+    Connection,
+    Integer,
+    String,
+    Text,
+    and_,
+    bindparam,
+    insert,
+    literal,
+    select,
+    tuple_,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from tillit.adapters.db.schema import merchants, order_contacts, orders, outbox_consents, stores
+from tillit.adapters.db.schema import (
+    TS,
+    merchants,
+    order_contacts,
+    orders,
+    outbox_consents,
+    outbox_messages,
+    stores,
+)
 from tillit.domain.errors import DomainError, invalid
 from tillit.notifications import endpoints
-from tillit.notifications.messages import LOCALES, Channel, Locale, Message, MessageParams, check_recipient
-from tillit.notifications.outbox import enqueue_at, set_consent
+from tillit.notifications.messages import (
+    LOCALES,
+    Channel,
+    Locale,
+    MessageParams,
+    check_event,
+    check_params,
+    check_recipient,
+)
+from tillit.notifications.outbox import record_consents
 
 log = structlog.get_logger("tillit.notifications")
 
-_EMAIL_CONSENT = outbox_consents.alias("email_consent")
-_SMS_CONSENT = outbox_consents.alias("sms_consent")
-_CONTACT_FOR_MESSAGE = (
-    select(
-        order_contacts.c.email,
-        order_contacts.c.phone,
-        order_contacts.c.locale,
-        merchants.c.name.label("merchant_name"),
-        stores.c.name.label("store_name"),
-        orders.c.number,
-        orders.c.currency,
-        _EMAIL_CONSENT.c.opted_in.label("email_in"),
-        _SMS_CONSENT.c.opted_in.label("sms_in"),
+_OUTBOX_COLUMNS = [
+    "merchant_id",
+    "event_id",
+    "channel",
+    "recipient",
+    "template",
+    "locale",
+    "params",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+    "updated_at",
+]
+
+
+def _to_channel(channel: Channel, address: Any) -> Any:
+    """The outbox row for one of the order contact's addresses, when its owner gave us a word (opted in,
+    or out since: then the sender records it as suppressed). No address or never asked: no row."""
+    consent = outbox_consents.alias(f"{channel}_consent")
+    return (
+        select(
+            order_contacts.c.merchant_id,
+            bindparam("b_event", type_=String),
+            literal(channel, String),
+            address,
+            bindparam("b_template", type_=String),
+            order_contacts.c.locale,
+            bindparam("b_params", type_=Text),
+            literal("pending", String),
+            literal(0, Integer),
+            bindparam("b_now", type_=TS),
+            bindparam("b_now", type_=TS),
+            bindparam("b_now", type_=TS),
+        )
+        .select_from(
+            order_contacts.join(
+                consent,
+                and_(
+                    consent.c.merchant_id == order_contacts.c.merchant_id,
+                    consent.c.channel == channel,
+                    consent.c.recipient == address,
+                ),
+            )
+        )
+        .where(
+            order_contacts.c.merchant_id == bindparam("b_merchant"),
+            order_contacts.c.order_id == bindparam("b_order"),
+        )
     )
-    .select_from(order_contacts)
-    .join(
-        orders,
-        and_(orders.c.merchant_id == order_contacts.c.merchant_id, orders.c.id == order_contacts.c.order_id),
+
+
+def _announce(dialect_insert: Any) -> Any:
+    """One prebuilt statement on the sale path: the order's customer's outbox rows (email first, then
+    SMS), read from the contact and the consents and written in the same INSERT … SELECT, deduplicated
+    per event and channel. Nothing is rendered or looked up here: the sender adds the shop's names and
+    renders the template when it sends (sender.py)."""
+    rows = union_all(_to_channel("email", order_contacts.c.email), _to_channel("sms", order_contacts.c.phone))
+    return (
+        dialect_insert(outbox_messages)
+        .from_select(_OUTBOX_COLUMNS, rows)
+        .on_conflict_do_nothing(index_elements=["merchant_id", "event_id", "channel"])
+        .returning(outbox_messages.c.id)
     )
-    .join(merchants, merchants.c.id == orders.c.merchant_id)
-    .join(stores, stores.c.id == orders.c.store_id)
-    .outerjoin(
-        _EMAIL_CONSENT,
-        and_(
-            _EMAIL_CONSENT.c.merchant_id == order_contacts.c.merchant_id,
-            _EMAIL_CONSENT.c.channel == "email",
-            _EMAIL_CONSENT.c.recipient == order_contacts.c.email,
-        ),
-    )
-    .outerjoin(
-        _SMS_CONSENT,
-        and_(
-            _SMS_CONSENT.c.merchant_id == order_contacts.c.merchant_id,
-            _SMS_CONSENT.c.channel == "sms",
-            _SMS_CONSENT.c.recipient == order_contacts.c.phone,
-        ),
-    )
-    .where(
-        order_contacts.c.merchant_id == bindparam("b_merchant"),
-        order_contacts.c.order_id == bindparam("b_order"),
-    )
-)
+
+
+_ANNOUNCE_PG = _announce(pg_insert)
+_ANNOUNCE_SQLITE = _announce(sqlite_insert)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,32 +146,73 @@ def check_contact(email: str | None, phone: str | None, locale: str | None, opt_
     )
 
 
+_INSERT_CONTACT = insert(order_contacts)
+
+
 def attach(
     conn: Connection, now: datetime, merchant_id: str, order_id: str, contact: CustomerContact
 ) -> None:
-    """Store the contact of a new order (same transaction as the order) and the customer's consent."""
+    """Store the contact of a new order (same transaction as the order) and the customer's consent: two
+    prebuilt statements (the contact; one upsert for the addresses opted in), nothing rendered or sent."""
     conn.execute(
-        insert(order_contacts).values(
-            merchant_id=merchant_id,
-            order_id=order_id,
-            email=contact.email,
-            phone=contact.phone,
-            locale=contact.locale,
-            created_at=now,
-        )
+        _INSERT_CONTACT,
+        {
+            "merchant_id": merchant_id,
+            "order_id": order_id,
+            "email": contact.email,
+            "phone": contact.phone,
+            "locale": contact.locale,
+            "created_at": now,
+        },
     )
     if contact.opt_in:
-        for channel, address in (("email", contact.email), ("sms", contact.phone)):
-            if address:
-                set_consent(
-                    conn,
-                    now,
-                    merchant_id=merchant_id,
-                    channel=channel,  # type: ignore[arg-type]
-                    recipient=address,
-                    opted_in=True,
-                    source="order",
-                )
+        addresses: list[tuple[Channel, str]] = []
+        if contact.email:
+            addresses.append(("email", contact.email))
+        if contact.phone:
+            addresses.append(("sms", contact.phone))
+        record_consents(
+            conn, now, merchant_id=merchant_id, addresses=addresses, opted_in=True, source="order"
+        )
+
+
+class OrderFacts(TypedDict):
+    """What a customer message says about its order besides the event's own parameters."""
+
+    merchant_name: str
+    store_name: str
+    order_number: int
+    currency: str
+
+
+def order_facts(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], OrderFacts]:
+    """(merchant, order) -> the shop's names, the order's number and currency: read by the sender, once
+    per batch, for the messages it is about to render (not by the sale that wrote them)."""
+    if not keys:
+        return {}
+    rows = conn.execute(
+        select(
+            orders.c.merchant_id,
+            orders.c.id,
+            orders.c.number,
+            orders.c.currency,
+            merchants.c.name.label("merchant_name"),
+            stores.c.name.label("store_name"),
+        )
+        .select_from(orders)
+        .join(merchants, merchants.c.id == orders.c.merchant_id)
+        .join(stores, stores.c.id == orders.c.store_id)
+        .where(tuple_(orders.c.merchant_id, orders.c.id).in_(sorted(keys)))
+    )
+    return {
+        (r.merchant_id, r.id): {
+            "merchant_name": r.merchant_name,
+            "store_name": r.store_name,
+            "order_number": int(r.number),
+            "currency": r.currency,
+        }
+        for r in rows
+    }
 
 
 def get_contact(conn: Connection, merchant_id: str, order_id: str) -> CustomerContact | None:
@@ -140,35 +238,30 @@ def notify_order(
 ) -> int:
     """Enqueue ``template`` to every address of the order's customer who opted in; returns how many
     messages are new. No contact, or no consent: nothing. The order's number, currency, merchant and
-    store names are added to ``params`` here, so callers pass only what their event knows. A message
-    the outbox refuses (a parameter that looks like a payment code) is logged and skipped: it never
-    fails the state change it announces."""
+    store names are added by the sender when it sends (it checks them like the rest), so callers pass
+    only what their event knows and the sale writes one small row per address. A message the outbox
+    refuses (a parameter that looks like a payment code) is logged and skipped: it never fails the
+    state change it announces."""
     # The merchant's own system hears every order event when it has an endpoint (no consent needed).
     endpoints.enqueue_event(conn, now, merchant_id, event_id, template, {"order_id": order_id, **params})
-    # One statement on the sale path: an order without a contact costs one primary-key lookup.
-    row = conn.execute(_CONTACT_FOR_MESSAGE, {"b_merchant": merchant_id, "b_order": order_id}).first()
-    if row is None:
-        return 0
     full: MessageParams = {"order_id": order_id, **params}
-    full.setdefault("merchant_name", row.merchant_name)
-    full.setdefault("store_name", row.store_name)
-    full.setdefault("order_number", int(row.number))
-    full.setdefault("currency", row.currency)
-    sent = 0
-    addresses: list[tuple[Channel, str | None, Any]] = [
-        ("email", row.email, row.email_in),
-        ("sms", row.phone, row.sms_in),
-    ]
-    for channel, address, opted_in in addresses:
-        # Opted in: sent. Opted out since (an unsubscribe link): written and then recorded as suppressed
-        # by the sender, so the record shows what was not sent. Never asked: nothing at all.
-        if address and opted_in is not None:
-            message = Message(merchant_id, event_id, channel, address, template, row.locale, full)
-            try:
-                sent += enqueue_at(conn, now, message)
-            except DomainError as exc:  # a message that cannot be built never blocks the sale it announces
-                log.warning("notification_refused", event=event_id, channel=channel, code=exc.code)
-    return sent
+    try:
+        check_event(event_id, template)
+        check_params(full)
+    except DomainError as exc:  # a message that cannot be built never blocks the sale it announces
+        log.warning("notification_refused", event=event_id, code=exc.code)
+        return 0
+    # One statement on the sale path, contact or not: an order without a contact inserts nothing.
+    values = {
+        "b_merchant": merchant_id,
+        "b_order": order_id,
+        "b_event": event_id,
+        "b_template": template,
+        "b_params": json.dumps(full, ensure_ascii=False, sort_keys=True),
+        "b_now": now,
+    }
+    stmt = _ANNOUNCE_PG if conn.dialect.name == "postgresql" else _ANNOUNCE_SQLITE
+    return len(conn.execute(stmt, values).fetchall())
 
 
 def notify_paid(conn: Connection, now: datetime, *, merchant_id: str, order_id: str, amount: int) -> int:

@@ -92,22 +92,20 @@ def check_recipient(channel: str, recipient: str) -> str:
     )
 
 
-def check_message(message: Message) -> Message:
-    """Refuse a message that could not be sent or would leak a payment code."""
-    if message.channel not in CHANNELS:
-        raise invalid(
-            "invalid_channel", f"Unknown channel {message.channel!r}.", {"channel": message.channel}
-        )
-    if message.locale not in LOCALES:
-        raise invalid("invalid_locale", f"Unknown locale {message.locale!r}.", {"locale": message.locale})
-    if message.template not in TEMPLATES:
-        raise invalid("invalid_template", f"Unknown template {message.template!r}.")
-    if not message.event_id or len(message.event_id) > MAX_EVENT_ID:
+def check_event(event_id: str, template: str) -> None:
+    if template not in TEMPLATES:
+        raise invalid("invalid_template", f"Unknown template {template!r}.")
+    if not event_id or len(event_id) > MAX_EVENT_ID:
         raise invalid("invalid_event_id", f"event_id must be 1 to {MAX_EVENT_ID} characters.")
-    unknown = set(message.params) - PARAM_KEYS
+
+
+def check_params(params: MessageParams | dict[str, object]) -> None:
+    """Refuse parameters a template does not know, too long, or that look like a payment code. Run when
+    a message is stored and again by the sender on the parameters it adds (the shop's names)."""
+    unknown = set(params) - PARAM_KEYS
     if unknown:
         raise invalid("invalid_params", f"Unknown message parameters: {sorted(unknown)}.")
-    for key, value in message.params.items():
+    for key, value in params.items():
         text = str(value)
         if len(text) > MAX_PARAM_CHARS:
             raise invalid("invalid_params", f"Parameter {key} is longer than {MAX_PARAM_CHARS} characters.")
@@ -117,6 +115,18 @@ def check_message(message: Message) -> Message:
                 raise invalid("invalid_params", f"Parameter {key} must be a Tillit id.")
         elif _LONG_DIGITS.search(text):
             raise invalid("payment_code_in_message", f"Parameter {key} looks like a payment code.")
+
+
+def check_message(message: Message) -> Message:
+    """Refuse a message that could not be sent or would leak a payment code."""
+    if message.channel not in CHANNELS:
+        raise invalid(
+            "invalid_channel", f"Unknown channel {message.channel!r}.", {"channel": message.channel}
+        )
+    if message.locale not in LOCALES:
+        raise invalid("invalid_locale", f"Unknown locale {message.locale!r}.", {"locale": message.locale})
+    check_event(message.event_id, message.template)
+    check_params(message.params)
     recipient = check_recipient(message.channel, message.recipient)
     if recipient != message.recipient:
         return Message(

@@ -95,6 +95,32 @@ def set_consent(
     conn.execute(_CONSENT_PG if conn.dialect.name == "postgresql" else _CONSENT_SQLITE, values)
 
 
+def record_consents(
+    conn: Connection,
+    now: datetime,
+    *,
+    merchant_id: str,
+    addresses: list[tuple[Channel, str]],
+    opted_in: bool,
+    source: str,
+) -> None:
+    """``set_consent`` for addresses already checked (``check_recipient``), in one call."""
+    if not addresses:
+        return
+    rows = [
+        {
+            "merchant_id": merchant_id,
+            "channel": channel,
+            "recipient": address,
+            "opted_in": 1 if opted_in else 0,
+            "source": source[:32],
+            "updated_at": now,
+        }
+        for channel, address in addresses
+    ]
+    conn.execute(_CONSENT_PG if conn.dialect.name == "postgresql" else _CONSENT_SQLITE, rows)
+
+
 def consent(conn: Connection, merchant_id: str, channel: str, recipient: str) -> bool | None:
     """True opted in, False opted out, None never asked."""
     value = conn.execute(

@@ -28,9 +28,11 @@ from sqlalchemy import Connection, and_, func, or_, select, tuple_, update
 from tillit.adapters.db.engine import Database
 from tillit.adapters.db.schema import outbox_consents, outbox_messages
 from tillit.adapters.delivery import DeliveryError
+from tillit.domain.errors import DomainError
 from tillit.kernel.context import Deps, iso
-from tillit.notifications import endpoints
+from tillit.notifications import contacts, endpoints
 from tillit.notifications.messages import MERCHANT_ENDPOINT as MERCHANT
+from tillit.notifications.messages import check_params
 from tillit.notifications.render import render
 
 log = structlog.get_logger("tillit.outbox")
@@ -126,6 +128,7 @@ class OutboxSender:
         # (merchant, order) -> the signed link to the customer's order page (ORDER_PAGE_TEMPLATES)
         self.order_url = order_url
         self._endpoints: dict[str, tuple[str, str]] = {}
+        self._orders: dict[tuple[str, str], contacts.OrderFacts] = {}
         self._lock = threading.Lock()
 
     def send_due(self, db: Database, deps: Deps, worker: str) -> int:
@@ -138,7 +141,7 @@ class OutboxSender:
                 _Outcome(row.id, "suppressed", "recipient opted out") if out else self._send(deps, row)
                 for row, out in rows
             ]
-            self._endpoints = {}
+            self._endpoints, self._orders = {}, {}
             with db.transaction() as conn:
                 self._record_sent(conn, deps, worker, [o.id for o in outcomes if o.status == "sent"])
                 for outcome, (row, _) in zip(outcomes, rows, strict=True):
@@ -190,6 +193,9 @@ class OutboxSender:
             self._endpoints = endpoints.endpoints_of(
                 conn, {r.merchant_id for r in rows if r.channel == "webhook" and r.recipient == MERCHANT}
             )
+            # The shop's names and the order's number, for the customer messages of this batch: read here,
+            # once per batch, rather than by each sale that wrote a message.
+            self._orders = contacts.order_facts(conn, {k for k in map(_customer_order, rows) if k})
         return [(r, (r.merchant_id, r.channel, r.recipient) in opted_out) for r in rows]
 
     @staticmethod
@@ -206,7 +212,14 @@ class OutboxSender:
         return {(r.merchant_id, r.channel, r.recipient) for r in found}
 
     def _params(self, row: Any) -> dict[str, Any]:
+        """The message's parameters, with the order's facts added to a customer message and checked
+        again (no payment code leaves in a message, whoever wrote the name); then the signed link."""
         params: dict[str, Any] = json.loads(row.params)
+        key = _customer_order(row)
+        if key is not None:
+            for name, value in self._orders.get(key, {}).items():
+                params.setdefault(name, value)
+            check_params(params)
         if params.get("order_id"):
             params["receipt_url"] = self.receipt_url(row.merchant_id, str(params["order_id"]))
             if (
@@ -263,6 +276,9 @@ class OutboxSender:
                 self.channels.webhook.send(
                     url, body, secret or self.webhook_secret(row.merchant_id), now, dedup
                 )
+        except DomainError as exc:  # the message itself cannot go out (it would carry a payment code)
+            log.warning("outbox_message_refused", message=row.id, channel=row.channel, code=exc.code)
+            return _Outcome(row.id, "dead", f"{exc.code}: {exc.message}")
         except DeliveryError as exc:
             log.info("outbox_send_failed", message=row.id, channel=row.channel, error=str(exc))
             return _Outcome(row.id, "dead" if exc.permanent else "retry", str(exc))
@@ -322,6 +338,14 @@ def _html_document(locale: str, fragment: str, footer: str) -> str:
         f'<!doctype html>\n<html lang="{html_text.escape(locale)}"><head><meta charset="utf-8"></head>'
         f"<body>\n{fragment}\n{footer}\n</body></html>\n"
     )
+
+
+def _customer_order(row: Any) -> tuple[str, str] | None:
+    """(merchant, order) of a customer message about an order (e-mail or SMS), else None."""
+    if row.channel not in ("email", "sms") or '"order_id"' not in row.params:
+        return None
+    order_id = json.loads(row.params).get("order_id")
+    return (row.merchant_id, str(order_id)) if order_id else None
 
 
 def due_count(conn: Connection, now: datetime) -> int:

@@ -47,7 +47,6 @@ from tillit.exceptions import cases as exc_svc
 from tillit.kernel import jobs
 from tillit.kernel.context import Actor, Deps
 from tillit.kernel.transitions import record_created, transition
-from tillit.merchants import lifecycle as merchant_lifecycle
 from tillit.merchants import limits as merchant_limits
 from tillit.payments.accounts import ProviderDirectory
 from tillit.sales import ledger
@@ -105,7 +104,14 @@ SCHEDULES = {
     "wechat": Schedule(5, 5, 30, 15, (1, 2, 3, 5, 10, 30, 60, 120, 300), 8, 60, (60, 300, 600, 1200, 1800)),
     # Alipay: "query ≥ 10 s after the refund" (providers.md §2.5), so even a lost answer waits 10 s.
     "alipay": Schedule(
-        5, 5, 30, 0, (1, 2, 3, 5, 10, 30, 60, 120, 300), 8, 10, (10, 30, 60, 300, 600, 1800),
+        5,
+        5,
+        30,
+        0,
+        (1, 2, 3, 5, 10, 30, 60, 120, 300),
+        8,
+        10,
+        (10, 30, 60, 300, 600, 1800),
         refund_query_not_before=10,
         first_query_from_creation=True,
     ),
@@ -264,8 +270,9 @@ def prepare_provider_payment(
     if same_code is not None and order.paid_amount >= order.total:
         raise payment_in_progress(same_code)
     # merchants area: only an active merchant takes provider payments (the refusal carries the cashier's
-    # message); its limits are reserved below, in this transaction, before the provider is ever called.
-    profile = merchant_lifecycle.ensure_may_take_provider_payment(conn, merchant_id)
+    # message); the same statement reads its limits, reserved below, in this transaction, before the
+    # provider is ever called.
+    admission = merchant_limits.admit(conn, merchant_id, actor.terminal_id, method)
     provider = cfg.providers.get(conn, merchant_id, method)
     balance = order.total - order.paid_amount
     amount = balance if body.get("amount") is None else check_amount(body["amount"])
@@ -277,12 +284,11 @@ def prepare_provider_payment(
         db,
         conn,
         deps,
+        admission,
         merchant_id=merchant_id,
-        terminal_id=actor.terminal_id,
         method=method,
         payment_id=payment_id,
         amount=amount,
-        timezone=profile.timezone,
     )
     now = deps.clock.now()
     record = {
