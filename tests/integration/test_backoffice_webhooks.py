@@ -277,3 +277,37 @@ def test_two_adds_at_once_one_endpoint(container: Container, tenant: Tenant) -> 
     thread.join()
     assert outcome == ["webhook_endpoint_exists"]
     assert [r.url for r in _rows(container, tenant.merchant_id)] == ["https://a.example/1"]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_two_first_sets_at_once_one_endpoint(container: Container, tenant: Tenant) -> None:
+    """PUT /v1/webhook-endpoint twice at once on a merchant without one: the second waits for the first
+    and updates its row (the last set wins), never a primary-key 500."""
+    outcome: list[str] = []
+    secret = "s" * 32
+
+    def second() -> None:
+        try:
+            with container.db.transaction() as conn:
+                endpoints.set_endpoint(
+                    conn, container.deps, tenant.merchant_id, {"url": "https://b.example/2", "secret": secret}
+                )
+            outcome.append("set")
+        except Exception as exc:  # a primary-key error would land here
+            outcome.append(type(exc).__name__)
+
+    with container.db.transaction() as first:
+        endpoints.set_endpoint(
+            first, container.deps, tenant.merchant_id, {"url": "https://b.example/1", "secret": secret}
+        )
+        thread = threading.Thread(target=second)
+        thread.start()
+        for _ in range(500):  # wait until the second is blocked on the merchant's row (this database only)
+            with container.db.read() as probe:
+                waiting = probe.execute(WAITING).scalar_one()
+            if waiting:
+                break
+            thread.join(0.02)
+    thread.join()
+    assert outcome == ["set"]
+    assert [r.url for r in _rows(container, tenant.merchant_id)] == ["https://b.example/2"]

@@ -123,6 +123,10 @@ def set_endpoint(conn: Connection, deps: Deps, merchant_id: str, body: dict[str,
     """Set (or rotate) the endpoint: ``url`` and ``secret`` both required; the secret is sealed."""
     url, secret = check_url(body.get("url")), check_secret(body.get("secret"))
     sealed = _box(conn, deps).seal(secret, _context(merchant_id))
+    # Two first sets at once: the merchant's row serialises them (PostgreSQL; SQLite has a single
+    # writer), so the second updates the first's row instead of failing on the primary key (as
+    # create_endpoint does). FOR NO KEY UPDATE: the merchant's sales are not held up.
+    conn.execute(select(merchants.c.id).where(merchants.c.id == merchant_id).with_for_update(key_share=True))
     now = deps.clock.now()
     values = {"url": url, "secret_sealed": sealed, "updated_at": now}
     done = conn.execute(
