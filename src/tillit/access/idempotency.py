@@ -76,6 +76,25 @@ def encode(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def done_record(
+    scope: str, key: str, method: str, path: str, digest: str, status: int, payload: bytes, now: datetime
+) -> dict[str, Any]:
+    """The idempotency_keys row of a request answered at once (``run_in``, ``run_phased`` and the bulk
+    sync store the same row)."""
+    return {
+        "scope": scope,
+        "key": key,
+        "method": method,
+        "path": path,
+        "request_hash": digest,
+        "status": "done",
+        "response_status": status,
+        "response_body": payload.decode(),
+        "created_at": now,
+        "locked_at": None,
+    }
+
+
 def run(
     db: Database,
     deps: Deps,
@@ -130,21 +149,7 @@ def run_in(
         raise _in_flight()
     status, result = operation(conn)
     payload = encode(result)
-    conn.execute(
-        _INSERT_KEY,
-        {
-            "scope": scope,
-            "key": key,
-            "method": method,
-            "path": path,
-            "request_hash": digest,
-            "status": "done",
-            "response_status": status,
-            "response_body": payload.decode(),
-            "created_at": now,
-            "locked_at": None,
-        },
-    )
+    conn.execute(_INSERT_KEY, done_record(scope, key, method, path, digest, status, payload, now))
     return StoredResponse(status, payload, False)
 
 
@@ -203,21 +208,7 @@ def run_phased(
         if not isinstance(outcome, Call):
             status, result = outcome
             payload = encode(result)
-            conn.execute(
-                _INSERT_KEY,
-                {
-                    "scope": scope,
-                    "key": key,
-                    "method": method,
-                    "path": path,
-                    "request_hash": digest,
-                    "status": "done",
-                    "response_status": status,
-                    "response_body": payload.decode(),
-                    "created_at": now,
-                    "locked_at": None,
-                },
-            )
+            conn.execute(_INSERT_KEY, done_record(scope, key, method, path, digest, status, payload, now))
             return StoredResponse(status, payload, False)
         conn.execute(
             _INSERT_KEY,

@@ -66,6 +66,35 @@ def _update_for(entity: str, extra: tuple[str, ...]) -> Update:
     return statement
 
 
+def event_row(
+    *,
+    merchant_id: str,
+    order_id: str,
+    entity: str,
+    entity_id: str,
+    from_status: str | None,
+    to_status: str,
+    actor: str,
+    now: datetime,
+    reason: str | None = None,
+    provider_ref: str | None = None,
+) -> dict[str, Any]:
+    """The events row of one move (``from_status`` None: the row was born in ``to_status``); the one
+    shape ``record_created``, ``transition`` and the bulk sync write."""
+    return {
+        "merchant_id": merchant_id,
+        "order_id": order_id,
+        "entity": entity,
+        "entity_id": entity_id,
+        "from_status": from_status,
+        "to_status": to_status,
+        "actor": actor,
+        "reason": reason,
+        "provider_ref": provider_ref,
+        "at": now,
+    }
+
+
 def record_created(
     conn: Connection,
     *,
@@ -83,18 +112,18 @@ def record_created(
     assert status in machine.initial, f"{entity} cannot be created as {status}"
     conn.execute(
         _INSERT_EVENT,
-        {
-            "merchant_id": merchant_id,
-            "order_id": order_id,
-            "entity": entity,
-            "entity_id": entity_id,
-            "from_status": None,
-            "to_status": status,
-            "actor": actor,
-            "reason": reason,
-            "provider_ref": provider_ref,
-            "at": now,
-        },
+        event_row(
+            merchant_id=merchant_id,
+            order_id=order_id,
+            entity=entity,
+            entity_id=entity_id,
+            from_status=None,
+            to_status=status,
+            actor=actor,
+            now=now,
+            reason=reason,
+            provider_ref=provider_ref,
+        ),
     )
 
 
@@ -135,18 +164,18 @@ def transition(
         )
     conn.execute(
         _INSERT_EVENT,
-        {
-            "merchant_id": merchant_id,
-            "order_id": order_id,
-            "entity": entity,
-            "entity_id": entity_id,
-            "from_status": current,
-            "to_status": target,
-            "actor": actor,
-            "reason": reason,
-            "provider_ref": provider_ref,
-            "at": now,
-        },
+        event_row(
+            merchant_id=merchant_id,
+            order_id=order_id,
+            entity=entity,
+            entity_id=entity_id,
+            from_status=current,
+            to_status=target,
+            actor=actor,
+            now=now,
+            reason=reason,
+            provider_ref=provider_ref,
+        ),
     )
 
 

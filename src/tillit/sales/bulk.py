@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, text, update
+from sqlalchemy import Connection, bindparam, select
 
 from tillit.access import idempotency
 from tillit.adapters.db.engine import Database
@@ -41,11 +41,22 @@ from tillit.domain.errors import DomainError
 from tillit.domain.ids import normalise_id
 from tillit.domain.ledger import capture_postings
 from tillit.domain.money import MAX_AMOUNT, check_amount
-from tillit.domain.pricing import MAX_LINES, PricedLine, price_order
+from tillit.domain.pricing import MAX_LINES, price_order
 from tillit.kernel.context import Actor, Deps
+from tillit.kernel.transitions import event_row
 from tillit.notifications import contacts
-from tillit.sales.orders import order_view, payment_view, stored_time
-from tillit.sales.payments import CashGate
+from tillit.sales.ledger import posting_rows
+from tillit.sales.orders import (
+    approval_events,
+    next_numbers,
+    order_rows,
+    order_view,
+    payment_view,
+    priced_lines,
+    stored_time,
+    take_stock,
+)
+from tillit.sales.payments import CashGate, cash_payment_record
 from tillit.sales.views import SyncAnswer
 
 ORDER_PATH = "/v1/orders"
@@ -64,12 +75,6 @@ _PRODUCTS = select(
 ).where(products.c.merchant_id == bindparam("b_merchant"))
 _PRODUCTS_BY_ID = _PRODUCTS.where(products.c.id.in_(bindparam("b_ids", expanding=True)))
 _PRODUCTS_BY_SKU = _PRODUCTS.where(products.c.sku.in_(bindparam("b_skus", expanding=True)))
-# A block of receipt numbers at once: the counter moves by the number of orders; they take
-# value - n + 1 … value in the batch's order, as n single orders would have.
-_NUMBERS = text(
-    "INSERT INTO counters (merchant_id, name, value) VALUES (:m, 'order', :n) "
-    "ON CONFLICT (merchant_id, name) DO UPDATE SET value = counters.value + :n RETURNING value"
-)
 # Each table's rows go to the driver's executemany as plain tuples (adapters/db/many.py).
 _ORDERS = ManyRows(
     orders,
@@ -177,11 +182,6 @@ _IDEMPOTENCY = ManyRows(
         "locked_at",
     ),
 )
-_TAKE_STOCK = (
-    update(products)
-    .where(products.c.id == bindparam("b_product"), products.c.stock.is_not(None))
-    .values(stock=products.c.stock - bindparam("b_quantity", type_=products.c.stock.type))
-)
 
 
 @dataclass
@@ -215,7 +215,6 @@ class _Pending:
     postings: list[dict[str, Any]] = field(default_factory=list)
     paid: list[tuple[str, int]] = field(default_factory=list)
     sold: dict[str, int] = field(default_factory=dict)
-    now: datetime | None = None  # the last entry's time (the webhook messages' time)
 
 
 class BulkSales:
@@ -268,8 +267,8 @@ class BulkSales:
                 _add_id(payment_ids, data.get("id"))
         if keys:
             self.known_keys = {r.key for r in conn.execute(_KEYS, {"b_scope": self.scope, "b_keys": keys})}
-            self.busy_keys = self.db.try_advisory_locks(conn, (f"idem:{self.scope}:{k}" for k in keys))
-            self.busy_keys = {k.split(":", 2)[2] for k in self.busy_keys}
+            names = {f"idem:{self.scope}:{k}": k for k in keys}  # idempotency._existing's lock names
+            self.busy_keys = {names[n] for n in self.db.try_advisory_locks(conn, names)}
         # Any merchant's ids: an id in use anywhere is left to the single route, which knows what to say.
         if order_ids:
             self.existing_ids |= set(conn.execute(_ORDER_IDS, {"b_ids": sorted(order_ids)}).scalars())
@@ -342,62 +341,36 @@ class BulkSales:
         lines_in = data.get("lines") or []
         if not lines_in or len(lines_in) > MAX_LINES:
             return False
-        priced: list[PricedLine] = []
+        found: dict[tuple[str, str], Any] = {}
+        refs = []
         for line in lines_in:
             if line.get("product_id"):
-                product = self.by_id.get(normalise_id(line["product_id"], "product_id"))
+                product_id = normalise_id(line["product_id"], "product_id")
+                refs.append({**line, "product_id": product_id})
+                if product_id in self.by_id:
+                    found[("id", product_id)] = self.by_id[product_id]
             else:
-                product = self.by_sku.get(line.get("sku") or "")
-            if product is None or not product.active or product.currency != self.currency:
-                return False
-            priced.append(
-                PricedLine(
-                    product_id=product.id,
-                    sku=product.sku,
-                    name=product.name,
-                    unit_price=product.price,
-                    quantity=line["quantity"],
-                    discount=line.get("discount") or 0,
-                )
-            )
+                refs.append(line)
+                if line.get("sku") in self.by_sku:
+                    found[("sku", line["sku"])] = self.by_sku[line["sku"]]
+        priced = priced_lines(found, self.currency, refs)  # raises (declines) as the single route would
         totals = price_order(priced, data.get("total"))
         if totals.total == 0:
             return False
         now = self.deps.clock.now()
         merchant_id, actor = self.merchant_id, self.actor.label
-        lines = [
-            {
-                "merchant_id": merchant_id,
-                "order_id": order_id,
-                "line_no": n + 1,
-                "product_id": line.product_id,
-                "sku": line.sku,
-                "name": line.name,
-                "unit_price": line.unit_price,
-                "quantity": line.quantity,
-                "discount": line.discount,
-                "amount": line.amount,
-            }
-            for n, line in enumerate(priced)
-        ]
-        record: dict[str, Any] = {
-            "id": order_id,
-            "merchant_id": merchant_id,
-            "store_id": store_id,
-            "terminal_id": self.actor.terminal_id,
-            "number": None,  # allocated at flush, in the batch's order
-            "status": "open",
-            "currency": self.currency,
-            "subtotal": totals.subtotal,
-            "discount_total": totals.discount_total,
-            "total": totals.total,
-            "paid_amount": 0,
-            "refunded_amount": 0,
-            "note": data.get("note"),
-            "version": 1,
-            "created_at": now,
-            "updated_at": now,
-        }
+        record, lines = order_rows(
+            order_id=order_id,
+            merchant_id=merchant_id,
+            store_id=store_id,
+            terminal_id=self.actor.terminal_id,
+            currency=self.currency,
+            priced=priced,
+            totals=totals,
+            note=data.get("note"),
+            now=now,
+            number=None,  # allocated at flush, in the batch's order
+        )
         order = _Order(
             record=record,
             lines=lines,
@@ -406,27 +379,12 @@ class BulkSales:
             sold=[(line.product_id, line.quantity) for line in priced],
         )
         p = self.pending
-        p.events.append(_event(merchant_id, order_id, "order", order_id, None, "open", actor, None, now))
-        for a in data.get("approvals") or []:  # as orders._record_approvals writes them
-            line_no = f" line {a['line_no']}" if a.get("line_no") else ""
-            p.events.append(
-                _event(
-                    merchant_id,
-                    order_id,
-                    "order",
-                    order_id,
-                    "open",
-                    "open",
-                    f"manager:{a['approved_by']} via {actor}"[:100],
-                    f"approval {a['kind']}{line_no} amount {a['amount']}: {a['reason']}"[:500],
-                    now,
-                )
-            )
+        p.events.append(_event(merchant_id, order_id, "order", order_id, None, "open", actor, now))
+        p.events += approval_events(merchant_id, order_id, actor, data.get("approvals") or [], now)
         p.new_orders.append(order)
         p.answers.append(
             _Answer(index, key, idempotency.request_hash("POST", ORDER_PATH, data), ORDER_PATH, now, 201)
         )
-        p.now = now
         self.orders[order_id] = order
         self.used_keys.add(key)
         self.used_ids.add(order_id)
@@ -457,51 +415,34 @@ class BulkSales:
             change_due = tendered - amount
         now = self.deps.clock.now()
         merchant_id, order_id, actor = self.merchant_id, o["id"], self.actor.label
-        record = {
-            "id": payment_id,
-            "merchant_id": merchant_id,
-            "order_id": order_id,
-            "terminal_id": self.actor.terminal_id,
-            "method": "cash",
-            "provider": None,
-            "amount": amount,
-            "currency": o["currency"],
-            "status": "captured",
-            "tendered": tendered,
-            "change_due": change_due,
-            "refunded_amount": 0,
-            "provider_ref": None,
-            "payment_code_masked": None,
-            "failure_code": None,
-            "failure_message": None,
-            "version": 1,
-            "created_at": now,
-            "updated_at": now,
-            "resolved_at": now,
-        }
+        record = cash_payment_record(
+            payment_id=payment_id,
+            merchant_id=merchant_id,
+            order_id=order_id,
+            terminal_id=self.actor.terminal_id,
+            amount=amount,
+            currency=o["currency"],
+            tendered=tendered,
+            change_due=change_due,
+            now=now,
+        )
         p = self.pending
         p.payments.append(record)
         p.events.append(
             _event(
-                merchant_id, order_id, "payment", payment_id, None, "captured", actor, "cash received", now
+                merchant_id, order_id, "payment", payment_id, None, "captured", actor, now, "cash received"
             )
         )
-        txn_id = self.deps.ids.new()
-        for posting in capture_postings(order_id, "cash", amount):
-            p.postings.append(
-                {
-                    "txn_id": txn_id,
-                    "merchant_id": merchant_id,
-                    "order_id": order_id,
-                    "payment_id": payment_id,
-                    "refund_id": None,
-                    "account": posting.account,
-                    "amount": posting.amount,
-                    "currency": o["currency"],
-                    "kind": "capture",
-                    "created_at": now,
-                }
-            )
+        p.postings += posting_rows(
+            txn_id=self.deps.ids.new(),
+            merchant_id=merchant_id,
+            order_id=order_id,
+            currency=o["currency"],
+            kind="capture",
+            postings=capture_postings(order_id, "cash", amount),
+            now=now,
+            payment_id=payment_id,
+        )
         # As payments.credit_order moves the order: paid when nothing is due, else its paid amount.
         o["paid_amount"] += amount
         o["version"] += 1
@@ -509,7 +450,7 @@ class BulkSales:
         if o["paid_amount"] == o["total"]:
             o["status"] = "paid"
             p.events.append(
-                _event(merchant_id, order_id, "order", order_id, "open", "paid", actor, "fully paid", now)
+                _event(merchant_id, order_id, "order", order_id, "open", "paid", actor, now, "fully paid")
             )
             for product_id, quantity in order.sold:
                 p.sold[product_id] = p.sold.get(product_id, 0) + quantity
@@ -525,7 +466,6 @@ class BulkSales:
                 payment_view(record),
             )
         )
-        p.now = now
         self.used_keys.add(key)
         self.used_ids.add(payment_id)
         return True
@@ -551,7 +491,7 @@ class BulkSales:
         merchant_id = self.merchant_id
         if p.new_orders:
             n = len(p.new_orders)
-            last = int(conn.execute(_NUMBERS, {"m": merchant_id, "n": n}).scalar_one())
+            last = next_numbers(conn, merchant_id, "order", n)
             by_index: dict[int, _Order] = {}
             for number, order in zip(range(last - n + 1, last + 1), p.new_orders, strict=True):
                 order.record["number"] = order.view_written["number"] = number
@@ -568,30 +508,27 @@ class BulkSales:
         if p.payments:
             _PAYMENTS.insert(conn, p.payments)
             _POSTINGS.insert(conn, p.postings)
-        if p.sold:  # in product id order, as orders.apply_stock locks them
-            conn.execute(_TAKE_STOCK, [{"b_product": k, "b_quantity": q} for k, q in sorted(p.sold.items())])
+        take_stock(conn, p.sold)
         results: list[tuple[int, SyncAnswer]] = []
         keys: list[dict[str, Any]] = []
         for answer in p.answers:
             payload = idempotency.encode(answer.view)
             keys.append(
-                {
-                    "scope": self.scope,
-                    "key": answer.key,
-                    "method": "POST",
-                    "path": answer.path,
-                    "request_hash": answer.digest,
-                    "status": "done",
-                    "response_status": answer.status,
-                    "response_body": payload.decode(),
-                    "created_at": answer.now,
-                    "locked_at": None,
-                }
+                idempotency.done_record(
+                    self.scope,
+                    answer.key,
+                    "POST",
+                    answer.path,
+                    answer.digest,
+                    answer.status,
+                    payload,
+                    answer.now,
+                )
             )
             results.append((answer.index, SyncAnswer(answer.key, answer.status, False, payload)))
         _IDEMPOTENCY.insert(conn, keys)
-        if p.paid and p.now is not None:
-            contacts.notify_paid_contactless(conn, p.now, merchant_id, p.paid)
+        if p.paid:  # at the time of the last entry taken, as the single route's messages would be
+            contacts.notify_paid_contactless(conn, p.answers[-1].now, merchant_id, p.paid)
         # Written: what comes next starts afresh (an order written here takes no more bulk payments).
         self.pending = _Pending()
         self.orders.clear()
@@ -621,18 +558,17 @@ def _event(
     from_status: str | None,
     to_status: str,
     actor: str,
-    reason: str | None,
-    at: datetime,
+    now: datetime,
+    reason: str | None = None,
 ) -> dict[str, Any]:
-    return {
-        "merchant_id": merchant_id,
-        "order_id": order_id,
-        "entity": entity,
-        "entity_id": entity_id,
-        "from_status": from_status,
-        "to_status": to_status,
-        "actor": actor,
-        "reason": reason,
-        "provider_ref": None,
-        "at": at,
-    }
+    return event_row(
+        merchant_id=merchant_id,
+        order_id=order_id,
+        entity=entity,
+        entity_id=entity_id,
+        from_status=from_status,
+        to_status=to_status,
+        actor=actor,
+        now=now,
+        reason=reason,
+    )

@@ -23,10 +23,10 @@ from tillit.domain.errors import DomainError, ErrorKind, conflict, invalid, not_
 from tillit.domain.ids import normalise_id
 from tillit.domain.messages import for_payment
 from tillit.domain.money import check_currency
-from tillit.domain.pricing import MAX_LINES, PricedLine, price_order
+from tillit.domain.pricing import MAX_LINES, OrderTotals, PricedLine, price_order
 from tillit.domain.states import PAYMENT_IN_FLIGHT
 from tillit.kernel.context import Actor, Deps, iso, row_dict
-from tillit.kernel.transitions import record_created, transition
+from tillit.kernel.transitions import event_row, record_created, transition
 from tillit.notifications import contacts
 from tillit.sales.views import CashierMessageView, EventView, LineView, OrderView, PaymentView, RefundView
 
@@ -38,9 +38,9 @@ _ORDER = select(orders).where(
     orders.c.id == bindparam("b_id"), orders.c.merchant_id == bindparam("b_merchant")
 )
 _ORDER_FOR_UPDATE = _ORDER.with_for_update()
-_NEXT_NUMBER = text(
-    "INSERT INTO counters (merchant_id, name, value) VALUES (:m, :n, 1) "
-    "ON CONFLICT (merchant_id, name) DO UPDATE SET value = counters.value + 1 RETURNING value"
+_NEXT_NUMBERS = text(
+    "INSERT INTO counters (merchant_id, name, value) VALUES (:m, :n, :k) "
+    "ON CONFLICT (merchant_id, name) DO UPDATE SET value = counters.value + :k RETURNING value"
 )
 _IN_FLIGHT = select(payments.c.id, payments.c.status, payments.c.method, payments.c.amount).where(
     payments.c.merchant_id == bindparam("b_merchant"),
@@ -69,6 +69,7 @@ _PRODUCTS_BY_SKU = select(products).where(
 )
 _INSERT_ORDER = insert(orders)
 _INSERT_LINES = insert(order_lines)
+_INSERT_EVENT = insert(events)
 _LINE_QUANTITIES = select(order_lines.c.product_id, order_lines.c.quantity).where(
     order_lines.c.merchant_id == bindparam("b_merchant"), order_lines.c.order_id == bindparam("b_order")
 )
@@ -119,7 +120,13 @@ def next_number(conn: Connection, merchant_id: str, name: str) -> int:
 
     On PostgreSQL this takes the merchant-wide counter row lock until commit: call it as late as the
     transaction allows, after every read and check, so that concurrent orders queue on it briefly."""
-    return int(conn.execute(_NEXT_NUMBER, {"m": merchant_id, "n": name}).scalar_one())
+    return next_numbers(conn, merchant_id, name, 1)
+
+
+def next_numbers(conn: Connection, merchant_id: str, name: str, count: int) -> int:
+    """Allocate ``count`` consecutive values of a counter at once (a bulk sync's orders take them in
+    order); returns the last, so they are ``last - count + 1 … last``. Same lock as ``next_number``."""
+    return int(conn.execute(_NEXT_NUMBERS, {"m": merchant_id, "n": name, "k": count}).scalar_one())
 
 
 def in_flight_payment(conn: Connection, order_id: str, *, merchant_id: str) -> Any:
@@ -155,6 +162,14 @@ def _resolve_lines(
     if skus:
         for row in conn.execute(_PRODUCTS_BY_SKU, {"b_merchant": merchant_id, "b_skus": sorted(skus)}):
             found[("sku", row.sku)] = row
+    return priced_lines(found, currency, lines)
+
+
+def priced_lines(
+    found: dict[tuple[str, str], Any], currency: str, lines: list[dict[str, Any]]
+) -> list[PricedLine]:
+    """The order's lines priced from ``found`` (``("id", product id)`` / ``("sku", sku)`` -> product
+    row, this merchant's only); raises for a missing, inactive or foreign-currency product."""
     priced: list[PricedLine] = []
     for index, line in enumerate(lines):
         key = ("id", line["product_id"]) if line.get("product_id") else ("sku", line.get("sku") or "")
@@ -185,6 +200,80 @@ def _resolve_lines(
             )
         )
     return priced
+
+
+def order_rows(
+    *,
+    order_id: str,
+    merchant_id: str,
+    store_id: str,
+    terminal_id: str | None,
+    currency: str,
+    priced: list[PricedLine],
+    totals: OrderTotals,
+    note: str | None,
+    now: datetime,
+    number: int | None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The orders row of a new (open) order and its order_lines rows, as ``create_order`` and the bulk
+    sync write them (the bulk sync gives the receipt ``number`` at its write)."""
+    lines = [
+        {
+            "merchant_id": merchant_id,
+            "order_id": order_id,
+            "line_no": n + 1,
+            "product_id": line.product_id,
+            "sku": line.sku,
+            "name": line.name,
+            "unit_price": line.unit_price,
+            "quantity": line.quantity,
+            "discount": line.discount,
+            "amount": line.amount,
+        }
+        for n, line in enumerate(priced)
+    ]
+    record: dict[str, Any] = {
+        "id": order_id,
+        "merchant_id": merchant_id,
+        "store_id": store_id,
+        "terminal_id": terminal_id,
+        "number": number,
+        "status": "open",
+        "currency": currency,
+        "subtotal": totals.subtotal,
+        "discount_total": totals.discount_total,
+        "total": totals.total,
+        "paid_amount": 0,
+        "refunded_amount": 0,
+        "note": note,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
+    return record, lines
+
+
+def approval_events(
+    merchant_id: str, order_id: str, via: str, approvals: list[dict[str, Any]], now: datetime
+) -> list[dict[str, Any]]:
+    """A manager's approval at the till is an event of the order (it stays open): who approved, and why."""
+    rows = []
+    for a in approvals:
+        line = f" line {a['line_no']}" if a.get("line_no") else ""
+        rows.append(
+            event_row(
+                merchant_id=merchant_id,
+                order_id=order_id,
+                entity="order",
+                entity_id=order_id,
+                from_status="open",
+                to_status="open",
+                actor=f"manager:{a['approved_by']} via {via}"[:100],
+                now=now,
+                reason=f"approval {a['kind']}{line} amount {a['amount']}: {a['reason']}"[:500],
+            )
+        )
+    return rows
 
 
 def create_order(conn: Connection, deps: Deps, actor: Actor, body: dict[str, Any]) -> tuple[int, OrderView]:
@@ -235,39 +324,18 @@ def create_order(conn: Connection, deps: Deps, actor: Actor, body: dict[str, Any
         else None
     )
     now = deps.clock.now()
-    lines = [
-        {
-            "merchant_id": merchant_id,
-            "order_id": order_id,
-            "line_no": n + 1,
-            "product_id": line.product_id,
-            "sku": line.sku,
-            "name": line.name,
-            "unit_price": line.unit_price,
-            "quantity": line.quantity,
-            "discount": line.discount,
-            "amount": line.amount,
-        }
-        for n, line in enumerate(priced)
-    ]
-    record: dict[str, Any] = {
-        "id": order_id,
-        "merchant_id": merchant_id,
-        "store_id": store_id,
-        "terminal_id": actor.terminal_id,
-        "number": next_number(conn, merchant_id, "order"),
-        "status": "open",
-        "currency": currency,
-        "subtotal": totals.subtotal,
-        "discount_total": totals.discount_total,
-        "total": totals.total,
-        "paid_amount": 0,
-        "refunded_amount": 0,
-        "note": body.get("note"),
-        "version": 1,
-        "created_at": now,
-        "updated_at": now,
-    }
+    record, lines = order_rows(
+        order_id=order_id,
+        merchant_id=merchant_id,
+        store_id=store_id,
+        terminal_id=actor.terminal_id,
+        currency=currency,
+        priced=priced,
+        totals=totals,
+        note=body.get("note"),
+        now=now,
+        number=next_number(conn, merchant_id, "order"),
+    )
     conn.execute(_INSERT_ORDER, record)
     conn.execute(_INSERT_LINES, lines)
     record_created(
@@ -316,22 +384,8 @@ def _record_approvals(
     approvals: list[dict[str, Any]],
     now: datetime,
 ) -> None:
-    """A manager's approval at the till is an event of the order (it stays open): who approved, and why."""
-    for a in approvals:
-        line = f" line {a['line_no']}" if a.get("line_no") else ""
-        conn.execute(
-            insert(events).values(
-                merchant_id=merchant_id,
-                order_id=order_id,
-                entity="order",
-                entity_id=order_id,
-                from_status="open",
-                to_status="open",
-                actor=f"manager:{a['approved_by']} via {via}"[:100],
-                reason=f"approval {a['kind']}{line} amount {a['amount']}: {a['reason']}"[:500],
-                at=now,
-            )
-        )
+    for row in approval_events(merchant_id, order_id, via, approvals, now):
+        conn.execute(_INSERT_EVENT, row)
 
 
 def apply_stock(
@@ -351,6 +405,12 @@ def apply_stock(
     sold: dict[str, int] = {}
     for product_id, quantity in lines:
         sold[product_id] = sold.get(product_id, 0) + quantity
+    take_stock(conn, sold)
+
+
+def take_stock(conn: Connection, sold: dict[str, int]) -> None:
+    """Take ``sold`` (product id -> quantity) out of tracked stock: one executemany in product id order,
+    so that concurrent sales lock products in the same order; untracked (NULL) stock is left alone."""
     if sold:
         conn.execute(_TAKE_STOCK, [{"b_product": p, "b_quantity": q} for p, q in sorted(sold.items())])
 

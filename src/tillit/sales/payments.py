@@ -132,28 +132,17 @@ def create_payment(
             raise invalid("invalid_amount", "tendered is too large.")
         change_due = tendered - amount
     now = deps.clock.now()
-    record = {
-        "id": payment_id,
-        "merchant_id": merchant_id,
-        "order_id": order_id,
-        "terminal_id": actor.terminal_id,
-        "method": method,
-        "provider": None,
-        "amount": amount,
-        "currency": order.currency,
-        "status": "captured",
-        "tendered": tendered,
-        "change_due": change_due,
-        "refunded_amount": 0,
-        "provider_ref": None,
-        "payment_code_masked": None,
-        "failure_code": None,
-        "failure_message": None,
-        "version": 1,
-        "created_at": now,
-        "updated_at": now,
-        "resolved_at": now,
-    }
+    record = cash_payment_record(
+        payment_id=payment_id,
+        merchant_id=merchant_id,
+        order_id=order_id,
+        terminal_id=actor.terminal_id,
+        amount=amount,
+        currency=order.currency,
+        tendered=tendered,
+        change_due=change_due,
+        now=now,
+    )
     conn.execute(_INSERT_PAYMENT, record)
     record_created(
         conn,
@@ -180,6 +169,44 @@ def create_payment(
     # ``order`` was locked above and nothing in this transaction has changed it since.
     credit_order(conn, order, amount, actor.label, now, order_is_current=True)
     return 201, payment_view(record)
+
+
+def cash_payment_record(
+    *,
+    payment_id: str,
+    merchant_id: str,
+    order_id: str,
+    terminal_id: str | None,
+    amount: int,
+    currency: str,
+    tendered: int | None,
+    change_due: int | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The payments row of a cash payment, captured when it is written (``create_payment`` and the bulk
+    sync write the same row)."""
+    return {
+        "id": payment_id,
+        "merchant_id": merchant_id,
+        "order_id": order_id,
+        "terminal_id": terminal_id,
+        "method": "cash",
+        "provider": None,
+        "amount": amount,
+        "currency": currency,
+        "status": "captured",
+        "tendered": tendered,
+        "change_due": change_due,
+        "refunded_amount": 0,
+        "provider_ref": None,
+        "payment_code_masked": None,
+        "failure_code": None,
+        "failure_message": None,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+        "resolved_at": now,
+    }
 
 
 def credit_order(
