@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, NotRequired, TypedDict
 
+from tillit.access import idempotency
+
 # "zh-CN" is not an identifier, hence the functional form.
 CashierMessageView = TypedDict("CashierMessageView", {"reason": str, "en": str, "zh-CN": str})
 """The cashier's next step for a provider payment, in both languages (domain/messages.py)."""
@@ -200,16 +202,12 @@ class SyncAnswer:
     def encode(self) -> bytes:
         """The answer as compact JSON (the same bytes json.dumps of ``as_result`` gives)."""
         if self.error is not None:
-            return _compact({"key": self.key, "status": self.status, "error": self.error})
+            return idempotency.encode({"key": self.key, "status": self.status, "error": self.error})
         assert self.payload is not None
-        head = _compact({"key": self.key, "status": self.status, "replayed": self.replayed})
+        head = idempotency.encode({"key": self.key, "status": self.status, "replayed": self.replayed})
         return head[:-1] + b',"body":' + self.payload + b"}"
 
 
 def encode_answers(answers: list[SyncAnswer]) -> bytes:
     """``{"results": [...]}`` of a sync batch, each answer's stored body spliced in as it is."""
     return b'{"results":[' + b",".join(a.encode() for a in answers) + b"]}"
-
-
-def _compact(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()

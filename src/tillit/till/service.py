@@ -901,26 +901,30 @@ class Till:
         return len(done)
 
     def _acknowledge_many(self, conn: Any, answered: list[tuple[OutboxEntry, dict[str, Any]]]) -> None:
-        """``_acknowledge`` for a batch's applied entries, one statement per kind of update. Batched entries
-        carry no payment code (provider payments go one at a time), so their bodies stay as they are."""
+        """``_acknowledge`` for a batch's applied entries. The common ones (no payment code to scrub, no
+        receipt URL to keep) in one statement per kind of update; any other through ``_acknowledge``."""
+        plain = [
+            (e, body)
+            for e, body in answered
+            if "payment_code" not in e.body
+            and not (e.op == "order" and isinstance(body.get("receipt_url"), str))
+        ]
         at = now_iso()
-        plain = {e.seq for e, _ in answered if "payment_code" not in e.body}
         conn.executemany(
             "UPDATE outbox SET state = 'done', done_at = ?, response = ? WHERE seq = ?",
+            [(at, json.dumps({"status": body.get("status")}), e.seq) for e, body in plain],
+        )
+        conn.executemany(
+            "UPDATE sales SET server_number = ? WHERE id = ?",
             [
-                (at, json.dumps({"status": body.get("status")}), e.seq)
-                for e, body in answered
-                if e.seq in plain
+                (body["number"], e.entity_id)
+                for e, body in plain
+                if e.op == "order" and body.get("number") is not None
             ],
         )
-        numbers = [
-            (body["number"], e.entity_id)
-            for e, body in answered
-            if e.op == "order" and body.get("number") is not None
-        ]
-        conn.executemany("UPDATE sales SET server_number = ? WHERE id = ?", numbers)
+        done = {e.seq for e, _ in plain}
         for e, body in answered:
-            if e.seq not in plain or (e.op == "order" and isinstance(body.get("receipt_url"), str)):
+            if e.seq not in done:
                 self._acknowledge(conn, e, body)
 
     def _send_single(self, entry: OutboxEntry) -> int:
