@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
@@ -251,6 +251,19 @@ WAITING = text(
 )
 
 
+def start_blocked(container: Container, second: Callable[[], None]) -> threading.Thread:
+    """Start ``second`` in a thread and return once it waits on a lock in this database (the caller's
+    transaction holds the merchant's row), or after 10 s; the caller joins it after its commit."""
+    thread = threading.Thread(target=second)
+    thread.start()
+    for _ in range(500):
+        with container.db.read() as probe:
+            if probe.execute(WAITING).scalar_one():
+                break
+        thread.join(0.02)
+    return thread
+
+
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_two_adds_at_once_one_endpoint(container: Container, tenant: Tenant) -> None:
     """The second of two concurrent adds waits for the first and is refused (never a primary-key 500)."""
@@ -266,14 +279,7 @@ def test_two_adds_at_once_one_endpoint(container: Container, tenant: Tenant) -> 
 
     with container.db.transaction() as first:
         endpoints.create_endpoint(first, container.deps, tenant.merchant_id, "https://a.example/1")
-        thread = threading.Thread(target=second)
-        thread.start()
-        for _ in range(500):  # wait until the second is blocked on the merchant's row (this database only)
-            with container.db.read() as probe:
-                waiting = probe.execute(WAITING).scalar_one()
-            if waiting:
-                break
-            thread.join(0.02)
+        thread = start_blocked(container, second)
     thread.join()
     assert outcome == ["webhook_endpoint_exists"]
     assert [r.url for r in _rows(container, tenant.merchant_id)] == ["https://a.example/1"]
@@ -300,14 +306,7 @@ def test_two_first_sets_at_once_one_endpoint(container: Container, tenant: Tenan
         endpoints.set_endpoint(
             first, container.deps, tenant.merchant_id, {"url": "https://b.example/1", "secret": secret}
         )
-        thread = threading.Thread(target=second)
-        thread.start()
-        for _ in range(500):  # wait until the second is blocked on the merchant's row (this database only)
-            with container.db.read() as probe:
-                waiting = probe.execute(WAITING).scalar_one()
-            if waiting:
-                break
-            thread.join(0.02)
+        thread = start_blocked(container, second)
     thread.join()
     assert outcome == ["set"]
     assert [r.url for r in _rows(container, tenant.merchant_id)] == ["https://b.example/2"]
